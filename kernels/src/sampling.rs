@@ -1,0 +1,381 @@
+//! The sampling chain: one row of logits → one token.
+//!
+//! Order (as in Hugging Face transformers and vLLM): penalties and logit bias on the
+//! raw logits, then temperature, then top-k, top-p and min-p on the tempered
+//! distribution, then one draw. Temperature 0 is greedy. Every intermediate ordering
+//! is the total order (logit descending, token id ascending), so the chosen token
+//! depends only on the logits, the parameters and the uniform draw — never on the
+//! algorithm used to find the candidates.
+
+use crate::philox;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SamplingError {
+    #[error("temperature must be >= 0 and finite, got {0}")]
+    Temperature(f32),
+    #[error("top_p must be in (0, 1], got {0}")]
+    TopP(f32),
+    #[error("min_p must be in [0, 1], got {0}")]
+    MinP(f32),
+    #[error("repetition_penalty must be > 0, got {0}")]
+    RepetitionPenalty(f32),
+    #[error("{name} must be finite, got {value}")]
+    NotFinite { name: &'static str, value: f32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// 0 means no top-k cut.
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// Multiplicative (CTRL-style) penalty on tokens already in the sequence; 1 = off.
+    pub repetition_penalty: f32,
+    /// Subtracted once from every token already present (OpenAI semantics).
+    pub presence_penalty: f32,
+    /// Subtracted per occurrence (OpenAI semantics).
+    pub frequency_penalty: f32,
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        Self::default()
+    }
+
+    /// Refuse values that make no sense before any model work starts.
+    pub fn validate(&self) -> Result<(), SamplingError> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(SamplingError::Temperature(self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(SamplingError::TopP(self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(SamplingError::MinP(self.min_p));
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return Err(SamplingError::RepetitionPenalty(self.repetition_penalty));
+        }
+        for (name, value) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !value.is_finite() {
+                return Err(SamplingError::NotFinite { name, value });
+            }
+        }
+        Ok(())
+    }
+
+    fn penalties_active(&self) -> bool {
+        self.repetition_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0
+    }
+}
+
+/// Sample one token from `logits` (modified in place by penalties and bias).
+///
+/// `history` is the sequence so far (prompt and generated tokens) for the penalties;
+/// `(seed, stream, step)` name the draw: stream is the request id, step the index of
+/// the token being generated.
+pub fn sample(
+    logits: &mut [f32],
+    params: &SamplingParams,
+    history: &[u32],
+    seed: u64,
+    stream: u64,
+    step: u64,
+) -> u32 {
+    assert!(!logits.is_empty(), "sampling needs at least one logit");
+    if params.penalties_active() && !history.is_empty() {
+        apply_penalties(logits, params, history);
+    }
+    for &(tok, bias) in &params.logit_bias {
+        if let Some(l) = logits.get_mut(tok as usize) {
+            *l += bias;
+        }
+    }
+    if params.temperature == 0.0 {
+        return argmax(logits);
+    }
+    let u = philox::uniform(seed, stream, step, 0);
+    sample_tempered(logits, params, u)
+}
+
+/// The highest logit; ties go to the lowest token id. NaN never wins.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_v = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_v {
+            best = i;
+            best_v = v;
+        }
+    }
+    best as u32
+}
+
+fn apply_penalties(logits: &mut [f32], p: &SamplingParams, history: &[u32]) {
+    let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for &t in history {
+        if (t as usize) < logits.len() {
+            *counts.entry(t).or_default() += 1;
+        }
+    }
+    for (&t, &c) in &counts {
+        let l = &mut logits[t as usize];
+        if p.repetition_penalty != 1.0 {
+            *l = if *l > 0.0 {
+                *l / p.repetition_penalty
+            } else {
+                *l * p.repetition_penalty
+            };
+        }
+        *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
+    }
+}
+
+/// Candidates considered before falling back to a full sort for top-p.
+const PARTIAL: usize = 2048;
+
+fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
+    let inv_t = 1.0 / p.temperature as f64;
+    // Candidates: (token, logit), ordered by logit desc, id asc.
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut cand: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_nan())
+        .map(|(i, &l)| (i as u32, l))
+        .collect();
+    if cand.is_empty() {
+        return 0;
+    }
+    let max_l = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max) as f64;
+    // Softmax normaliser over the whole vocabulary (fixed index order: reproducible).
+    let z: f64 = cand
+        .iter()
+        .map(|c| ((c.1 as f64 - max_l) * inv_t).exp())
+        .sum();
+    let keep = if p.top_k > 0 {
+        p.top_k.min(cand.len())
+    } else {
+        cand.len()
+    };
+    // Only the head of the order can survive top-k/top-p; select it before sorting.
+    let head = if keep < cand.len() {
+        keep
+    } else if p.top_p < 1.0 && cand.len() > PARTIAL {
+        PARTIAL
+    } else {
+        cand.len()
+    };
+    if head < cand.len() {
+        cand.select_nth_unstable_by(head - 1, order);
+        cand.truncate(head);
+    }
+    cand.sort_unstable_by(order);
+    let mut probs: Vec<f64> = cand
+        .iter()
+        .map(|c| ((c.1 as f64 - max_l) * inv_t).exp() / z)
+        .collect();
+    if head < keep.min(logits.len()) {
+        // The partial head did not reach the nucleus mass: redo with everything.
+        let mass: f64 = probs.iter().sum();
+        if mass < p.top_p as f64 {
+            let all = SamplingParams {
+                top_k: 0,
+                ..p.clone()
+            };
+            return sample_full(logits, &all, u, inv_t, max_l, z);
+        }
+    }
+    if keep < cand.len() {
+        cand.truncate(keep);
+        probs.truncate(keep);
+    }
+    finish(&cand, &mut probs, p, u)
+}
+
+fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, inv_t: f64, max_l: f64, z: f64) -> u32 {
+    let mut cand: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.is_nan())
+        .map(|(i, &l)| (i as u32, l))
+        .collect();
+    cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut probs: Vec<f64> = cand
+        .iter()
+        .map(|c| ((c.1 as f64 - max_l) * inv_t).exp() / z)
+        .collect();
+    finish(&cand, &mut probs, p, u)
+}
+
+/// Apply top-p and min-p to sorted candidates, renormalise, draw with `u`.
+fn finish(cand: &[(u32, f32)], probs: &mut Vec<f64>, p: &SamplingParams, u: f64) -> u32 {
+    let mut n = probs.len();
+    if p.top_p < 1.0 {
+        let mut cum = 0.0;
+        for (i, &q) in probs.iter().enumerate() {
+            cum += q;
+            if cum >= p.top_p as f64 {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    if p.min_p > 0.0 {
+        let floor = probs[0] * p.min_p as f64;
+        n = n.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+    }
+    probs.truncate(n);
+    let total: f64 = probs.iter().sum();
+    let target = u * total;
+    let mut cum = 0.0;
+    for (i, &q) in probs.iter().enumerate() {
+        cum += q;
+        if target < cum {
+            return cand[i].0;
+        }
+    }
+    cand[n - 1].0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_picks_max_lowest_id_on_ties() {
+        let mut l = vec![0.1, 3.0, 3.0, -1.0];
+        assert_eq!(sample(&mut l, &SamplingParams::greedy(), &[], 1, 1, 0), 1);
+    }
+
+    #[test]
+    fn validate_refuses_bad_values() {
+        let mut p = SamplingParams::default();
+        p.temperature = -0.5;
+        assert_eq!(p.validate(), Err(SamplingError::Temperature(-0.5)));
+        p = SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        };
+        assert!(p.validate().is_err());
+        p.top_p = 1.5;
+        assert!(p.validate().is_err());
+        p.top_p = 1.0;
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+        let best = argmax(&logits);
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            ..Default::default()
+        };
+        for step in 0..50 {
+            let mut l = logits.clone();
+            assert_eq!(sample(&mut l, &p, &[], 9, 3, step), best);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_the_nucleus_only() {
+        // probs ~ [0.64, 0.24, 0.09, 0.03] at T=1
+        let logits = vec![3.0f32, 2.0, 1.0, 0.0];
+        let p = SamplingParams {
+            temperature: 1.0,
+            top_p: 0.7,
+            ..Default::default()
+        };
+        let mut seen = [0usize; 4];
+        for step in 0..2000 {
+            let mut l = logits.clone();
+            seen[sample(&mut l, &p, &[], 5, 0, step) as usize] += 1;
+        }
+        assert!(seen[0] > 0 && seen[1] > 0);
+        assert_eq!(seen[2] + seen[3], 0, "{seen:?}");
+        // Renormalised: 0.64/(0.64+0.24) ~= 0.73 of draws are token 0.
+        let frac = seen[0] as f64 / 2000.0;
+        assert!((frac - 0.727).abs() < 0.04, "{frac}");
+    }
+
+    #[test]
+    fn partial_selection_equals_full_sort() {
+        // A flat distribution over a large vocabulary forces the fallback path.
+        let logits: Vec<f32> = (0..10_000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        let p = SamplingParams {
+            temperature: 0.8,
+            top_p: 0.95,
+            ..Default::default()
+        };
+        for step in 0..20 {
+            let u = philox::uniform(1, 2, step, 0);
+            let inv_t = 1.0 / 0.8f64;
+            let max_l = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let z: f64 = logits
+                .iter()
+                .map(|&l| ((l as f64 - max_l) * inv_t).exp())
+                .sum();
+            let full = sample_full(&logits, &p, u, inv_t, max_l, z);
+            assert_eq!(sample_tempered(&logits, &p, u), full);
+        }
+    }
+
+    #[test]
+    fn penalties_lower_seen_tokens() {
+        let mut l = vec![2.0f32, 2.0, -1.0];
+        let p = SamplingParams {
+            repetition_penalty: 2.0,
+            presence_penalty: 0.5,
+            frequency_penalty: 0.25,
+            ..Default::default()
+        };
+        apply_penalties(&mut l, &p, &[0, 0, 2]);
+        assert_eq!(l, vec![2.0 / 2.0 - 0.5 - 0.5, 2.0, -1.0 * 2.0 - 0.25 - 0.5]);
+    }
+
+    #[test]
+    fn same_draw_same_token() {
+        let logits: Vec<f32> = (0..500).map(|i| (i as f32 * 0.013).sin()).collect();
+        let p = SamplingParams {
+            temperature: 0.7,
+            top_p: 0.9,
+            min_p: 0.05,
+            ..Default::default()
+        };
+        let a: Vec<u32> = (0..30)
+            .map(|s| sample(&mut logits.clone(), &p, &[], 11, 4, s))
+            .collect();
+        let b: Vec<u32> = (0..30)
+            .map(|s| sample(&mut logits.clone(), &p, &[], 11, 4, s))
+            .collect();
+        assert_eq!(a, b);
+        assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1);
+    }
+}

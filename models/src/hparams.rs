@@ -1,0 +1,197 @@
+//! Architectures teacher runs and their hyper-parameters, read from GGUF metadata
+//! (never from tables keyed by model name), plus a check that every tensor the
+//! forward pass will touch has the shape the metadata implies.
+
+use crate::error::{Error, Result};
+use crate::gguf::{tensor_err, GgufFile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Llama 2/3, Mistral, TinyLlama, SmolLM2 and other llama-shaped models.
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+pub const SUPPORTED: &[&str] = &["llama", "qwen2", "gemma3"];
+
+impl Arch {
+    pub fn parse(gguf: &GgufFile) -> Result<Arch> {
+        let name = gguf.architecture()?;
+        match name {
+            "llama" => Ok(Arch::Llama),
+            "qwen2" => Ok(Arch::Qwen2),
+            "gemma3" => Ok(Arch::Gemma3),
+            other => Err(Error::UnsupportedArchitecture {
+                path: gguf.path().to_path_buf(),
+                arch: other.to_string(),
+                supported: SUPPORTED
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HParams {
+    pub arch: Arch,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
+    pub context_length: usize,
+    pub rope_freq_base: f32,
+    pub rms_norm_eps: f32,
+    pub vocab_size: usize,
+    /// Gemma 3: window of the local-attention layers.
+    pub sliding_window: Option<usize>,
+}
+
+impl HParams {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<HParams> {
+        let arch = Arch::parse(gguf)?;
+        let p = arch.as_str();
+        let key = |k: &str| format!("{p}.{k}");
+        let req = |k: &str| -> Result<usize> {
+            let v = gguf.require_uint(&key(k))?;
+            if v == 0 || v > (1 << 31) {
+                return Err(Error::Metadata {
+                    path: gguf.path().to_path_buf(),
+                    key: key(k),
+                    what: format!("is {v}, not a sensible size"),
+                });
+            }
+            Ok(v as usize)
+        };
+        let n_layer = req("block_count")?;
+        let n_embd = req("embedding_length")?;
+        let n_ff = req("feed_forward_length")?;
+        let n_head = req("attention.head_count")?;
+        let n_head_kv = match gguf.get_uint(&key("attention.head_count_kv"))? {
+            Some(v) if v > 0 => v as usize,
+            Some(_) | None => n_head,
+        };
+        if n_head % n_head_kv != 0 {
+            return Err(Error::Metadata {
+                path: gguf.path().to_path_buf(),
+                key: key("attention.head_count_kv"),
+                what: format!("is {n_head_kv}, which does not divide head_count {n_head}"),
+            });
+        }
+        let head_dim_k = match gguf.get_uint(&key("attention.key_length"))? {
+            Some(v) if v > 0 => v as usize,
+            _ => n_embd / n_head,
+        };
+        let head_dim_v = match gguf.get_uint(&key("attention.value_length"))? {
+            Some(v) if v > 0 => v as usize,
+            _ => head_dim_k,
+        };
+        let context_length = req("context_length")?;
+        let rope_freq_base = gguf.get_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0);
+        let rms_norm_eps = gguf
+            .get_f32(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5);
+        let embd = gguf.tensor("token_embd.weight").ok_or_else(|| {
+            tensor_err(gguf.path(), "token_embd.weight", "is missing from the file")
+        })?;
+        let vocab_size = match gguf.get_uint(&key("vocab_size"))? {
+            Some(v) => v as usize,
+            None => embd.shape[0],
+        };
+        let sliding_window = gguf
+            .get_uint(&key("attention.sliding_window"))?
+            .map(|v| v as usize);
+        let hp = HParams {
+            arch,
+            n_layer,
+            n_embd,
+            n_ff,
+            n_head,
+            n_head_kv,
+            head_dim_k,
+            head_dim_v,
+            context_length,
+            rope_freq_base,
+            rms_norm_eps,
+            vocab_size,
+            sliding_window,
+        };
+        hp.check_tensors(gguf)?;
+        Ok(hp)
+    }
+
+    /// Every tensor the forward pass reads must exist with the shape the metadata
+    /// implies (row-major: [out, in] for weight matrices).
+    fn check_tensors(&self, gguf: &GgufFile) -> Result<()> {
+        let e = self.n_embd;
+        let q = self.n_head * self.head_dim_k;
+        let k = self.n_head_kv * self.head_dim_k;
+        let v = self.n_head_kv * self.head_dim_v;
+        let o = self.n_head * self.head_dim_v;
+        let mut expect: Vec<(String, Vec<usize>)> = vec![
+            ("token_embd.weight".into(), vec![self.vocab_size, e]),
+            ("output_norm.weight".into(), vec![e]),
+        ];
+        if gguf.tensor("output.weight").is_some() {
+            expect.push(("output.weight".into(), vec![self.vocab_size, e]));
+        }
+        for i in 0..self.n_layer {
+            let b = |n: &str| format!("blk.{i}.{n}.weight");
+            expect.extend([
+                (b("attn_norm"), vec![e]),
+                (b("attn_q"), vec![q, e]),
+                (b("attn_k"), vec![k, e]),
+                (b("attn_v"), vec![v, e]),
+                (b("attn_output"), vec![e, o]),
+                (b("ffn_norm"), vec![e]),
+                (b("ffn_gate"), vec![self.n_ff, e]),
+                (b("ffn_up"), vec![self.n_ff, e]),
+                (b("ffn_down"), vec![e, self.n_ff]),
+            ]);
+            if self.arch == Arch::Gemma3 {
+                expect.extend([
+                    (b("attn_q_norm"), vec![self.head_dim_k]),
+                    (b("attn_k_norm"), vec![self.head_dim_k]),
+                    (b("post_attention_norm"), vec![e]),
+                    (b("post_ffw_norm"), vec![e]),
+                ]);
+            }
+        }
+        for (name, shape) in expect {
+            let t = gguf
+                .tensor(&name)
+                .ok_or_else(|| tensor_err(gguf.path(), &name, "is missing from the file"))?;
+            if t.shape != shape {
+                return Err(tensor_err(
+                    gguf.path(),
+                    &name,
+                    format!(
+                        "has shape {:?} but the metadata implies {:?}\nhint: the file's metadata and weights disagree; it was converted wrongly or damaged",
+                        t.shape, shape
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Total parameters, counted from the tensor directory.
+    pub fn parameter_count(gguf: &GgufFile) -> u64 {
+        gguf.tensors.iter().map(|t| t.elem_count() as u64).sum()
+    }
+}

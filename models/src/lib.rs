@@ -1,0 +1,19 @@
+//! teacher-models: GGUF files, the tokenizers and chat templates inside them, the model
+//! catalog and provisioning, and the forward pass.
+
+pub mod catalog;
+pub mod chat_template;
+pub mod error;
+pub mod fetch;
+pub mod gguf;
+pub mod hparams;
+pub mod model;
+pub mod tokenizer;
+
+pub use catalog::{Catalog, CatalogEntry};
+pub use chat_template::{ChatTemplate, Message};
+pub use error::{Error, Result};
+pub use gguf::GgufFile;
+pub use hparams::{Arch, HParams};
+pub use model::{LoadOptions, Model, ModelFile, ModelInfo, PromptStyle};
+pub use tokenizer::{TextTokenizer, TokenStream, TokenizerKind};

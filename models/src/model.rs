@@ -1,0 +1,241 @@
+//! A loaded model: GGUF header, hyper-parameters, tokenizer, chat template, weights.
+//!
+//! The forward pass here is candle-transformers' single-sequence quantized models,
+//! one KV cache per `Model`; it is the numerical reference that the batched engine
+//! is tested against, and the path `teacher complete` uses.
+
+use crate::chat_template::{ChatTemplate, Message};
+use crate::error::{Error, Result};
+use crate::gguf::{dtype_name, GgufFile};
+use crate::hparams::{Arch, HParams};
+use crate::tokenizer::TextTokenizer;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How prompts are given to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptStyle {
+    /// The model has a chat template: prompts are rendered conversations.
+    Chat,
+    /// A base model: prompts are plain text that the model continues.
+    Completion,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// A Hugging Face `tokenizer.json` that replaces the GGUF's tokenizer.
+    pub tokenizer: Option<PathBuf>,
+    /// A Jinja chat template file that replaces the GGUF's.
+    pub chat_template: Option<PathBuf>,
+}
+
+/// Everything about a GGUF that can be known without running it.
+pub struct ModelFile {
+    pub gguf: GgufFile,
+    pub hparams: HParams,
+    pub tokenizer: TextTokenizer,
+    pub chat_template: Option<ChatTemplate>,
+}
+
+impl ModelFile {
+    pub fn open(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let gguf = GgufFile::open(path)?;
+        let hparams = HParams::from_gguf(&gguf)?;
+        let tokenizer = match &opts.tokenizer {
+            Some(p) => TextTokenizer::from_file(p, Some(&gguf))?,
+            None => TextTokenizer::from_gguf(&gguf)?,
+        };
+        if tokenizer.vocab_size > hparams.vocab_size {
+            return Err(Error::Model {
+                path: path.to_path_buf(),
+                what: format!(
+                    "the tokenizer has {} tokens but the embedding only {} rows",
+                    tokenizer.vocab_size, hparams.vocab_size
+                ),
+            });
+        }
+        let chat_template = match &opts.chat_template {
+            Some(p) => {
+                let src = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                Some(ChatTemplate::new(&src, &format!("`{}`", p.display()))?)
+            }
+            None => match gguf.get_str("tokenizer.chat_template")? {
+                Some(src) => Some(ChatTemplate::new(
+                    src,
+                    &format!("the chat template in `{}`", path.display()),
+                )?),
+                None => None,
+            },
+        };
+        Ok(ModelFile {
+            gguf,
+            hparams,
+            tokenizer,
+            chat_template,
+        })
+    }
+
+    pub fn prompt_style(&self) -> PromptStyle {
+        if self.chat_template.is_some() {
+            PromptStyle::Chat
+        } else {
+            PromptStyle::Completion
+        }
+    }
+
+    /// Render `messages` with the chat template, ready for the assistant's turn.
+    pub fn render_chat(&self, messages: &[Message]) -> Result<String> {
+        let tmpl = self.chat_template.as_ref().ok_or_else(|| Error::Model {
+            path: self.gguf.path().to_path_buf(),
+            what: "has no chat template, so it cannot take messages\nhint: give a plain prompt (`--prompt`), or a template with `--chat-template FILE`".into(),
+        })?;
+        let text = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.token_text(i))
+                .unwrap_or("")
+                .to_string()
+        };
+        tmpl.render(
+            messages,
+            true,
+            &text(self.tokenizer.bos),
+            &text(self.tokenizer.eos),
+        )
+    }
+
+    /// Token ids for a prompt: chat text parses special tokens (the template wrote
+    /// them); BOS is added when the model asks for it and the text does not already
+    /// start with it.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text, true, true)?;
+        if ids.len() >= 2
+            && self.tokenizer.bos.is_some()
+            && ids[0] == ids[1]
+            && ids[0] == self.tokenizer.bos.unwrap()
+        {
+            ids.remove(0);
+        }
+        Ok(ids)
+    }
+
+    pub fn info(&self) -> ModelInfo {
+        let mut quant: BTreeMap<String, usize> = BTreeMap::new();
+        for t in &self.gguf.tensors {
+            *quant.entry(dtype_name(t.dtype).to_string()).or_default() += 1;
+        }
+        ModelInfo {
+            path: self.gguf.path().to_path_buf(),
+            name: self
+                .gguf
+                .get_str("general.name")
+                .ok()
+                .flatten()
+                .map(str::to_string),
+            architecture: self.hparams.arch.as_str().to_string(),
+            parameters: HParams::parameter_count(&self.gguf),
+            file_bytes: self.gguf.file_size(),
+            tensor_types: quant,
+            context_length: self.hparams.context_length,
+            n_layer: self.hparams.n_layer,
+            n_embd: self.hparams.n_embd,
+            n_head: self.hparams.n_head,
+            n_head_kv: self.hparams.n_head_kv,
+            tokenizer: self.tokenizer.kind.to_string(),
+            vocab_size: self.tokenizer.vocab_size,
+            chat_template: self.chat_template.is_some(),
+            prompt_style: self.prompt_style(),
+            license: self
+                .gguf
+                .get_str("general.license")
+                .ok()
+                .flatten()
+                .map(str::to_string),
+            sha256: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub name: Option<String>,
+    pub architecture: String,
+    pub parameters: u64,
+    pub file_bytes: u64,
+    pub tensor_types: BTreeMap<String, usize>,
+    pub context_length: usize,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub tokenizer: String,
+    pub vocab_size: usize,
+    pub chat_template: bool,
+    pub prompt_style: PromptStyle,
+    pub license: Option<String>,
+    pub sha256: Option<String>,
+}
+
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+/// A model with weights on a device and one sequence's KV cache.
+pub struct Model {
+    pub file: ModelFile,
+    weights: Weights,
+    device: Device,
+}
+
+impl Model {
+    pub fn load(file: ModelFile, device: &Device) -> Result<Self> {
+        let content = file.gguf.to_candle_content();
+        let mut reader = file.gguf.reader();
+        let path = file.gguf.path().to_path_buf();
+        let wrap = |e: candle_core::Error| Error::Model {
+            path: path.clone(),
+            what: format!("loading weights failed: {e}"),
+        };
+        let weights = match file.hparams.arch {
+            Arch::Llama => Weights::Llama(
+                quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)
+                    .map_err(wrap)?,
+            ),
+            Arch::Qwen2 => Weights::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)
+                    .map_err(wrap)?,
+            ),
+            Arch::Gemma3 => Weights::Gemma3(
+                quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)
+                    .map_err(wrap)?,
+            ),
+        };
+        Ok(Model {
+            file,
+            weights,
+            device: device.clone(),
+        })
+    }
+
+    /// Feed `tokens` at positions `pos..pos+len` and return the logits of the last one.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<f32>> {
+        let x = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let logits = match &mut self.weights {
+            Weights::Llama(m) => m.forward(&x, pos)?,
+            Weights::Qwen2(m) => m.forward(&x, pos)?,
+            Weights::Gemma3(m) => m.forward(&x, pos)?,
+        };
+        // The models return (batch, vocab) for the last position.
+        let logits = logits.squeeze(0)?.to_dtype(candle_core::DType::F32)?;
+        let logits = if logits.rank() == 2 {
+            logits.get(logits.dim(0)? - 1)?
+        } else {
+            logits
+        };
+        Ok(logits.to_vec1::<f32>()?)
+    }
+}

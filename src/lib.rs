@@ -1,0 +1,8 @@
+//! teacher: a local quantized LLM as the teacher that writes instruction-tuning data.
+//!
+//! The binary (`main.rs`) is a thin clap layer over this library.
+
+pub mod error;
+pub mod generate;
+
+pub use error::{Error, Result};

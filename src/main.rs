@@ -1,0 +1,397 @@
+//! The `teacher` command line: parse, check, call the library, map errors to exit codes.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use teacher::generate::{generate, GenerateOptions};
+use teacher_kernels::SamplingParams;
+use teacher_models::catalog::Catalog;
+use teacher_models::fetch;
+use teacher_models::{LoadOptions, Message, Model, ModelFile};
+
+#[derive(Parser)]
+#[command(
+    name = "teacher",
+    version,
+    about = "Run a quantized LLM on your own machine as the teacher that writes instruction-tuning data"
+)]
+struct Cli {
+    /// Never touch the network; models must already be local.
+    #[arg(long, global = true, env = "TEACHER_OFFLINE", value_parser = clap::builder::FalseyValueParser::new())]
+    offline: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the token ids the model's tokenizer gives for TEXT (as a JSON array).
+    Tokenize(TokenizeArgs),
+    /// Continue a prompt (or answer messages) with the model, streaming to stdout.
+    Complete(CompleteArgs),
+    /// List, fetch and inspect models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// A catalog name (`teacher models list`), a path to a `.gguf` file, or
+    /// `hf:OWNER/REPO/FILE.gguf`.
+    #[arg(
+        long,
+        short,
+        env = "TEACHER_MODEL",
+        default_value = "smollm2-135m-instruct"
+    )]
+    model: String,
+    /// A Hugging Face `tokenizer.json` to use instead of the GGUF's tokenizer.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// A Jinja chat template file to use instead of the GGUF's.
+    #[arg(long)]
+    chat_template: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn open(&self, offline: bool) -> anyhow::Result<ModelFile> {
+        let resolved = fetch::resolve(&self.model, offline)?;
+        let opts = LoadOptions {
+            tokenizer: self.tokenizer.clone(),
+            chat_template: self.chat_template.clone(),
+        };
+        Ok(ModelFile::open(&resolved.path, &opts)?)
+    }
+}
+
+#[derive(Args)]
+struct TokenizeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print only the number of tokens.
+    #[arg(long)]
+    count: bool,
+    /// Treat special-token text such as `<|im_start|>` as plain text.
+    #[arg(long)]
+    no_special: bool,
+    /// Do not add the BOS token even when the model asks for it.
+    #[arg(long)]
+    no_bos: bool,
+    /// The text to tokenize.
+    text: String,
+}
+
+#[derive(Args)]
+struct CompleteArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Plain text for the model to continue.
+    #[arg(
+        long,
+        conflicts_with = "messages",
+        required_unless_present = "messages"
+    )]
+    prompt: Option<String>,
+    /// With --prompt: send it as one user message through the chat template.
+    #[arg(long, requires = "prompt")]
+    chat: bool,
+    /// A JSON array of `{"role", "content"}` messages (chat models).
+    #[arg(long)]
+    messages: Option<String>,
+    /// A system message put before the others (chat only).
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    /// The run seed: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn params(&self) -> anyhow::Result<SamplingParams> {
+        let p = SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias: vec![],
+        };
+        p.validate().map_err(teacher::Error::from)?;
+        Ok(p)
+    }
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// The catalog, and which models are already downloaded.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download catalog models into the cache (verified by sha256).
+    Pull {
+        /// Catalog names; none with --all.
+        names: Vec<String>,
+        /// Every model in the catalog.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Facts about a model: architecture, size, quantization, tokenizer, template.
+    Info {
+        /// A catalog name, a `.gguf` path or `hf:OWNER/REPO/FILE`.
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let offline = cli.offline || fetch::offline_from_env();
+    match cli.command {
+        Command::Tokenize(a) => tokenize(a, offline),
+        Command::Complete(a) => complete(a, offline),
+        Command::Models(m) => models(m, offline),
+    }
+}
+
+fn tokenize(a: TokenizeArgs, offline: bool) -> anyhow::Result<()> {
+    let file = a.model.open(offline)?;
+    let ids = file.tokenizer.encode(&a.text, !a.no_special, !a.no_bos)?;
+    let mut out = std::io::stdout().lock();
+    if a.count {
+        writeln!(out, "{}", ids.len())?;
+    } else {
+        writeln!(out, "{}", serde_json::to_string(&ids)?)?;
+    }
+    Ok(())
+}
+
+fn complete(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
+    // Check everything the user typed before the model is loaded.
+    let sampling = a.sampling.params()?;
+    let messages: Option<Vec<Message>> = match (&a.messages, &a.prompt, a.chat) {
+        (Some(json), _, _) => {
+            let m: Vec<Message> = serde_json::from_str(json).context(
+                "--messages must be a JSON array of {\"role\": ..., \"content\": ...} objects",
+            )?;
+            if m.is_empty() {
+                bail!("--messages is an empty list");
+            }
+            Some(m)
+        }
+        (None, Some(p), true) => Some(vec![Message::new("user", p.clone())]),
+        _ => None,
+    };
+    let messages = messages.map(|mut m| {
+        if let Some(s) = &a.system {
+            m.insert(0, Message::new("system", s.clone()));
+        }
+        m
+    });
+    let file = a.model.open(offline)?;
+    let text = match &messages {
+        Some(m) => file.render_chat(m)?,
+        None => a.prompt.clone().unwrap_or_default(),
+    };
+    let ids = file.encode_prompt(&text)?;
+    let mut model = Model::load(file, &candle_core::Device::Cpu)?;
+    let opts = GenerateOptions {
+        sampling,
+        seed: a.sampling.seed,
+        stream: 0,
+        max_tokens: a.sampling.max_tokens,
+    };
+    let mut out = std::io::stdout().lock();
+    let done = generate(&mut model, &ids, &opts, |piece| {
+        out.write_all(piece.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(teacher::Error::Output)
+    })?;
+    writeln!(out)?;
+    eprintln!(
+        "teacher: {} prompt tokens, {} generated, finish: {:?}",
+        done.prompt_tokens,
+        done.tokens.len(),
+        done.finish
+    );
+    Ok(())
+}
+
+fn models(cmd: ModelsCommand, offline: bool) -> anyhow::Result<()> {
+    let catalog = Catalog::builtin();
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ModelsCommand::List { json } => {
+            let rows: Vec<serde_json::Value> = catalog
+                .entries
+                .iter()
+                .map(|e| {
+                    let path = fetch::cached_path(e);
+                    serde_json::json!({
+                        "name": e.name,
+                        "default": e.default,
+                        "kind": e.kind,
+                        "architecture": e.architecture,
+                        "bytes": e.bytes,
+                        "license": e.license,
+                        "description": e.description,
+                        "downloaded": path.exists(),
+                        "path": path,
+                    })
+                })
+                .collect();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<24} {:<9} {:<8} {:>8}  {:<10} description",
+                    "name", "kind", "arch", "size", "local"
+                )?;
+                for (e, r) in catalog.entries.iter().zip(&rows) {
+                    let name = if e.default {
+                        format!("{} *", e.name)
+                    } else {
+                        e.name.clone()
+                    };
+                    writeln!(
+                        out,
+                        "{:<24} {:<9} {:<8} {:>6} MB  {:<10} {}",
+                        name,
+                        e.kind,
+                        e.architecture,
+                        e.bytes / 1_000_000,
+                        if r["downloaded"] == true { "yes" } else { "no" },
+                        e.description
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "(* the default; cache: {})",
+                    fetch::models_dir().display()
+                )?;
+            }
+        }
+        ModelsCommand::Pull { names, all } => {
+            let names: Vec<String> = if all {
+                catalog.entries.iter().map(|e| e.name.clone()).collect()
+            } else if names.is_empty() {
+                bail!("name the models to pull, or pass --all (see `teacher models list`)");
+            } else {
+                names
+            };
+            for n in names {
+                let e = catalog.lookup(&n)?;
+                let path = fetch::pull(e, offline, true)?;
+                writeln!(out, "{}\t{}", e.name, path.display())?;
+            }
+        }
+        ModelsCommand::Info { model, json } => {
+            let resolved = fetch::resolve(&model, offline)?;
+            let file = ModelFile::open(&resolved.path, &LoadOptions::default())?;
+            let mut info = file.info();
+            info.sha256 = Some(fetch::sha256_file(&resolved.path)?);
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&info)?)?;
+            } else {
+                let types: Vec<String> = info
+                    .tensor_types
+                    .iter()
+                    .map(|(k, v)| format!("{k} ×{v}"))
+                    .collect();
+                let lines = [
+                    ("path", info.path.display().to_string()),
+                    ("name", info.name.clone().unwrap_or_default()),
+                    ("architecture", info.architecture.clone()),
+                    (
+                        "parameters",
+                        format!(
+                            "{} ({:.1} M)",
+                            info.parameters,
+                            info.parameters as f64 / 1e6
+                        ),
+                    ),
+                    ("file size", format!("{} bytes", info.file_bytes)),
+                    ("tensor types", types.join(", ")),
+                    ("context length", info.context_length.to_string()),
+                    ("layers", info.n_layer.to_string()),
+                    ("embedding", info.n_embd.to_string()),
+                    (
+                        "heads (kv)",
+                        format!("{} ({})", info.n_head, info.n_head_kv),
+                    ),
+                    ("tokenizer", info.tokenizer.clone()),
+                    ("vocab size", info.vocab_size.to_string()),
+                    (
+                        "chat template",
+                        if info.chat_template {
+                            "yes".into()
+                        } else {
+                            "no (plain completion prompts)".into()
+                        },
+                    ),
+                    ("license", info.license.clone().unwrap_or_default()),
+                    ("sha256", info.sha256.clone().unwrap_or_default()),
+                ];
+                for (k, v) in lines {
+                    writeln!(out, "{:<15} {v}", format!("{k}:"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

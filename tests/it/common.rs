@@ -1,0 +1,40 @@
+//! Shared helpers: real models fetched through the product's own catalog path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const SMOLLM2: &str = "smollm2-135m-instruct";
+pub const GEMMA3: &str = "gemma3-270m";
+
+static PULL: Mutex<()> = Mutex::new(());
+
+/// The GGUF of a catalog model, downloaded (and sha256-checked) on first use.
+pub fn model_path(name: &str) -> PathBuf {
+    let _guard = PULL.lock().unwrap_or_else(|e| e.into_inner());
+    teacher_models::fetch::resolve(name, false)
+        .unwrap_or_else(|e| panic!("cannot provision test model `{name}`: {e}"))
+        .path
+}
+
+/// `../shared` beside the checkout, where the reference data lives.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+pub fn teacher_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_teacher"))
+}
+
+/// Run the teacher binary; returns (status success, stdout, stderr).
+pub fn run_teacher(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(teacher_bin())
+        .args(args)
+        .env_remove("TEACHER_MODEL")
+        .output()
+        .expect("the teacher binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

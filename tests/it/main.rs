@@ -1,0 +1,7 @@
+//! End-to-end tests of teacher on the real models (one test binary, as linking candle
+//! once per file costs minutes on a 2-core machine).
+
+mod cli;
+mod common;
+mod gguf_errors;
+mod tokenizer_parity;

@@ -2,7 +2,10 @@
 //!
 //! The binary (`main.rs`) is a thin clap layer over this library.
 
+pub mod dedup;
 pub mod error;
+pub mod filter;
 pub mod generate;
+pub mod progress;
 
 pub use error::{Error, Result};

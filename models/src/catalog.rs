@@ -138,7 +138,10 @@ mod tests {
         let c = Catalog::builtin();
         let e = c.lookup("gemma-270m").unwrap_err().to_string();
         assert!(e.contains("did you mean `gemma3-270m`"), "{e}");
-        let e = c.lookup("completely-different-thing").unwrap_err().to_string();
+        let e = c
+            .lookup("completely-different-thing")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("did you mean"), "{e}");
     }
 }

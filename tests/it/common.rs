@@ -38,3 +38,46 @@ pub fn run_teacher(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `python3` able to import `module`; when the system Python cannot, the PyPI package
+/// `requirement` is installed once into `target/pydeps` and put on PYTHONPATH.
+pub fn python_with(module: &str, requirement: &str) -> std::process::Command {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let deps = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pydeps");
+    let importable = |pythonpath: Option<&Path>| {
+        let mut c = std::process::Command::new("python3");
+        if let Some(p) = pythonpath {
+            c.env("PYTHONPATH", p);
+        }
+        c.args(["-c", &format!("import {module}")])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut cmd = std::process::Command::new("python3");
+    if importable(None) {
+        return cmd;
+    }
+    if !importable(Some(&deps)) {
+        let ok = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&deps)
+            .arg(requirement)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "could not install {requirement} for the differential test"
+        );
+    }
+    cmd.env("PYTHONPATH", &deps);
+    cmd
+}

@@ -3,5 +3,7 @@
 
 mod cli;
 mod common;
+mod dedup_cli;
 mod gguf_errors;
+mod rouge_parity;
 mod tokenizer_parity;

@@ -1,7 +1,14 @@
-//! teacher-kernels: the hot loops of teacher. For now the sampling chain (logits →
-//! token) and the counter-based generator behind it.
+//! teacher-kernels: the hot loops of teacher — quantized matmul for the GGUF weight
+//! types, the per-row transformer operations, and the sampling chain with its
+//! counter-based randomness. Each kernel has a scalar reference, and every result is
+//! computed in one fixed order, independent of batch size, thread count and SIMD level.
 
+pub mod matmul;
+pub mod ops;
 pub mod philox;
+pub mod quant;
 pub mod sampling;
 
+pub use matmul::{matmul, Isa, QMatrix};
+pub use quant::QType;
 pub use sampling::{sample, SamplingError, SamplingParams};

@@ -304,6 +304,11 @@ impl GgufFile {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
 
+    /// The whole tensor data section (tensor offsets are relative to its start).
+    pub fn data_bytes(&self) -> &[u8] {
+        &self.mmap[self.data_offset as usize..]
+    }
+
     /// The raw bytes of a tensor, straight from the map (ranges were checked at open).
     pub fn tensor_bytes(&self, t: &TensorEntry) -> &[u8] {
         let start = (self.data_offset + t.offset) as usize;
@@ -412,6 +417,27 @@ pub fn dtype_from_u32(u: u32) -> Option<GgmlDType> {
         30 => GgmlDType::BF16,
         _ => return None,
     })
+}
+
+/// The ggml type id of a dtype (inverse of [`dtype_from_u32`]).
+pub fn dtype_to_u32(d: GgmlDType) -> u32 {
+    match d {
+        GgmlDType::F32 => 0,
+        GgmlDType::F16 => 1,
+        GgmlDType::Q4_0 => 2,
+        GgmlDType::Q4_1 => 3,
+        GgmlDType::Q5_0 => 6,
+        GgmlDType::Q5_1 => 7,
+        GgmlDType::Q8_0 => 8,
+        GgmlDType::Q8_1 => 9,
+        GgmlDType::Q2K => 10,
+        GgmlDType::Q3K => 11,
+        GgmlDType::Q4K => 12,
+        GgmlDType::Q5K => 13,
+        GgmlDType::Q6K => 14,
+        GgmlDType::Q8K => 15,
+        GgmlDType::BF16 => 30,
+    }
 }
 
 /// llama.cpp's names for the types, as users know them.

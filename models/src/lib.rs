@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod chat_template;
 pub mod error;
 pub mod fetch;
+pub mod forward;
 pub mod gguf;
 pub mod hparams;
 pub mod model;

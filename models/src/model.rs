@@ -34,7 +34,7 @@ pub struct LoadOptions {
 
 /// Everything about a GGUF that can be known without running it.
 pub struct ModelFile {
-    pub gguf: GgufFile,
+    pub gguf: std::sync::Arc<GgufFile>,
     pub hparams: HParams,
     pub tokenizer: TextTokenizer,
     pub chat_template: Option<ChatTemplate>,
@@ -42,7 +42,7 @@ pub struct ModelFile {
 
 impl ModelFile {
     pub fn open(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        let gguf = GgufFile::open(path)?;
+        let gguf = std::sync::Arc::new(GgufFile::open(path)?);
         let hparams = HParams::from_gguf(&gguf)?;
         let tokenizer = match &opts.tokenizer {
             Some(p) => TextTokenizer::from_file(p, Some(&gguf))?,

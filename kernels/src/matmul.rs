@@ -1,0 +1,410 @@
+//! Quantized matrix multiplication y = x·Wᵀ for B activation rows.
+//!
+//! # The one summation order
+//! For output (r, c), over the row's 32-element sub-blocks j in order:
+//! - eight i32 lane sums p_l = Σ_{i=4l}^{4l+3} w_i·a_i (exact integers);
+//! - lanes_l = fma(d_j·da_j, p_l, lanes_l) (Q6_K: d0 for lanes 0–3, d1 for 4–7);
+//! - macc = fma(m_j·da_j, Σa, macc) when the type has a minimum/offset;
+//! - y = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + macc.
+//!
+//! The scalar reference, the AVX2 kernel and any later kernel compute exactly this, so
+//! y is bit-identical whatever the SIMD level, the number of rows B (each weight block
+//! is decoded once and applied to all rows, but rows never mix) and the thread count
+//! (threads split the output columns; one column is computed by one thread).
+
+use crate::quant::{decode_block, dequantize_row, sub_blocks, Q8Row, QType, SubBlock};
+use rayon::prelude::*;
+
+/// A weight matrix in a GGUF block format, `rows` outputs × `cols` inputs, row-major.
+#[derive(Debug, Clone, Copy)]
+pub struct QMatrix<'a> {
+    pub t: QType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> QMatrix<'a> {
+    pub fn new(t: QType, rows: usize, cols: usize, data: &'a [u8]) -> Option<Self> {
+        if cols % t.block_elems() != 0 || data.len() != rows * t.row_bytes(cols) {
+            return None;
+        }
+        Some(QMatrix { t, rows, cols, data })
+    }
+
+    pub fn row(&self, i: usize) -> &'a [u8] {
+        let rb = self.t.row_bytes(self.cols);
+        &self.data[i * rb..(i + 1) * rb]
+    }
+
+    /// Row `i` as f32 (embedding lookup).
+    pub fn dequantize_row(&self, i: usize, out: &mut [f32]) {
+        dequantize_row(self.t, self.row(i), self.cols, out);
+    }
+}
+
+/// Which implementation runs; recorded in run manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+}
+
+pub fn detected_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("TEACHER_FORCE_SCALAR").is_none()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
+}
+
+/// Columns per parallel task: small enough to balance 2–16 threads on 576-wide
+/// matrices, large enough to amortise task overhead.
+const COLS_PER_TASK: usize = 32;
+
+/// Raw pointer to the output, shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: every task writes only the columns of its own range, so no two threads
+// touch the same element; the borrow of `y` outlives the parallel region.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// SAFETY (caller): `i` is in bounds and written by this thread only.
+    #[inline]
+    unsafe fn write(self, i: usize, v: f32) {
+        *self.0.add(i) = v;
+    }
+}
+
+/// y[r·n + c] = Σ_k x[r·k + k] · W[c][k] for r < m, c < n = w.rows.
+pub fn matmul(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32]) {
+    matmul_with(w, x, m, y, detected_isa());
+}
+
+pub fn matmul_with(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
+    let (n, k) = (w.rows, w.cols);
+    assert_eq!(x.len(), m * k, "activation shape");
+    assert_eq!(y.len(), m * n, "output shape");
+    if m == 0 {
+        return;
+    }
+    let out = OutPtr(y.as_mut_ptr());
+    if !w.t.is_quantized() {
+        let tasks = n.div_ceil(COLS_PER_TASK);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let mut wrow = vec![0f32; k];
+            for c in t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n) {
+                w.dequantize_row(c, &mut wrow);
+                for r in 0..m {
+                    let xr = &x[r * k..(r + 1) * k];
+                    let v = dot_f32(xr, &wrow);
+                    // SAFETY: column c belongs to this task only; r·n + c < m·n.
+                    unsafe { out.write(r * n + c, v) };
+                }
+            }
+        });
+        return;
+    }
+    let acts: Vec<Q8Row> = (0..m)
+        .map(|r| {
+            let mut q = Q8Row::default();
+            Q8Row::quantize(&x[r * k..(r + 1) * k], &mut q);
+            q
+        })
+        .collect();
+    let tasks = n.div_ceil(COLS_PER_TASK);
+    (0..tasks).into_par_iter().for_each(|t| {
+        let cols = t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n);
+        let mut lanes = vec![[0f32; 8]; m];
+        let mut macc = vec![0f32; m];
+        for c in cols {
+            lanes.iter_mut().for_each(|l| *l = [0.0; 8]);
+            macc.iter_mut().for_each(|v| *v = 0.0);
+            match isa {
+                Isa::Scalar => column_scalar(w, c, &acts, &mut lanes, &mut macc),
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: Avx2 is only chosen after detecting avx2 and fma.
+                Isa::Avx2 => unsafe { avx2::column(w, c, &acts, &mut lanes, &mut macc) },
+                #[cfg(not(target_arch = "x86_64"))]
+                Isa::Avx2 => column_scalar(w, c, &acts, &mut lanes, &mut macc),
+            }
+            for r in 0..m {
+                let v = reduce(&lanes[r]) + macc[r];
+                // SAFETY: column c belongs to this task only; r·n + c < m·n.
+                unsafe { out.write(r * n + c, v) };
+            }
+        }
+    });
+}
+
+#[inline]
+fn reduce(l: &[f32; 8]) -> f32 {
+    let t = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    (t[0] + t[2]) + (t[1] + t[3])
+}
+
+/// Sequential f32 dot (float weights are rare here: norms are not matmuls).
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        acc = x.mul_add(*y, acc);
+    }
+    acc
+}
+
+/// The scalar reference for one output column over all rows.
+fn column_scalar(w: &QMatrix, c: usize, acts: &[Q8Row], lanes: &mut [[f32; 8]], macc: &mut [f32]) {
+    let t = w.t;
+    let nsb = sub_blocks(t);
+    let mut sbs = [SubBlock::default(); 8];
+    for (b, block) in w.row(c).chunks_exact(t.block_bytes()).enumerate() {
+        decode_block(t, block, &mut sbs[..nsb]);
+        for (s, sb) in sbs[..nsb].iter().enumerate() {
+            let j = b * nsb + s;
+            for (r, a) in acts.iter().enumerate() {
+                let qa = &a.qs[j * 32..j * 32 + 32];
+                let da = a.d[j];
+                for l in 0..8 {
+                    let mut p = 0i32;
+                    for i in 4 * l..4 * l + 4 {
+                        p += sb.w[i] as i32 * qa[i] as i32;
+                    }
+                    let scale = sb.d[l / 4] * da;
+                    lanes[r][l] = scale.mul_add(p as f32, lanes[r][l]);
+                }
+                if sb.m != 0.0 {
+                    macc[r] = (sb.m * da).mul_add(a.sum[j] as f32, macc[r]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Decode one 32-element sub-block's integers into a register (fast paths for the
+    /// common 32-element types, the scalar decoder otherwise).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_q4(qs: *const u8, offset: i8) -> __m256i {
+        let raw = _mm_loadu_si128(qs as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(raw, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+        let v = _mm256_set_m128i(hi, lo);
+        _mm256_sub_epi8(v, _mm256_set1_epi8(offset))
+    }
+
+    /// Eight i32 lane sums of w·a (4 products each), exact.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn lane_dot(w: __m256i, a: *const i8) -> __m256 {
+        let a = _mm256_loadu_si256(a as *const __m256i);
+        let aw = _mm256_sign_epi8(w, w);
+        let sa = _mm256_sign_epi8(a, w);
+        let p16 = _mm256_maddubs_epi16(aw, sa);
+        let p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+        _mm256_cvtepi32_ps(p32)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn column(
+        w: &QMatrix,
+        c: usize,
+        acts: &[Q8Row],
+        lanes: &mut [[f32; 8]],
+        macc: &mut [f32],
+    ) {
+        let t = w.t;
+        let nsb = sub_blocks(t);
+        let row = w.row(c);
+        let bb = t.block_bytes();
+        let m = acts.len();
+        let mut acc: Vec<__m256> = vec![_mm256_setzero_ps(); m];
+        let mut sbs = [SubBlock::default(); 8];
+        for (b, block) in row.chunks_exact(bb).enumerate() {
+            // Fast decode for the 32-element types; the K-quants go through the
+            // scalar decoder (same integers, same factors).
+            let fast: Option<(__m256i, f32, f32)> = match t {
+                QType::Q4_0 => Some((load_q4(block.as_ptr().add(2), 8), super::super::quant::f16_at(block, 0), 0.0)),
+                QType::Q4_1 => Some((
+                    load_q4(block.as_ptr().add(4), 0),
+                    super::super::quant::f16_at(block, 0),
+                    super::super::quant::f16_at(block, 2),
+                )),
+                QType::Q8_0 => Some((
+                    _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i),
+                    super::super::quant::f16_at(block, 0),
+                    0.0,
+                )),
+                _ => None,
+            };
+            if let Some((wv, d, mn)) = fast {
+                let j = b;
+                for r in 0..m {
+                    let a = &acts[r];
+                    let da = *a.d.get_unchecked(j);
+                    let p = lane_dot(wv, a.qs.as_ptr().add(j * 32));
+                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), p, acc[r]);
+                    if mn != 0.0 {
+                        macc[r] = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, macc[r]);
+                    }
+                }
+                continue;
+            }
+            decode_block(t, block, &mut sbs[..nsb]);
+            for (s, sb) in sbs[..nsb].iter().enumerate() {
+                let j = b * nsb + s;
+                let wv = _mm256_loadu_si256(sb.w.as_ptr() as *const __m256i);
+                for r in 0..m {
+                    let a = &acts[r];
+                    let da = *a.d.get_unchecked(j);
+                    let p = lane_dot(wv, a.qs.as_ptr().add(j * 32));
+                    let s0 = _mm_set1_ps(sb.d[0] * da);
+                    let s1 = _mm_set1_ps(sb.d[1] * da);
+                    let scale = _mm256_set_m128(s1, s0);
+                    acc[r] = _mm256_fmadd_ps(scale, p, acc[r]);
+                    if sb.m != 0.0 {
+                        macc[r] = (sb.m * da).mul_add(*a.sum.get_unchecked(j) as f32, macc[r]);
+                    }
+                }
+            }
+        }
+        for r in 0..m {
+            _mm256_storeu_ps(lanes[r].as_mut_ptr(), acc[r]);
+        }
+    }
+}
+
+/// Random weight data for tests and benchmarks (here so other crates' tests can use it).
+#[doc(hidden)]
+pub mod tests_support {
+    use crate::quant::QType;
+
+/// Random weight blocks of a type, built byte by byte with valid f16 scales.
+pub fn random_matrix(t: QType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let nblocks = rows * cols / t.block_elems();
+    let mut data = vec![0u8; nblocks * t.block_bytes()];
+    for b in data.chunks_exact_mut(t.block_bytes()) {
+        for byte in b.iter_mut() {
+            *byte = next() as u8;
+        }
+        let f16b = |v: f32| half::f16::from_f32(v).to_le_bytes();
+        let small = |x: u64| (x % 1000) as f32 / 40000.0 + 0.001;
+        match t {
+            QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => b[0..2].copy_from_slice(&f16b(small(next()))),
+            QType::Q4_1 | QType::Q5_1 => {
+                b[0..2].copy_from_slice(&f16b(small(next())));
+                b[2..4].copy_from_slice(&f16b(-small(next())));
+            }
+            QType::Q4K | QType::Q5K => {
+                b[0..2].copy_from_slice(&f16b(small(next())));
+                b[2..4].copy_from_slice(&f16b(small(next())));
+            }
+            QType::Q6K => b[208..210].copy_from_slice(&f16b(small(next()))),
+            QType::F16 => b.copy_from_slice(&f16b((next() % 200) as f32 / 100.0 - 1.0)),
+            QType::F32 => b.copy_from_slice(&((next() % 200) as f32 / 100.0 - 1.0).to_le_bytes()),
+            QType::BF16 => b.copy_from_slice(&half::bf16::from_f32((next() % 200) as f32 / 100.0 - 1.0).to_le_bytes()),
+        }
+    }
+    data
+}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::random_matrix;
+    use super::*;
+
+    fn random_acts(m: usize, k: usize, seed: u64) -> Vec<f32> {
+        (0..m * k)
+            .map(|i| (((i as u64 * 2654435761 + seed) % 1000) as f32 / 500.0 - 1.0) * 1.5)
+            .collect()
+    }
+
+    const TYPES: [QType; 11] = [
+        QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0,
+        QType::Q4K, QType::Q5K, QType::Q6K, QType::F32, QType::F16, QType::BF16,
+    ];
+
+    #[test]
+    fn every_type_matches_dequantized_f64_matmul() {
+        for t in TYPES {
+            let (n, k, m) = (37, 512, 5);
+            let data = random_matrix(t, n, k, 7);
+            let w = QMatrix::new(t, n, k, &data).unwrap();
+            let x = random_acts(m, k, 3);
+            let mut y = vec![0f32; m * n];
+            matmul(&w, &x, m, &mut y);
+            let mut wr = vec![0f32; k];
+            for c in 0..n {
+                w.dequantize_row(c, &mut wr);
+                for r in 0..m {
+                    let exact: f64 = (0..k).map(|i| x[r * k + i] as f64 * wr[i] as f64).sum();
+                    let scale: f64 = (0..k).map(|i| (x[r * k + i] as f64 * wr[i] as f64).abs()).sum();
+                    let err = (y[r * n + c] as f64 - exact).abs();
+                    // Activation quantization to 8 bits bounds the relative error.
+                    assert!(err <= 0.01 * scale + 1e-6, "{t:?} r{r} c{c}: {} vs {exact} (scale {scale})", y[r * n + c]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_equals_scalar_bit_for_bit() {
+        if detected_isa() == Isa::Scalar {
+            return;
+        }
+        for t in TYPES {
+            let (n, k, m) = (19, 768, 7);
+            let data = random_matrix(t, n, k, 11);
+            let w = QMatrix::new(t, n, k, &data).unwrap();
+            let x = random_acts(m, k, 5);
+            let mut a = vec![0f32; m * n];
+            let mut b = vec![0f32; m * n];
+            matmul_with(&w, &x, m, &mut a, Isa::Scalar);
+            matmul_with(&w, &x, m, &mut b, detected_isa());
+            for i in 0..a.len() {
+                assert_eq!(a[i].to_bits(), b[i].to_bits(), "{t:?} at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_is_the_same_among_1_7_or_32_rows() {
+        for t in [QType::Q4_1, QType::Q8_0, QType::Q5_0, QType::Q4K, QType::Q6K] {
+            let (n, k) = (70, 768);
+            let data = random_matrix(t, n, k, 13);
+            let w = QMatrix::new(t, n, k, &data).unwrap();
+            let x32 = random_acts(32, k, 9);
+            let mut y32 = vec![0f32; 32 * n];
+            matmul(&w, &x32, 32, &mut y32);
+            let mut y7 = vec![0f32; 7 * n];
+            matmul(&w, &x32[..7 * k], 7, &mut y7);
+            for r in 0..7 {
+                let mut y1 = vec![0f32; n];
+                matmul(&w, &x32[r * k..(r + 1) * k], 1, &mut y1);
+                for c in 0..n {
+                    assert_eq!(y1[c].to_bits(), y32[r * n + c].to_bits(), "{t:?}");
+                    assert_eq!(y1[c].to_bits(), y7[r * n + c].to_bits(), "{t:?}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! GGUF weight formats (ggml block layouts) and the activation format they are
+//! multiplied with.
+//!
+//! Every weight type is seen by the matmul as a sequence of 32-element sub-blocks,
+//! each `d · w_i + m` with small integers `w_i` (i8) and two f32 factors (Q6_K, with a
+//! scale per 16 elements, gives two `d`s). Activations are quantized per row into
+//! 32-element Q8 blocks (`d_a`, i8 `a_i`, and Σa_i). The dot product of a sub-block is
+//! then `d·d_a·Σ w_i a_i + m·d_a·Σ a_i`: integer work that SIMD does exactly, and a
+//! few float operations done in one fixed order, so results never depend on the SIMD
+//! level, the number of rows or the thread count.
+
+use half::f16;
+
+/// The weight types teacher multiplies (ggml type ids in comments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QType {
+    F32,  // 0
+    F16,  // 1
+    Q4_0, // 2
+    Q4_1, // 3
+    Q5_0, // 6
+    Q5_1, // 7
+    Q8_0, // 8
+    Q4K,  // 12
+    Q5K,  // 13
+    Q6K,  // 14
+    BF16, // 30
+}
+
+impl QType {
+    pub fn from_ggml(id: u32) -> Option<QType> {
+        Some(match id {
+            0 => QType::F32,
+            1 => QType::F16,
+            2 => QType::Q4_0,
+            3 => QType::Q4_1,
+            6 => QType::Q5_0,
+            7 => QType::Q5_1,
+            8 => QType::Q8_0,
+            12 => QType::Q4K,
+            13 => QType::Q5K,
+            14 => QType::Q6K,
+            30 => QType::BF16,
+            _ => return None,
+        })
+    }
+
+    /// Elements per block.
+    pub fn block_elems(self) -> usize {
+        match self {
+            QType::F32 | QType::F16 | QType::BF16 => 1,
+            QType::Q4_0 | QType::Q4_1 | QType::Q5_0 | QType::Q5_1 | QType::Q8_0 => 32,
+            QType::Q4K | QType::Q5K | QType::Q6K => 256,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QType::F32 => 4,
+            QType::F16 | QType::BF16 => 2,
+            QType::Q4_0 => 18,
+            QType::Q4_1 => 20,
+            QType::Q5_0 => 22,
+            QType::Q5_1 => 24,
+            QType::Q8_0 => 34,
+            QType::Q4K => 144,
+            QType::Q5K => 176,
+            QType::Q6K => 210,
+        }
+    }
+
+    pub fn row_bytes(self, k: usize) -> usize {
+        k / self.block_elems() * self.block_bytes()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QType::F32 => "F32",
+            QType::F16 => "F16",
+            QType::BF16 => "BF16",
+            QType::Q4_0 => "Q4_0",
+            QType::Q4_1 => "Q4_1",
+            QType::Q5_0 => "Q5_0",
+            QType::Q5_1 => "Q5_1",
+            QType::Q8_0 => "Q8_0",
+            QType::Q4K => "Q4_K",
+            QType::Q5K => "Q5_K",
+            QType::Q6K => "Q6_K",
+        }
+    }
+
+    /// Whether the matmul takes the integer path (quantized activations); float
+    /// weights are multiplied in f32.
+    pub fn is_quantized(self) -> bool {
+        !matches!(self, QType::F32 | QType::F16 | QType::BF16)
+    }
+}
+
+#[inline]
+pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// One 32-element sub-block of weights as integers and factors: value_i = d·w_i + m
+/// (for Q6_K: d[0] for elements 0..16, d[1] for 16..32, m = 0).
+#[derive(Debug, Clone, Copy)]
+pub struct SubBlock {
+    pub w: [i8; 32],
+    pub d: [f32; 2],
+    pub m: f32,
+}
+
+impl Default for SubBlock {
+    fn default() -> Self {
+        SubBlock {
+            w: [0; 32],
+            d: [0.0; 2],
+            m: 0.0,
+        }
+    }
+}
+
+fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Decode the sub-blocks of one weight block (`block` holds exactly one block) into
+/// `out` (1 for the 32-element types, 8 for the K-quants). The scalar reference for
+/// every SIMD decoder.
+pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
+    match t {
+        QType::Q4_0 | QType::Q4_1 => {
+            let d = f16_at(block, 0);
+            let (m, qs) = if t == QType::Q4_1 {
+                (f16_at(block, 2), &block[4..20])
+            } else {
+                (0.0, &block[2..18])
+            };
+            let off = if t == QType::Q4_0 { 8 } else { 0 };
+            let sb = &mut out[0];
+            for j in 0..16 {
+                sb.w[j] = (qs[j] & 0xF) as i8 - off;
+                sb.w[j + 16] = (qs[j] >> 4) as i8 - off;
+            }
+            sb.d = [d, d];
+            sb.m = m;
+        }
+        QType::Q5_0 | QType::Q5_1 => {
+            let d = f16_at(block, 0);
+            let (m, rest) = if t == QType::Q5_1 {
+                (f16_at(block, 2), &block[4..])
+            } else {
+                (0.0, &block[2..])
+            };
+            let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let qs = &rest[4..20];
+            let off = if t == QType::Q5_0 { 16 } else { 0 };
+            let sb = &mut out[0];
+            for j in 0..16 {
+                let h0 = (((qh >> j) << 4) & 0x10) as u8;
+                let h1 = ((qh >> (j + 12)) & 0x10) as u8;
+                sb.w[j] = ((qs[j] & 0xF) | h0) as i8 - off;
+                sb.w[j + 16] = ((qs[j] >> 4) | h1) as i8 - off;
+            }
+            sb.d = [d, d];
+            sb.m = m;
+        }
+        QType::Q8_0 => {
+            let d = f16_at(block, 0);
+            let sb = &mut out[0];
+            for j in 0..32 {
+                sb.w[j] = block[2 + j] as i8;
+            }
+            sb.d = [d, d];
+            sb.m = 0.0;
+        }
+        QType::Q4K | QType::Q5K => {
+            let d = f16_at(block, 0);
+            let dmin = f16_at(block, 2);
+            let scales = &block[4..16];
+            let (qh, qs) = if t == QType::Q5K {
+                (&block[16..48], &block[48..176])
+            } else {
+                (&block[0..0], &block[16..144])
+            };
+            for chunk in 0..4 {
+                let q = &qs[chunk * 32..chunk * 32 + 32];
+                for half in 0..2 {
+                    let is = 2 * chunk + half;
+                    let (sc, mn) = get_scale_min_k4(is, scales);
+                    let sb = &mut out[is];
+                    for l in 0..32 {
+                        let lo = if half == 0 { q[l] & 0xF } else { q[l] >> 4 };
+                        let hi = if t == QType::Q5K && qh[l] & (1 << is) != 0 {
+                            16
+                        } else {
+                            0
+                        };
+                        sb.w[l] = (lo + hi) as i8;
+                    }
+                    let dd = d * sc as f32;
+                    sb.d = [dd, dd];
+                    sb.m = -(dmin * mn as f32);
+                }
+            }
+        }
+        QType::Q6K => {
+            let ql = &block[0..128];
+            let qh = &block[128..192];
+            let sc = &block[192..208];
+            let d = f16_at(block, 208);
+            for n in 0..2 {
+                let ql = &ql[n * 64..];
+                let qh = &qh[n * 32..];
+                let sc = &sc[n * 8..];
+                // Four 32-element sub-blocks per 128: l, l+32, l+64, l+96.
+                for (part, shift_l, hi_shift, ql_off) in
+                    [(0usize, 0u8, 0u8, 0usize), (1, 0, 2, 32), (2, 4, 4, 0), (3, 4, 6, 32)]
+                {
+                    let sb = &mut out[n * 4 + part];
+                    for l in 0..32 {
+                        let low = (ql[l + ql_off] >> shift_l) & 0xF;
+                        let high = ((qh[l] >> hi_shift) & 3) << 4;
+                        sb.w[l] = (low | high) as i8 - 32;
+                    }
+                    let s0 = sc[2 * part] as i8 as f32;
+                    let s1 = sc[2 * part + 1] as i8 as f32;
+                    sb.d = [d * s0, d * s1];
+                    sb.m = 0.0;
+                }
+            }
+        }
+        QType::F32 | QType::F16 | QType::BF16 => {
+            unreachable!("float weights are not decoded into sub-blocks")
+        }
+    }
+}
+
+/// Sub-blocks per block.
+pub fn sub_blocks(t: QType) -> usize {
+    t.block_elems() / 32
+}
+
+/// Dequantize one row of `k` elements (reference path; also the embedding lookup).
+pub fn dequantize_row(t: QType, row: &[u8], k: usize, out: &mut [f32]) {
+    match t {
+        QType::F32 => {
+            for (i, o) in out[..k].iter_mut().enumerate() {
+                *o = f32::from_le_bytes(row[4 * i..4 * i + 4].try_into().unwrap());
+            }
+        }
+        QType::F16 => {
+            for (i, o) in out[..k].iter_mut().enumerate() {
+                *o = f16_at(row, 2 * i);
+            }
+        }
+        QType::BF16 => {
+            for (i, o) in out[..k].iter_mut().enumerate() {
+                *o = half::bf16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32();
+            }
+        }
+        _ => {
+            let mut sbs = [SubBlock::default(); 8];
+            let nsb = sub_blocks(t);
+            for (b, block) in row.chunks_exact(t.block_bytes()).enumerate().take(k / t.block_elems()) {
+                decode_block(t, block, &mut sbs[..nsb]);
+                for (s, sb) in sbs[..nsb].iter().enumerate() {
+                    let base = b * t.block_elems() + s * 32;
+                    for i in 0..32 {
+                        out[base + i] = sb.d[i / 16] * sb.w[i] as f32 + sb.m;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row of activations quantized to 32-element Q8 blocks.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Row {
+    pub d: Vec<f32>,
+    /// Σ a_i per block.
+    pub sum: Vec<i32>,
+    /// The quantized values, 32 per block.
+    pub qs: Vec<i8>,
+}
+
+impl Q8Row {
+    /// Quantize `x` (length a multiple of 32) as ggml's quantize_row_q8_0 does:
+    /// d = max|x|/127, a_i = round(x_i/d).
+    pub fn quantize(x: &[f32], out: &mut Q8Row) {
+        let nb = x.len() / 32;
+        out.d.clear();
+        out.sum.clear();
+        out.qs.clear();
+        out.qs.reserve(x.len());
+        for b in 0..nb {
+            let blk = &x[b * 32..b * 32 + 32];
+            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut s = 0i32;
+            for &v in blk {
+                let q = (v * id).round() as i32;
+                let q = q.clamp(-127, 127) as i8;
+                s += q as i32;
+                out.qs.push(q);
+            }
+            out.d.push(d);
+            out.sum.push(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quantize a row into a block type with simple reference encoders, so decode can be
+    /// checked against known values.
+    fn encode_q4_1(x: &[f32; 32]) -> Vec<u8> {
+        let min = x.iter().cloned().fold(f32::INFINITY, f32::min);
+        let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut b = Vec::new();
+        b.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        b.extend_from_slice(&f16::from_f32(min).to_le_bytes());
+        for j in 0..16 {
+            let lo = (((x[j] - min) * id).round() as u8).min(15);
+            let hi = (((x[j + 16] - min) * id).round() as u8).min(15);
+            b.push(lo | (hi << 4));
+        }
+        b
+    }
+
+    #[test]
+    fn q4_1_round_trip_is_close() {
+        let mut x = [0f32; 32];
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = (i as f32 * 0.37).sin() * 2.0;
+        }
+        let b = encode_q4_1(&x);
+        let mut y = [0f32; 32];
+        dequantize_row(QType::Q4_1, &b, 32, &mut y);
+        for i in 0..32 {
+            assert!((x[i] - y[i]).abs() < 4.0 / 15.0 * 0.6, "{i}: {} vs {}", x[i], y[i]);
+        }
+    }
+
+    #[test]
+    fn q8_row_quantization() {
+        let x: Vec<f32> = (0..64).map(|i| i as f32 - 32.0).collect();
+        let mut q = Q8Row::default();
+        Q8Row::quantize(&x, &mut q);
+        assert_eq!(q.d.len(), 2);
+        assert_eq!(q.qs[0], -127);
+        assert_eq!(q.sum[0], q.qs[..32].iter().map(|&v| v as i32).sum::<i32>());
+    }
+}

@@ -1,0 +1,418 @@
+//! teacher's own batched forward pass on the CPU.
+//!
+//! One call runs a *step*: any mix of sequences, each contributing a segment of
+//! tokens at its own positions (a prompt chunk, or one decode token), so every weight
+//! matrix is multiplied with all rows of the step at once. Each row's numbers depend
+//! only on that row and on its own sequence's KV cache: a sequence gets bit-identical
+//! logits alone or among 31 others, whatever the prompt chunking or thread count.
+//!
+//! Weights are used in place from the memory-mapped GGUF. The per-architecture facts
+//! (RoPE style, norms, activation, biases, sliding windows) live in `llama.rs`,
+//! `qwen2.rs` and `gemma3.rs`.
+
+mod gemma3;
+mod kv_cache;
+mod llama;
+mod qwen2;
+
+pub use kv_cache::KvCache;
+
+use crate::error::{Error, Result};
+use crate::gguf::{tensor_err, GgufFile};
+use crate::hparams::{Arch, HParams};
+use rayon::prelude::*;
+use std::sync::Arc;
+use teacher_kernels::ops::{self, Rope};
+use teacher_kernels::{matmul, QMatrix, QType};
+
+/// A weight matrix as a view into the GGUF map.
+#[derive(Debug, Clone, Copy)]
+struct WeightRef {
+    t: QType,
+    rows: usize,
+    cols: usize,
+    start: usize,
+    len: usize,
+}
+
+/// Architecture facts that shape the block.
+#[derive(Debug, Clone)]
+pub(crate) struct Flavor {
+    pub rope_style: ops::RopeStyle,
+    pub rope_dims: usize,
+    /// Per layer: the frequency base of its RoPE.
+    pub rope_base: Vec<f32>,
+    /// Per layer: attend only to this many most recent positions.
+    pub window: Vec<Option<usize>>,
+    pub attn_scale: f32,
+    pub gelu: bool,
+    pub embed_scale: Option<f32>,
+    pub qk_norm: bool,
+    pub post_norms: bool,
+    pub qkv_bias: bool,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: WeightRef,
+    wk: WeightRef,
+    wv: WeightRef,
+    wo: WeightRef,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    w_gate: WeightRef,
+    w_up: WeightRef,
+    w_down: WeightRef,
+    post_ffn_norm: Option<Vec<f32>>,
+    rope: Rope,
+    window: Option<usize>,
+}
+
+/// The weights of a model, ready for batched steps.
+pub struct Transformer {
+    gguf: Arc<GgufFile>,
+    pub hp: HParams,
+    flavor: Flavor,
+    embd: WeightRef,
+    output: WeightRef,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// One sequence's part of a step.
+#[derive(Debug, Clone)]
+pub struct Segment<'a> {
+    /// The KV-cache slot of the sequence.
+    pub slot: usize,
+    pub tokens: &'a [u32],
+    /// Position of the first token.
+    pub start: usize,
+    /// Return the logits of the segment's last token.
+    pub logits: bool,
+}
+
+impl Transformer {
+    pub fn load(gguf: Arc<GgufFile>) -> Result<Self> {
+        let hp = HParams::from_gguf(&gguf)?;
+        let flavor = match hp.arch {
+            Arch::Llama => llama::flavor(&gguf, &hp)?,
+            Arch::Qwen2 => qwen2::flavor(&gguf, &hp)?,
+            Arch::Gemma3 => gemma3::flavor(&gguf, &hp)?,
+        };
+        let w = |name: &str| weight(&gguf, name);
+        let v = |name: &str| vector(&gguf, name);
+        let opt_v = |name: &str| -> Result<Option<Vec<f32>>> {
+            if gguf.tensor(name).is_some() {
+                vector(&gguf, name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for i in 0..hp.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let need = |name: String, present: Option<Vec<f32>>| -> Result<Option<Vec<f32>>> {
+                match present {
+                    Some(p) => Ok(Some(p)),
+                    None => Err(tensor_err(gguf.path(), &name, "is missing from the file")),
+                }
+            };
+            let (q_norm, k_norm) = if flavor.qk_norm {
+                (
+                    need(n("attn_q_norm.weight"), opt_v(&n("attn_q_norm.weight"))?)?,
+                    need(n("attn_k_norm.weight"), opt_v(&n("attn_k_norm.weight"))?)?,
+                )
+            } else {
+                (None, None)
+            };
+            let (post_attn_norm, post_ffn_norm) = if flavor.post_norms {
+                (
+                    need(n("post_attention_norm.weight"), opt_v(&n("post_attention_norm.weight"))?)?,
+                    need(n("post_ffw_norm.weight"), opt_v(&n("post_ffw_norm.weight"))?)?,
+                )
+            } else {
+                (None, None)
+            };
+            let (bq, bk, bv) = if flavor.qkv_bias {
+                (
+                    opt_v(&n("attn_q.bias"))?,
+                    opt_v(&n("attn_k.bias"))?,
+                    opt_v(&n("attn_v.bias"))?,
+                )
+            } else {
+                (None, None, None)
+            };
+            layers.push(Layer {
+                attn_norm: v(&n("attn_norm.weight"))?,
+                wq: w(&n("attn_q.weight"))?,
+                wk: w(&n("attn_k.weight"))?,
+                wv: w(&n("attn_v.weight"))?,
+                wo: w(&n("attn_output.weight"))?,
+                bq,
+                bk,
+                bv,
+                q_norm,
+                k_norm,
+                post_attn_norm,
+                ffn_norm: v(&n("ffn_norm.weight"))?,
+                w_gate: w(&n("ffn_gate.weight"))?,
+                w_up: w(&n("ffn_up.weight"))?,
+                w_down: w(&n("ffn_down.weight"))?,
+                post_ffn_norm,
+                rope: Rope::new(flavor.rope_style, flavor.rope_dims, flavor.rope_base[i]),
+                window: flavor.window[i],
+            });
+        }
+        let embd = w("token_embd.weight")?;
+        // Tied embeddings: models without `output.weight` reuse the token embedding.
+        let output = if gguf.tensor("output.weight").is_some() {
+            w("output.weight")?
+        } else {
+            embd
+        };
+        let output_norm = v("output_norm.weight")?;
+        Ok(Transformer {
+            hp,
+            flavor,
+            embd,
+            output,
+            output_norm,
+            layers,
+            gguf,
+        })
+    }
+
+    fn matrix(&self, w: &WeightRef) -> QMatrix<'_> {
+        let bytes = &self.gguf.data_bytes()[w.start..w.start + w.len];
+        QMatrix {
+            t: w.t,
+            rows: w.rows,
+            cols: w.cols,
+            data: bytes,
+        }
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.hp.n_head_kv * self.hp.head_dim_k
+    }
+
+    /// A KV cache of `slots` sequences of up to `capacity` positions each.
+    pub fn new_cache(&self, slots: usize, capacity: usize) -> KvCache {
+        KvCache::new(
+            slots,
+            capacity,
+            self.hp.n_layer,
+            self.hp.n_head_kv * self.hp.head_dim_k,
+            self.hp.n_head_kv * self.hp.head_dim_v,
+        )
+    }
+
+    /// Bytes of KV cache one position of one sequence takes.
+    pub fn kv_bytes_per_position(&self) -> usize {
+        KvCache::bytes_per_position(
+            self.hp.n_layer,
+            self.hp.n_head_kv * self.hp.head_dim_k,
+            self.hp.n_head_kv * self.hp.head_dim_v,
+        )
+    }
+
+    /// Run one step; returns the logits (vocab-sized) of each segment that asked.
+    pub fn step(&self, cache: &mut KvCache, segs: &[Segment]) -> Result<Vec<Vec<f32>>> {
+        let hp = &self.hp;
+        let e = hp.n_embd;
+        // Row bookkeeping: (slot, position) per row.
+        let mut rows: Vec<(usize, usize)> = Vec::new();
+        let mut tokens: Vec<u32> = Vec::new();
+        for s in segs {
+            if s.slot >= cache.slots() {
+                return Err(Error::Model {
+                    path: self.gguf.path().to_path_buf(),
+                    what: format!("slot {} does not exist", s.slot),
+                });
+            }
+            if s.start + s.tokens.len() > cache.capacity() {
+                return Err(Error::Model {
+                    path: self.gguf.path().to_path_buf(),
+                    what: format!(
+                        "sequence needs {} positions, the KV cache holds {}",
+                        s.start + s.tokens.len(),
+                        cache.capacity()
+                    ),
+                });
+            }
+            for (i, &t) in s.tokens.iter().enumerate() {
+                if t as usize >= hp.vocab_size {
+                    return Err(Error::Model {
+                        path: self.gguf.path().to_path_buf(),
+                        what: format!("token id {t} is outside the vocabulary"),
+                    });
+                }
+                rows.push((s.slot, s.start + i));
+                tokens.push(t);
+            }
+        }
+        let r = rows.len();
+        if r == 0 {
+            return Ok(Vec::new());
+        }
+        let embd = self.matrix(&self.embd);
+        let mut x = vec![0f32; r * e];
+        x.par_chunks_mut(e).zip(tokens.par_iter()).for_each(|(row, &t)| {
+            embd.dequantize_row(t as usize, row);
+            if let Some(s) = self.flavor.embed_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
+        });
+        let (nh, nkv, dk, dv) = (hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v);
+        let mut h = vec![0f32; r * e];
+        let mut q = vec![0f32; r * nh * dk];
+        let mut k = vec![0f32; r * nkv * dk];
+        let mut v = vec![0f32; r * nkv * dv];
+        let mut att = vec![0f32; r * nh * dv];
+        let mut o = vec![0f32; r * e];
+        let mut gate = vec![0f32; r * hp.n_ff];
+        let mut up = vec![0f32; r * hp.n_ff];
+        for (li, layer) in self.layers.iter().enumerate() {
+            h.copy_from_slice(&x);
+            norm_rows(&mut h, e, &layer.attn_norm, hp.rms_norm_eps);
+            matmul(&self.matrix(&layer.wq), &h, r, &mut q);
+            matmul(&self.matrix(&layer.wk), &h, r, &mut k);
+            matmul(&self.matrix(&layer.wv), &h, r, &mut v);
+            add_bias(&mut q, layer.bq.as_deref());
+            add_bias(&mut k, layer.bk.as_deref());
+            add_bias(&mut v, layer.bv.as_deref());
+            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+                norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
+                norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
+            }
+            q.par_chunks_mut(nh * dk)
+                .zip(k.par_chunks_mut(nkv * dk))
+                .zip(rows.par_iter())
+                .for_each(|((qr, kr), &(_, pos))| {
+                    layer.rope.apply(qr, dk, pos);
+                    layer.rope.apply(kr, dk, pos);
+                });
+            for (i, &(slot, pos)) in rows.iter().enumerate() {
+                cache.write(li, slot, pos, &k[i * nkv * dk..(i + 1) * nkv * dk], &v[i * nkv * dv..(i + 1) * nkv * dv]);
+            }
+            let cache_ref: &KvCache = cache;
+            let scale = self.flavor.attn_scale;
+            att.par_chunks_mut(nh * dv)
+                .zip(q.par_chunks(nh * dk))
+                .zip(rows.par_iter())
+                .for_each_init(Vec::new, |scores, ((out, qr), &(slot, pos))| {
+                    let start = match layer.window {
+                        Some(w) => (pos + 1).saturating_sub(w),
+                        None => 0,
+                    };
+                    let (kc, vc) = cache_ref.layer(li, slot);
+                    ops::attend(qr, kc, vc, nh, nkv, dk, start, pos, scale, scores, out);
+                });
+            matmul(&self.matrix(&layer.wo), &att, r, &mut o);
+            if let Some(pn) = &layer.post_attn_norm {
+                norm_rows(&mut o, e, pn, hp.rms_norm_eps);
+            }
+            add_into(&mut x, &o);
+            h.copy_from_slice(&x);
+            norm_rows(&mut h, e, &layer.ffn_norm, hp.rms_norm_eps);
+            matmul(&self.matrix(&layer.w_gate), &h, r, &mut gate);
+            matmul(&self.matrix(&layer.w_up), &h, r, &mut up);
+            let gelu = self.flavor.gelu;
+            gate.par_chunks_mut(hp.n_ff)
+                .zip(up.par_chunks(hp.n_ff))
+                .for_each(|(g, u)| {
+                    for (gv, uv) in g.iter_mut().zip(u) {
+                        let a = if gelu { ops::gelu_tanh(*gv) } else { ops::silu(*gv) };
+                        *gv = a * uv;
+                    }
+                });
+            matmul(&self.matrix(&layer.w_down), &gate, r, &mut o);
+            if let Some(pn) = &layer.post_ffn_norm {
+                norm_rows(&mut o, e, pn, hp.rms_norm_eps);
+            }
+            add_into(&mut x, &o);
+        }
+        // Logits only for the rows that need them.
+        let mut want: Vec<usize> = Vec::new();
+        let mut row = 0;
+        for s in segs {
+            row += s.tokens.len();
+            if s.logits && !s.tokens.is_empty() {
+                want.push(row - 1);
+            }
+        }
+        let mut hs = vec![0f32; want.len() * e];
+        for (j, &i) in want.iter().enumerate() {
+            hs[j * e..(j + 1) * e].copy_from_slice(&x[i * e..(i + 1) * e]);
+        }
+        norm_rows(&mut hs, e, &self.output_norm, hp.rms_norm_eps);
+        let out = self.matrix(&self.output);
+        let vocab = out.rows;
+        let mut logits = vec![0f32; want.len() * vocab];
+        matmul(&out, &hs, want.len(), &mut logits);
+        Ok(logits.chunks(vocab).map(|c| c.to_vec()).collect())
+    }
+}
+
+fn norm_rows(x: &mut [f32], width: usize, w: &[f32], eps: f32) {
+    x.par_chunks_mut(width).for_each(|row| ops::rms_norm(row, w, eps));
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_mut(b.len()) {
+            for (v, bb) in row.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn weight(gguf: &GgufFile, name: &str) -> Result<WeightRef> {
+    let t = gguf
+        .tensor(name)
+        .ok_or_else(|| tensor_err(gguf.path(), name, "is missing from the file"))?;
+    let qt = QType::from_ggml(crate::gguf::dtype_to_u32(t.dtype)).ok_or_else(|| {
+        tensor_err(
+            gguf.path(),
+            name,
+            format!("has type {}, which teacher's kernels do not multiply", crate::gguf::dtype_name(t.dtype)),
+        )
+    })?;
+    if t.shape.len() != 2 {
+        return Err(tensor_err(gguf.path(), name, format!("should be a matrix, has shape {:?}", t.shape)));
+    }
+    Ok(WeightRef {
+        t: qt,
+        rows: t.shape[0],
+        cols: t.shape[1],
+        start: t.offset as usize,
+        len: t.nbytes,
+    })
+}
+
+fn vector(gguf: &GgufFile, name: &str) -> Result<Vec<f32>> {
+    let t = gguf
+        .tensor(name)
+        .ok_or_else(|| tensor_err(gguf.path(), name, "is missing from the file"))?;
+    let qt = QType::from_ggml(crate::gguf::dtype_to_u32(t.dtype))
+        .ok_or_else(|| tensor_err(gguf.path(), name, "has a type teacher cannot read"))?;
+    let n = t.elem_count();
+    if n % qt.block_elems() != 0 {
+        return Err(tensor_err(gguf.path(), name, "has a size that is not whole blocks"));
+    }
+    let mut out = vec![0f32; n];
+    teacher_kernels::quant::dequantize_row(qt, gguf.tensor_bytes(t), n, &mut out);
+    Ok(out)
+}

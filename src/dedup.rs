@@ -86,7 +86,13 @@ pub fn run(
     let mut index = match opts.method {
         Method::RougeL => Index::Rouge(RougeIndex::new()),
         Method::MinHash => Index::MinHash(MinHashIndex::new(
-            MinHashParams::new(opts.threshold, opts.num_perm, opts.ngram, opts.seed),
+            MinHashParams::new(
+                opts.threshold,
+                opts.num_perm,
+                opts.ngram,
+                opts.seed,
+                if opts.verify { 0.9 } else { 0.5 },
+            ),
             opts.verify,
         )),
         Method::Exact => Index::Exact(ExactIndex::new()),

@@ -2,7 +2,9 @@
 //!
 //! The binary (`main.rs`) is a thin clap layer over this library.
 
+pub mod bench;
 pub mod dedup;
+pub mod engine;
 pub mod error;
 pub mod filter;
 pub mod generate;

@@ -5,11 +5,13 @@ use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use teacher::generate::{generate, GenerateOptions};
+use teacher::engine::{Engine, Request};
+use teacher::generate::engine_config;
 use teacher_kernels::SamplingParams;
 use teacher_models::catalog::Catalog;
 use teacher_models::fetch;
-use teacher_models::{LoadOptions, Message, Model, ModelFile};
+use teacher_models::forward::Transformer;
+use teacher_models::{LoadOptions, Message, ModelFile};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +34,10 @@ enum Command {
     Tokenize(TokenizeArgs),
     /// Continue a prompt (or answer messages) with the model, streaming to stdout.
     Complete(CompleteArgs),
+    /// Completions for a JSONL file of prompts, batched, written in input order.
+    Generate(GenerateArgs),
+    /// Prefill and batched decode throughput of a model, as a table or JSON.
+    Bench(BenchArgs),
     /// List, fetch and inspect models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -86,9 +92,11 @@ struct DedupArgs {
     /// MinHash: words per shingle.
     #[arg(long, default_value_t = 1)]
     ngram: usize,
-    /// MinHash: confirm each candidate by its true Jaccard similarity.
+    /// MinHash: drop on any band collision instead of confirming each candidate by its
+    /// true Jaccard similarity (less memory, some false drops; bands then balance
+    /// misses and false drops equally).
     #[arg(long)]
-    verify: bool,
+    no_verify: bool,
     /// MinHash: seed of the hash functions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -166,6 +174,52 @@ struct CompleteArgs {
     system: Option<String>,
     #[command(flatten)]
     sampling: SamplingArgs,
+}
+
+#[derive(Args, Clone)]
+struct EngineArgs {
+    /// Most sequences decoded together.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Positions per sequence (prompt + completion); at most the model's context.
+    #[arg(long, default_value_t = 2048)]
+    context: usize,
+    /// Memory the KV cache may take, in GiB.
+    #[arg(long, default_value_t = 8.0)]
+    kv_memory: f64,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// JSONL: `{"id", "prompt"}` or `{"id", "messages"}` per line, with optional
+    /// `temperature`, `top_p`, `top_k`, `min_p`, `max_tokens`, `stop`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where `{id, text, finish_reason, prompt_tokens, completion_tokens}` lines go.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8,16,32,64")]
+    batch: Vec<usize>,
+    #[arg(long, default_value_t = 64)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -264,6 +318,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Tokenize(a) => tokenize(a, offline),
         Command::Complete(a) => complete(a, offline),
+        Command::Generate(a) => generate(a, offline),
+        Command::Bench(a) => bench(a, offline),
         Command::Models(m) => models(m, offline),
         Command::Dedup(a) => dedup(a),
     }
@@ -296,7 +352,7 @@ fn dedup(a: DedupArgs) -> anyhow::Result<()> {
         skip_invalid: a.skip_invalid,
         num_perm: a.num_perm,
         ngram: a.ngram,
-        verify: a.verify,
+        verify: !a.no_verify,
         seed: a.seed,
     };
     let bar = teacher::progress::counter("records");
@@ -389,26 +445,126 @@ fn complete(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
         None => a.prompt.clone().unwrap_or_default(),
     };
     let ids = file.encode_prompt(&text)?;
-    let mut model = Model::load(file, &candle_core::Device::Cpu)?;
-    let opts = GenerateOptions {
-        sampling,
-        seed: a.sampling.seed,
-        stream: 0,
-        max_tokens: a.sampling.max_tokens,
-    };
-    let mut out = std::io::stdout().lock();
-    let done = generate(&mut model, &ids, &opts, |piece| {
+    let model = Transformer::load(file.gguf.clone())?;
+    let cfg = engine_config(1, model.hp.context_length.min(8192), a.sampling.seed, 8.0);
+    let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
+    let mut result = None;
+    engine.stream_to(Box::new(|_, piece| {
+        let mut out = std::io::stdout().lock();
         out.write_all(piece.as_bytes())
             .and_then(|_| out.flush())
             .map_err(teacher::Error::Output)
+    }));
+    let req = Request {
+        id: 0,
+        prompt: ids,
+        params: sampling,
+        max_tokens: a.sampling.max_tokens,
+        stop: Vec::new(),
+    };
+    engine.run([req], |o| {
+        result = Some(o);
+        Ok(())
     })?;
-    writeln!(out)?;
+    drop(engine);
+    writeln!(std::io::stdout())?;
+    let done = result.expect("one request gives one result");
+    if let Some(e) = &done.error {
+        bail!("{e}");
+    }
     eprintln!(
         "teacher: {} prompt tokens, {} generated, finish: {:?}",
-        done.prompt_tokens,
-        done.tokens.len(),
-        done.finish
+        done.prompt_tokens, done.completion_tokens, done.finish_reason
     );
+    Ok(())
+}
+
+fn generate(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
+    let defaults = a.sampling.params()?;
+    if a.sampling.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
+    }
+    let records = teacher::generate::read_prompts(&a.input, &defaults, a.sampling.max_tokens)?;
+    let file = a.model.open(offline)?;
+    let model = Transformer::load(file.gguf.clone())?;
+    let cfg = engine_config(
+        a.engine.batch,
+        a.engine.context,
+        a.sampling.seed,
+        a.engine.kv_memory,
+    );
+    let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
+    let bar = teacher::progress::counter("completions");
+    let started = std::time::Instant::now();
+    teacher::generate::run(&mut engine, &file, &records, &a.out, |n| {
+        if let Some(b) = &bar {
+            b.set_position(n as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let s = &engine.stats;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "teacher: {} completions, {} prompt + {} generated tokens in {:.1} s ({:.1} generated tok/s)",
+        records.len(),
+        s.prompt_tokens,
+        s.generated_tokens,
+        secs,
+        s.generated_tokens as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+fn bench(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
+    if a.batch.contains(&0) || a.prompt_tokens == 0 || a.gen_tokens == 0 {
+        bail!("batch sizes, --prompt-tokens and --gen-tokens must be at least 1");
+    }
+    let file = a.model.open(offline)?;
+    let started = std::time::Instant::now();
+    let model = Transformer::load(file.gguf.clone())?;
+    let load_s = started.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads();
+    let isa = format!("{:?}", teacher_kernels::matmul::detected_isa());
+    if !a.json {
+        println!(
+            "model {} · {} threads · kernels {isa} · load {:.2} s · prompt {} + gen {} tokens",
+            a.model.model, threads, load_s, a.prompt_tokens, a.gen_tokens
+        );
+        println!(
+            "{:>6} {:>14} {:>16} {:>12}",
+            "batch", "prefill tok/s", "decode tok/s", "peak RSS MB"
+        );
+    }
+    let rows = teacher::bench::run(
+        &model,
+        &file.tokenizer,
+        &a.batch,
+        a.prompt_tokens,
+        a.gen_tokens,
+        |r| {
+            if !a.json {
+                println!(
+                    "{:>6} {:>14.1} {:>16.1} {:>12.0}",
+                    r.batch,
+                    r.prefill_tok_s,
+                    r.decode_tok_s,
+                    r.peak_rss_mb.unwrap_or(0.0)
+                );
+            }
+        },
+    )?;
+    if a.json {
+        let v = serde_json::json!({
+            "model": a.model.model,
+            "threads": threads,
+            "kernels": isa,
+            "load_seconds": load_s,
+            "rows": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
     Ok(())
 }
 

@@ -29,7 +29,12 @@ impl<'a> QMatrix<'a> {
         if cols % t.block_elems() != 0 || data.len() != rows * t.row_bytes(cols) {
             return None;
         }
-        Some(QMatrix { t, rows, cols, data })
+        Some(QMatrix {
+            t,
+            rows,
+            cols,
+            data,
+        })
     }
 
     pub fn row(&self, i: usize) -> &'a [u8] {
@@ -235,7 +240,11 @@ mod avx2 {
             // Fast decode for the 32-element types; the K-quants go through the
             // scalar decoder (same integers, same factors).
             let fast: Option<(__m256i, f32, f32)> = match t {
-                QType::Q4_0 => Some((load_q4(block.as_ptr().add(2), 8), super::super::quant::f16_at(block, 0), 0.0)),
+                QType::Q4_0 => Some((
+                    load_q4(block.as_ptr().add(2), 8),
+                    super::super::quant::f16_at(block, 0),
+                    0.0,
+                )),
                 QType::Q4_1 => Some((
                     load_q4(block.as_ptr().add(4), 0),
                     super::super::quant::f16_at(block, 0),
@@ -290,41 +299,47 @@ mod avx2 {
 pub mod tests_support {
     use crate::quant::QType;
 
-/// Random weight blocks of a type, built byte by byte with valid f16 scales.
-pub fn random_matrix(t: QType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
-    let nblocks = rows * cols / t.block_elems();
-    let mut data = vec![0u8; nblocks * t.block_bytes()];
-    for b in data.chunks_exact_mut(t.block_bytes()) {
-        for byte in b.iter_mut() {
-            *byte = next() as u8;
-        }
-        let f16b = |v: f32| half::f16::from_f32(v).to_le_bytes();
-        let small = |x: u64| (x % 1000) as f32 / 40000.0 + 0.001;
-        match t {
-            QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => b[0..2].copy_from_slice(&f16b(small(next()))),
-            QType::Q4_1 | QType::Q5_1 => {
-                b[0..2].copy_from_slice(&f16b(small(next())));
-                b[2..4].copy_from_slice(&f16b(-small(next())));
+    /// Random weight blocks of a type, built byte by byte with valid f16 scales.
+    pub fn random_matrix(t: QType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let nblocks = rows * cols / t.block_elems();
+        let mut data = vec![0u8; nblocks * t.block_bytes()];
+        for b in data.chunks_exact_mut(t.block_bytes()) {
+            for byte in b.iter_mut() {
+                *byte = next() as u8;
             }
-            QType::Q4K | QType::Q5K => {
-                b[0..2].copy_from_slice(&f16b(small(next())));
-                b[2..4].copy_from_slice(&f16b(small(next())));
+            let f16b = |v: f32| half::f16::from_f32(v).to_le_bytes();
+            let small = |x: u64| (x % 1000) as f32 / 40000.0 + 0.001;
+            match t {
+                QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => {
+                    b[0..2].copy_from_slice(&f16b(small(next())))
+                }
+                QType::Q4_1 | QType::Q5_1 => {
+                    b[0..2].copy_from_slice(&f16b(small(next())));
+                    b[2..4].copy_from_slice(&f16b(-small(next())));
+                }
+                QType::Q4K | QType::Q5K => {
+                    b[0..2].copy_from_slice(&f16b(small(next())));
+                    b[2..4].copy_from_slice(&f16b(small(next())));
+                }
+                QType::Q6K => b[208..210].copy_from_slice(&f16b(small(next()))),
+                QType::F16 => b.copy_from_slice(&f16b((next() % 200) as f32 / 100.0 - 1.0)),
+                QType::F32 => {
+                    b.copy_from_slice(&((next() % 200) as f32 / 100.0 - 1.0).to_le_bytes())
+                }
+                QType::BF16 => b.copy_from_slice(
+                    &half::bf16::from_f32((next() % 200) as f32 / 100.0 - 1.0).to_le_bytes(),
+                ),
             }
-            QType::Q6K => b[208..210].copy_from_slice(&f16b(small(next()))),
-            QType::F16 => b.copy_from_slice(&f16b((next() % 200) as f32 / 100.0 - 1.0)),
-            QType::F32 => b.copy_from_slice(&((next() % 200) as f32 / 100.0 - 1.0).to_le_bytes()),
-            QType::BF16 => b.copy_from_slice(&half::bf16::from_f32((next() % 200) as f32 / 100.0 - 1.0).to_le_bytes()),
         }
+        data
     }
-    data
-}
 }
 
 #[cfg(test)]
@@ -339,8 +354,17 @@ mod tests {
     }
 
     const TYPES: [QType; 11] = [
-        QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q5_1, QType::Q8_0,
-        QType::Q4K, QType::Q5K, QType::Q6K, QType::F32, QType::F16, QType::BF16,
+        QType::Q4_0,
+        QType::Q4_1,
+        QType::Q5_0,
+        QType::Q5_1,
+        QType::Q8_0,
+        QType::Q4K,
+        QType::Q5K,
+        QType::Q6K,
+        QType::F32,
+        QType::F16,
+        QType::BF16,
     ];
 
     #[test]
@@ -357,10 +381,16 @@ mod tests {
                 w.dequantize_row(c, &mut wr);
                 for r in 0..m {
                     let exact: f64 = (0..k).map(|i| x[r * k + i] as f64 * wr[i] as f64).sum();
-                    let scale: f64 = (0..k).map(|i| (x[r * k + i] as f64 * wr[i] as f64).abs()).sum();
+                    let scale: f64 = (0..k)
+                        .map(|i| (x[r * k + i] as f64 * wr[i] as f64).abs())
+                        .sum();
                     let err = (y[r * n + c] as f64 - exact).abs();
                     // Activation quantization to 8 bits bounds the relative error.
-                    assert!(err <= 0.01 * scale + 1e-6, "{t:?} r{r} c{c}: {} vs {exact} (scale {scale})", y[r * n + c]);
+                    assert!(
+                        err <= 0.01 * scale + 1e-6,
+                        "{t:?} r{r} c{c}: {} vs {exact} (scale {scale})",
+                        y[r * n + c]
+                    );
                 }
             }
         }
@@ -388,7 +418,13 @@ mod tests {
 
     #[test]
     fn a_row_is_the_same_among_1_7_or_32_rows() {
-        for t in [QType::Q4_1, QType::Q8_0, QType::Q5_0, QType::Q4K, QType::Q6K] {
+        for t in [
+            QType::Q4_1,
+            QType::Q8_0,
+            QType::Q5_0,
+            QType::Q4K,
+            QType::Q6K,
+        ] {
             let (n, k) = (70, 768);
             let data = random_matrix(t, n, k, 13);
             let w = QMatrix::new(t, n, k, &data).unwrap();

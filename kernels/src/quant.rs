@@ -222,9 +222,12 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
                 let qh = &qh[n * 32..];
                 let sc = &sc[n * 8..];
                 // Four 32-element sub-blocks per 128: l, l+32, l+64, l+96.
-                for (part, shift_l, hi_shift, ql_off) in
-                    [(0usize, 0u8, 0u8, 0usize), (1, 0, 2, 32), (2, 4, 4, 0), (3, 4, 6, 32)]
-                {
+                for (part, shift_l, hi_shift, ql_off) in [
+                    (0usize, 0u8, 0u8, 0usize),
+                    (1, 0, 2, 32),
+                    (2, 4, 4, 0),
+                    (3, 4, 6, 32),
+                ] {
                     let sb = &mut out[n * 4 + part];
                     for l in 0..32 {
                         let low = (ql[l + ql_off] >> shift_l) & 0xF;
@@ -270,7 +273,11 @@ pub fn dequantize_row(t: QType, row: &[u8], k: usize, out: &mut [f32]) {
         _ => {
             let mut sbs = [SubBlock::default(); 8];
             let nsb = sub_blocks(t);
-            for (b, block) in row.chunks_exact(t.block_bytes()).enumerate().take(k / t.block_elems()) {
+            for (b, block) in row
+                .chunks_exact(t.block_bytes())
+                .enumerate()
+                .take(k / t.block_elems())
+            {
                 decode_block(t, block, &mut sbs[..nsb]);
                 for (s, sb) in sbs[..nsb].iter().enumerate() {
                     let base = b * t.block_elems() + s * 32;
@@ -352,7 +359,12 @@ mod tests {
         let mut y = [0f32; 32];
         dequantize_row(QType::Q4_1, &b, 32, &mut y);
         for i in 0..32 {
-            assert!((x[i] - y[i]).abs() < 4.0 / 15.0 * 0.6, "{i}: {} vs {}", x[i], y[i]);
+            assert!(
+                (x[i] - y[i]).abs() < 4.0 / 15.0 * 0.6,
+                "{i}: {} vs {}",
+                x[i],
+                y[i]
+            );
         }
     }
 

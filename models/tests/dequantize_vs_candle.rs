@@ -22,11 +22,22 @@ fn decoders_agree_with_candle() {
         let (rows, cols) = (3, 512);
         let data = teacher_kernels::matmul::tests_support::random_matrix(ours, rows, cols, 5);
         let qt = qtensor_from_ggml(theirs, &data, vec![rows, cols], &Device::Cpu).unwrap();
-        let want = qt.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want = qt
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let mut got = vec![0f32; rows * cols];
         for r in 0..rows {
             let rb = ours.row_bytes(cols);
-            dequantize_row(ours, &data[r * rb..(r + 1) * rb], cols, &mut got[r * cols..(r + 1) * cols]);
+            dequantize_row(
+                ours,
+                &data[r * rb..(r + 1) * rb],
+                cols,
+                &mut got[r * cols..(r + 1) * cols],
+            );
         }
         for i in 0..got.len() {
             assert!(

@@ -5,12 +5,14 @@
 //!   a text shorter than n words is one shingle.
 //! - `num_perm` hash functions h_i(x) = (a_i·x + b_i) mod (2^61 − 1), with a_i, b_i
 //!   drawn from Philox by (seed, i): the same signatures on every run and machine.
-//! - Bands × rows chosen for the Jaccard threshold by minimising the integrated false
-//!   positive plus false negative probability (datasketch's `_optimal_param`, equal
-//!   weights).
-//! - Memory: per kept item one (u64 band key → u32 item) entry per band, about
-//!   `bands × 24` bytes (≈ 220 B at the default 128 permutations, θ = 0.8), plus the
-//!   shingle hashes (8 B each) when candidates are verified by true Jaccard.
+//! - Bands × rows chosen for the Jaccard threshold by minimising the weighted integrated
+//!   false positive and false negative probabilities (datasketch's `_optimal_param`).
+//!   Dedup weighs a missed duplicate 9× a spurious candidate (14 bands × 9 rows at 128
+//!   permutations, θ = 0.8), because every candidate is then verified by its true
+//!   Jaccard similarity on the stored shingles, which removes the spurious ones.
+//! - Memory per kept item: one (u64 band key → u32 item) entry per band, about
+//!   `bands × 24` bytes, plus 4 bytes per distinct shingle when verifying (≈ 420 B for
+//!   a 15-word instruction at the defaults).
 
 use std::collections::HashMap;
 use teacher_kernels::philox;
@@ -20,6 +22,8 @@ const MERSENNE_61: u64 = (1 << 61) - 1;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MinHashParams {
     pub threshold: f64,
+    /// Weight of false negatives in the band choice (false positives get 1 − this).
+    pub fn_weight: f64,
     pub num_perm: usize,
     pub ngram: usize,
     pub bands: usize,
@@ -28,10 +32,11 @@ pub struct MinHashParams {
 }
 
 impl MinHashParams {
-    pub fn new(threshold: f64, num_perm: usize, ngram: usize, seed: u64) -> Self {
-        let (bands, rows) = optimal_bands(threshold, num_perm);
+    pub fn new(threshold: f64, num_perm: usize, ngram: usize, seed: u64, fn_weight: f64) -> Self {
+        let (bands, rows) = optimal_bands(threshold, num_perm, fn_weight);
         MinHashParams {
             threshold,
+            fn_weight,
             num_perm,
             ngram: ngram.max(1),
             bands,
@@ -58,16 +63,16 @@ fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
     sum * h / 3.0
 }
 
-/// (bands, rows) with bands·rows ≤ num_perm minimising false positives below the
-/// threshold plus false negatives above it.
-pub fn optimal_bands(threshold: f64, num_perm: usize) -> (usize, usize) {
+/// (bands, rows) with bands·rows ≤ num_perm minimising (1 − w)·false positives below
+/// the threshold plus w·false negatives above it.
+pub fn optimal_bands(threshold: f64, num_perm: usize, fn_weight: f64) -> (usize, usize) {
     let mut best = (1, num_perm.max(1));
     let mut best_err = f64::INFINITY;
     for b in 1..=num_perm {
         for r in 1..=(num_perm / b) {
             let fp = integrate(|s| collision_probability(s, b, r), 0.0, threshold);
             let fneg = integrate(|s| 1.0 - collision_probability(s, b, r), threshold, 1.0);
-            let err = 0.5 * fp + 0.5 * fneg;
+            let err = (1.0 - fn_weight) * fp + fn_weight * fneg;
             if err < best_err {
                 best_err = err;
                 best = (b, r);
@@ -173,8 +178,8 @@ pub struct MinHashIndex {
     pub params: MinHashParams,
     hasher: Hasher,
     bands: Vec<HashMap<u64, u32>>,
-    /// Kept items' shingles, only when verifying by true Jaccard.
-    shingles: Option<Vec<Vec<u64>>>,
+    /// Kept items' shingles (low 32 bits, sorted), only when verifying by true Jaccard.
+    shingles: Option<Vec<Vec<u32>>>,
     ids: Vec<u64>,
 }
 
@@ -249,8 +254,9 @@ impl MinHashIndex {
                 cands.sort_unstable();
                 cands.dedup();
                 let mut best: Option<MinHashMatch> = None;
+                let mine = short_shingles(&sk.shingles);
                 for i in cands {
-                    let j = jaccard(&sk.shingles, &kept[i as usize]);
+                    let j = jaccard(&mine, &kept[i as usize]);
                     if j >= self.params.threshold
                         && best.is_none_or(|b| j > b.jaccard.unwrap_or(0.0))
                     {
@@ -272,7 +278,7 @@ impl MinHashIndex {
             band.entry(*k).or_insert(idx);
         }
         if let Some(kept) = &mut self.shingles {
-            kept.push(sk.shingles);
+            kept.push(short_shingles(&sk.shingles));
         }
         self.ids.push(id);
     }
@@ -285,8 +291,17 @@ pub struct Sketch {
     keys: Vec<u64>,
 }
 
+/// Shingle hashes cut to 32 bits for storage (a chance collision among a text's
+/// dozens of shingles is ~1e-8), sorted and unique.
+fn short_shingles(s: &[u64]) -> Vec<u32> {
+    let mut v: Vec<u32> = s.iter().map(|&h| h as u32).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Jaccard similarity of two sorted unique sets.
-pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
+pub fn jaccard<T: Ord>(a: &[T], b: &[T]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
@@ -311,21 +326,24 @@ mod tests {
 
     #[test]
     fn band_choice_follows_the_threshold() {
-        let (b, r) = optimal_bands(0.8, 128);
+        let (b, r) = optimal_bands(0.8, 128, 0.5);
         assert!(b * r <= 128);
         // Steep around the threshold: unlikely to collide at 0.5, likely at 0.95.
         assert!(collision_probability(0.5, b, r) < 0.1, "{b}x{r}");
         assert!(collision_probability(0.95, b, r) > 0.99, "{b}x{r}");
-        let (b2, r2) = optimal_bands(0.5, 128);
+        let (b2, r2) = optimal_bands(0.5, 128, 0.5);
         assert!(r2 < r && b2 > b);
+        // Weighing misses more buys recall at the threshold.
+        let (b3, r3) = optimal_bands(0.8, 128, 0.9);
+        assert!(collision_probability(0.8, b3, r3) > collision_probability(0.8, b, r));
     }
 
     #[test]
     fn signatures_estimate_jaccard() {
-        let p = MinHashParams::new(0.8, 256, 1, 7);
+        let p = MinHashParams::new(0.8, 256, 1, 7, 0.5);
         let h = Hasher::new(&p);
-        let a: Vec<u64> = (0..100).collect();
-        let b: Vec<u64> = (20..120).collect(); // J = 80/120
+        let a: Vec<u64> = (0..100).map(|x| x * 7919 % 1_000_003).collect();
+        let b: Vec<u64> = (20..120).map(|x| x * 7919 % 1_000_003).collect(); // J = 80/120
         let (sa, sb) = (h.signature(&a), h.signature(&b));
         let est = sa.iter().zip(&sb).filter(|(x, y)| x == y).count() as f64 / 256.0;
         assert!((est - 80.0 / 120.0).abs() < 0.1, "{est}");
@@ -333,7 +351,7 @@ mod tests {
 
     #[test]
     fn index_finds_near_duplicates_and_not_strangers() {
-        let mut idx = MinHashIndex::new(MinHashParams::new(0.8, 128, 1, 1), true);
+        let mut idx = MinHashIndex::new(MinHashParams::new(0.8, 128, 1, 1, 0.9), true);
         let kept = "write a short story about a robot who learns to paint with watercolors in a small village";
         let sk = idx.sketch(kept);
         assert!(idx.find(&sk).is_none());

@@ -26,11 +26,18 @@ fn compare_with_reference(name: &str, prompt: &str) {
     let mut cache = ours.new_cache(1, 256);
     let mut ref_logits = reference.forward(&ids, 0).unwrap();
     let mut our_logits = ours
-        .step(&mut cache, &[Segment { slot: 0, tokens: &ids, start: 0, logits: true }])
+        .step(
+            &mut cache,
+            &[Segment {
+                slot: 0,
+                tokens: &ids,
+                start: 0,
+                logits: true,
+            }],
+        )
         .unwrap()
         .remove(0);
-    let mut pos = ids.len();
-    for step in 0..6 {
+    for (step, pos) in (ids.len()..ids.len() + 6).enumerate() {
         let scale = ref_logits.iter().fold(0f32, |m, v| m.max(v.abs()));
         let max_err = ref_logits
             .iter()
@@ -38,20 +45,33 @@ fn compare_with_reference(name: &str, prompt: &str) {
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         // Both quantize activations to 8 bits, but round differently (candle per
         // matmul path, ours per row): the bound is a few percent of the logit range.
-        assert!(max_err <= 0.08 * scale, "{name} step {step}: max |Δ| {max_err} of {scale}");
+        assert!(
+            max_err <= 0.08 * scale,
+            "{name} step {step}: max |Δ| {max_err} of {scale}"
+        );
         let (rt, ot) = (top(&ref_logits, 5), top(&our_logits, 5));
         eprintln!("{name} step {step}: max |Δ| {max_err} of {scale}; top {rt:?} vs {ot:?}");
         // Near-ties may swap order under different rounding; the reference's choice
         // must still be one of ours, within the error bound of our best.
         let gap = our_logits[ot[0]] - our_logits[rt[0]];
-        assert!(gap <= 2.0 * max_err, "{name} step {step}: greedy token differs ({rt:?} vs {ot:?})");
+        assert!(
+            gap <= 2.0 * max_err,
+            "{name} step {step}: greedy token differs ({rt:?} vs {ot:?})"
+        );
         let next = rt[0] as u32;
         ref_logits = reference.forward(&[next], pos).unwrap();
         our_logits = ours
-            .step(&mut cache, &[Segment { slot: 0, tokens: &[next], start: pos, logits: true }])
+            .step(
+                &mut cache,
+                &[Segment {
+                    slot: 0,
+                    tokens: &[next],
+                    start: pos,
+                    logits: true,
+                }],
+            )
             .unwrap()
             .remove(0);
-        pos += 1;
     }
 }
 
@@ -71,16 +91,29 @@ fn smollm2_matches_candle_reference() {
 #[test]
 fn candle_gemma3_reference_differs_by_its_mlp_activation() {
     let file = open(GEMMA3);
-    let ids = file.encode_prompt("The first three days of the week are Monday, Tuesday and").unwrap();
+    let ids = file
+        .encode_prompt("The first three days of the week are Monday, Tuesday and")
+        .unwrap();
     let ours = Transformer::load(file.gguf.clone()).unwrap();
     let mut reference = Model::load(open(GEMMA3), &candle_core::Device::Cpu).unwrap();
     let mut cache = ours.new_cache(1, 64);
     let r = reference.forward(&ids, 0).unwrap();
     let o = ours
-        .step(&mut cache, &[Segment { slot: 0, tokens: &ids, start: 0, logits: true }])
+        .step(
+            &mut cache,
+            &[Segment {
+                slot: 0,
+                tokens: &ids,
+                start: 0,
+                logits: true,
+            }],
+        )
         .unwrap()
         .remove(0);
-    let max_err = r.iter().zip(&o).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let max_err = r
+        .iter()
+        .zip(&o)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(max_err > 5.0, "{max_err}");
     // Ours continues the week correctly.
     let wednesday = file.tokenizer.encode(" Wednesday", false, false).unwrap();
@@ -92,28 +125,73 @@ fn a_sequence_gets_the_same_logits_alone_or_in_a_mixed_batch() {
     for name in [SMOLLM2, GEMMA3] {
         let file = open(name);
         let t = Transformer::load(file.gguf.clone()).unwrap();
-        let prompts = ["Write a haiku about autumn.", "List two colors", "What is 2+2? Explain your answer step by step."];
-        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| file.encode_prompt(p).unwrap()).collect();
+        let prompts = [
+            "Write a haiku about autumn.",
+            "List two colors",
+            "What is 2+2? Explain your answer step by step.",
+        ];
+        let ids: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|p| file.encode_prompt(p).unwrap())
+            .collect();
         // Alone, whole prompt at once.
         let mut alone = Vec::new();
         for p in &ids {
             let mut c = t.new_cache(1, 128);
-            alone.push(t.step(&mut c, &[Segment { slot: 0, tokens: p, start: 0, logits: true }]).unwrap().remove(0));
+            alone.push(
+                t.step(
+                    &mut c,
+                    &[Segment {
+                        slot: 0,
+                        tokens: p,
+                        start: 0,
+                        logits: true,
+                    }],
+                )
+                .unwrap()
+                .remove(0),
+            );
         }
         // Together, in different slots, the first prompt chunked across two steps.
         let mut c = t.new_cache(4, 128);
         let split = 3;
         let first = t
-            .step(&mut c, &[
-                Segment { slot: 2, tokens: &ids[0][..split], start: 0, logits: false },
-                Segment { slot: 0, tokens: &ids[1], start: 0, logits: true },
-            ])
+            .step(
+                &mut c,
+                &[
+                    Segment {
+                        slot: 2,
+                        tokens: &ids[0][..split],
+                        start: 0,
+                        logits: false,
+                    },
+                    Segment {
+                        slot: 0,
+                        tokens: &ids[1],
+                        start: 0,
+                        logits: true,
+                    },
+                ],
+            )
             .unwrap();
         let second = t
-            .step(&mut c, &[
-                Segment { slot: 3, tokens: &ids[2], start: 0, logits: true },
-                Segment { slot: 2, tokens: &ids[0][split..], start: split, logits: true },
-            ])
+            .step(
+                &mut c,
+                &[
+                    Segment {
+                        slot: 3,
+                        tokens: &ids[2],
+                        start: 0,
+                        logits: true,
+                    },
+                    Segment {
+                        slot: 2,
+                        tokens: &ids[0][split..],
+                        start: split,
+                        logits: true,
+                    },
+                ],
+            )
             .unwrap();
         let bits = |v: &Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&first[0]), bits(&alone[1]), "{name}");

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod dedup_cli;
+mod engine;
 mod forward;
 mod gguf_errors;
 mod rouge_parity;

@@ -23,7 +23,13 @@ pub(crate) fn flavor(gguf: &GgufFile, hp: &HParams) -> Result<Flavor> {
         .map(|i| if is_local(i) { hp.sliding_window } else { None })
         .collect();
     let rope_base = (0..hp.n_layer)
-        .map(|i| if is_local(i) { local_base } else { hp.rope_freq_base })
+        .map(|i| {
+            if is_local(i) {
+                local_base
+            } else {
+                hp.rope_freq_base
+            }
+        })
         .collect();
     Ok(Flavor {
         rope_style: RopeStyle::Halves,

@@ -132,8 +132,14 @@ impl Transformer {
             };
             let (post_attn_norm, post_ffn_norm) = if flavor.post_norms {
                 (
-                    need(n("post_attention_norm.weight"), opt_v(&n("post_attention_norm.weight"))?)?,
-                    need(n("post_ffw_norm.weight"), opt_v(&n("post_ffw_norm.weight"))?)?,
+                    need(
+                        n("post_attention_norm.weight"),
+                        opt_v(&n("post_attention_norm.weight"))?,
+                    )?,
+                    need(
+                        n("post_ffw_norm.weight"),
+                        opt_v(&n("post_ffw_norm.weight"))?,
+                    )?,
                 )
             } else {
                 (None, None)
@@ -262,12 +268,14 @@ impl Transformer {
         }
         let embd = self.matrix(&self.embd);
         let mut x = vec![0f32; r * e];
-        x.par_chunks_mut(e).zip(tokens.par_iter()).for_each(|(row, &t)| {
-            embd.dequantize_row(t as usize, row);
-            if let Some(s) = self.flavor.embed_scale {
-                row.iter_mut().for_each(|v| *v *= s);
-            }
-        });
+        x.par_chunks_mut(e)
+            .zip(tokens.par_iter())
+            .for_each(|(row, &t)| {
+                embd.dequantize_row(t as usize, row);
+                if let Some(s) = self.flavor.embed_scale {
+                    row.iter_mut().for_each(|v| *v *= s);
+                }
+            });
         let (nh, nkv, dk, dv) = (hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v);
         let mut h = vec![0f32; r * e];
         let mut q = vec![0f32; r * nh * dk];
@@ -298,7 +306,13 @@ impl Transformer {
                     layer.rope.apply(kr, dk, pos);
                 });
             for (i, &(slot, pos)) in rows.iter().enumerate() {
-                cache.write(li, slot, pos, &k[i * nkv * dk..(i + 1) * nkv * dk], &v[i * nkv * dv..(i + 1) * nkv * dv]);
+                cache.write(
+                    li,
+                    slot,
+                    pos,
+                    &k[i * nkv * dk..(i + 1) * nkv * dk],
+                    &v[i * nkv * dv..(i + 1) * nkv * dv],
+                );
             }
             let cache_ref: &KvCache = cache;
             let scale = self.flavor.attn_scale;
@@ -327,7 +341,11 @@ impl Transformer {
                 .zip(up.par_chunks(hp.n_ff))
                 .for_each(|(g, u)| {
                     for (gv, uv) in g.iter_mut().zip(u) {
-                        let a = if gelu { ops::gelu_tanh(*gv) } else { ops::silu(*gv) };
+                        let a = if gelu {
+                            ops::gelu_tanh(*gv)
+                        } else {
+                            ops::silu(*gv)
+                        };
                         *gv = a * uv;
                     }
                 });
@@ -360,7 +378,8 @@ impl Transformer {
 }
 
 fn norm_rows(x: &mut [f32], width: usize, w: &[f32], eps: f32) {
-    x.par_chunks_mut(width).for_each(|row| ops::rms_norm(row, w, eps));
+    x.par_chunks_mut(width)
+        .for_each(|row| ops::rms_norm(row, w, eps));
 }
 
 fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
@@ -387,11 +406,18 @@ fn weight(gguf: &GgufFile, name: &str) -> Result<WeightRef> {
         tensor_err(
             gguf.path(),
             name,
-            format!("has type {}, which teacher's kernels do not multiply", crate::gguf::dtype_name(t.dtype)),
+            format!(
+                "has type {}, which teacher's kernels do not multiply",
+                crate::gguf::dtype_name(t.dtype)
+            ),
         )
     })?;
     if t.shape.len() != 2 {
-        return Err(tensor_err(gguf.path(), name, format!("should be a matrix, has shape {:?}", t.shape)));
+        return Err(tensor_err(
+            gguf.path(),
+            name,
+            format!("should be a matrix, has shape {:?}", t.shape),
+        ));
     }
     Ok(WeightRef {
         t: qt,
@@ -410,7 +436,11 @@ fn vector(gguf: &GgufFile, name: &str) -> Result<Vec<f32>> {
         .ok_or_else(|| tensor_err(gguf.path(), name, "has a type teacher cannot read"))?;
     let n = t.elem_count();
     if n % qt.block_elems() != 0 {
-        return Err(tensor_err(gguf.path(), name, "has a size that is not whole blocks"));
+        return Err(tensor_err(
+            gguf.path(),
+            name,
+            "has a size that is not whole blocks",
+        ));
     }
     let mut out = vec![0f32; n];
     teacher_kernels::quant::dequantize_row(qt, gguf.tensor_bytes(t), n, &mut out);

@@ -1,0 +1,106 @@
+//! `teacher bench`: prefill and aggregate decode throughput of the engine's forward
+//! pass at several batch sizes, measured like llama.cpp's llama-batched-bench (B
+//! prompts of P tokens prefilled, then G decode steps of B rows each).
+
+use crate::error::Result;
+use teacher_kernels::sampling::argmax;
+use teacher_models::forward::{Segment, Transformer};
+use teacher_models::TextTokenizer;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchRow {
+    pub batch: usize,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    /// Prompt tokens per second over all B prompts.
+    pub prefill_tok_s: f64,
+    /// Generated tokens per second summed over the batch.
+    pub decode_tok_s: f64,
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Prompt-token budget of one prefill step (llama.cpp's -ub 512).
+const PREFILL_STEP: usize = 512;
+
+pub fn run(
+    model: &Transformer,
+    tok: &TextTokenizer,
+    batches: &[usize],
+    prompt_len: usize,
+    gen_len: usize,
+    mut report: impl FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    let text = "The quick brown fox jumps over the lazy dog while the teacher writes new \
+                instructions, answers them carefully, and checks every answer twice. ";
+    let base = tok.encode(&text.repeat(16), false, false)?;
+    let mut rows = Vec::new();
+    for &b in batches {
+        let prompts: Vec<Vec<u32>> = (0..b)
+            .map(|i| {
+                (0..prompt_len)
+                    .map(|j| base[(i * 7 + j) % base.len()])
+                    .collect()
+            })
+            .collect();
+        let mut cache = model.new_cache(b, prompt_len + gen_len + 1);
+        let started = std::time::Instant::now();
+        let mut next: Vec<u32> = vec![0; b];
+        let mut i = 0;
+        while i < b {
+            // Whole prompts per step, up to the step budget (at least one).
+            let per_step = (PREFILL_STEP / prompt_len.max(1)).max(1);
+            let group: Vec<usize> = (i..(i + per_step).min(b)).collect();
+            let segs: Vec<Segment> = group
+                .iter()
+                .map(|&s| Segment {
+                    slot: s,
+                    tokens: &prompts[s],
+                    start: 0,
+                    logits: true,
+                })
+                .collect();
+            let logits = model.step(&mut cache, &segs)?;
+            for (&s, l) in group.iter().zip(&logits) {
+                next[s] = argmax(l);
+            }
+            i += group.len();
+        }
+        let prefill = started.elapsed().as_secs_f64();
+        let started = std::time::Instant::now();
+        for g in 0..gen_len {
+            let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+            let segs: Vec<Segment> = (0..b)
+                .map(|s| Segment {
+                    slot: s,
+                    tokens: &toks[s],
+                    start: prompt_len + g,
+                    logits: true,
+                })
+                .collect();
+            let logits = model.step(&mut cache, &segs)?;
+            for (s, l) in logits.iter().enumerate() {
+                next[s] = argmax(l);
+            }
+        }
+        let decode = started.elapsed().as_secs_f64();
+        let row = BenchRow {
+            batch: b,
+            prompt_tokens: prompt_len,
+            gen_tokens: gen_len,
+            prefill_tok_s: (b * prompt_len) as f64 / prefill,
+            decode_tok_s: (b * gen_len) as f64 / decode,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        report(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The process's peak resident set (Linux `VmHWM`), in MB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}

@@ -1,0 +1,218 @@
+//! The batched generation engine: a request queue, continuous batching over KV-cache
+//! slots, chunked prefill mixed into decode steps, and per-request sampling.
+//!
+//! The scheduler decides which rows go into a step (`scheduler.rs`), the model
+//! computes the step (`teacher_models::forward`), the kernels turn each row's logits
+//! into a token. Every sequence's tokens are a function of its own prompt, parameters
+//! and (run seed, request id, step) alone: the forward is batch-invariant and the
+//! draws are counter-based, so output never depends on `batch`, thread count or on
+//! which sequence finished first.
+
+mod scheduler;
+mod sequence;
+
+pub use sequence::{FinishReason, Output, Request};
+
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+use scheduler::Scheduler;
+use sequence::Sequence;
+use teacher_kernels::sample;
+use teacher_models::forward::{KvCache, Segment, Transformer};
+use teacher_models::TextTokenizer;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most sequences in flight.
+    pub batch: usize,
+    /// Positions per sequence slot (prompt + generation).
+    pub context: usize,
+    /// Most tokens in one step (decode rows first, then prompt chunks).
+    pub step_tokens: usize,
+    /// The run seed.
+    pub seed: u64,
+    /// Bytes the KV cache may take.
+    pub kv_memory: usize,
+}
+
+impl EngineConfig {
+    pub fn new(batch: usize, context: usize, seed: u64) -> Self {
+        EngineConfig {
+            batch: batch.max(1),
+            context,
+            step_tokens: 512,
+            seed,
+            kv_memory: 8 << 30,
+        }
+    }
+}
+
+/// Counters of a run, for benchmarks and progress.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EngineStats {
+    pub steps: u64,
+    pub prompt_tokens: u64,
+    pub generated_tokens: u64,
+    pub prefill_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+/// Called with (request id, new text) as generated text grows.
+pub type TextSink<'m> = Box<dyn FnMut(u64, &str) -> Result<()> + 'm>;
+
+pub struct Engine<'m> {
+    model: &'m Transformer,
+    tokenizer: &'m TextTokenizer,
+    cache: KvCache,
+    cfg: EngineConfig,
+    pub stats: EngineStats,
+    stream: Option<TextSink<'m>>,
+}
+
+impl<'m> Engine<'m> {
+    pub fn new(
+        model: &'m Transformer,
+        tokenizer: &'m TextTokenizer,
+        cfg: EngineConfig,
+    ) -> Result<Self> {
+        let context = cfg.context.min(model.hp.context_length).max(1);
+        let need = cfg.batch * context * model.kv_bytes_per_position();
+        if need > cfg.kv_memory {
+            return Err(Error::Usage(format!(
+                "the KV cache for --batch {} × context {context} needs {:.1} GiB, over the {:.1} GiB budget\nhint: lower --batch or --context, or raise --kv-memory",
+                cfg.batch,
+                need as f64 / (1u64 << 30) as f64,
+                cfg.kv_memory as f64 / (1u64 << 30) as f64
+            )));
+        }
+        let cache = model.new_cache(cfg.batch, context);
+        Ok(Engine {
+            model,
+            tokenizer,
+            cache,
+            cfg: EngineConfig { context, ..cfg },
+            stats: EngineStats::default(),
+            stream: None,
+        })
+    }
+
+    /// Stream text as it is generated (for interactive use).
+    pub fn stream_to(&mut self, sink: TextSink<'m>) {
+        self.stream = Some(sink);
+    }
+
+    pub fn context(&self) -> usize {
+        self.cfg.context
+    }
+
+    /// Run every request to completion; `on_done` gets each result as it finishes
+    /// (in finishing order — callers that write files reorder by id).
+    pub fn run(
+        &mut self,
+        requests: impl IntoIterator<Item = Request>,
+        mut on_done: impl FnMut(Output) -> Result<()>,
+    ) -> Result<()> {
+        let mut sched = Scheduler::new(self.cfg.batch, self.cfg.step_tokens, requests.into_iter());
+        loop {
+            for (req, why) in sched.admit(self.cfg.context) {
+                on_done(Output::failed(&req, why))?;
+            }
+            if sched.running.is_empty() {
+                if sched.exhausted() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let plan = sched.plan();
+            let segs: Vec<Segment> = plan
+                .iter()
+                .map(|p| {
+                    let s = &sched.running[p.seq];
+                    let tokens: &[u32] = if p.decode {
+                        std::slice::from_ref(s.generated.last().expect("decoding has a token"))
+                    } else {
+                        &s.req.prompt[s.cached..s.cached + p.len]
+                    };
+                    Segment {
+                        slot: s.slot,
+                        tokens,
+                        start: s.cached,
+                        logits: p.logits,
+                    }
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let logits = self.model.step(&mut self.cache, &segs)?;
+            let secs = started.elapsed().as_secs_f64();
+            self.stats.steps += 1;
+            let prompt_rows: u64 = plan
+                .iter()
+                .filter(|p| !p.decode)
+                .map(|p| p.len as u64)
+                .sum();
+            self.stats.prompt_tokens += prompt_rows;
+            if prompt_rows > 0 {
+                self.stats.prefill_seconds += secs;
+            } else {
+                self.stats.decode_seconds += secs;
+            }
+            // Advance the cache positions.
+            for p in &plan {
+                sched.running[p.seq].cached += p.len;
+            }
+            // Sample one token for every row that produced logits, in parallel: each
+            // draw depends only on its own sequence.
+            let wanting: Vec<usize> = plan.iter().filter(|p| p.logits).map(|p| p.seq).collect();
+            let seed = self.cfg.seed;
+            let picks: Vec<u32> = wanting
+                .par_iter()
+                .zip(logits.into_par_iter())
+                .map(|(&i, mut l)| {
+                    let s = &sched.running[i];
+                    sample(
+                        &mut l,
+                        &s.req.params,
+                        &s.history(),
+                        seed,
+                        s.req.id,
+                        s.generated.len() as u64,
+                    )
+                })
+                .collect();
+            self.stats.generated_tokens += wanting.len() as u64;
+            let mut finished: Vec<(usize, FinishReason)> = Vec::new();
+            for (&i, tok) in wanting.iter().zip(picks) {
+                let ctx = self.cfg.context;
+                let s = &mut sched.running[i];
+                if self.tokenizer.is_stop(tok) {
+                    finished.push((i, FinishReason::Stop));
+                    continue;
+                }
+                s.generated.push(tok);
+                let text = self.tokenizer.decode(&s.generated)?;
+                let stopped = s.set_text(text);
+                if let Some(sink) = self.stream.as_mut() {
+                    // Only whole characters: a token may end inside a UTF-8 sequence.
+                    if s.text.len() > s.streamed
+                        && !s.text.ends_with('\u{FFFD}')
+                        && s.text.is_char_boundary(s.streamed)
+                    {
+                        sink(s.req.id, &s.text[s.streamed..])?;
+                        s.streamed = s.text.len();
+                    }
+                }
+                if stopped {
+                    finished.push((i, FinishReason::Stop));
+                } else if s.generated.len() >= s.req.max_tokens {
+                    finished.push((i, FinishReason::Length));
+                } else if s.cached + 1 >= ctx {
+                    finished.push((i, FinishReason::Context));
+                }
+            }
+            for s in sched.retire(&finished) {
+                let (seq, reason): (Sequence, FinishReason) = s;
+                on_done(seq.finish(reason))?;
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Which rows go into the next step.
+//!
+//! Requests are admitted in arrival order into free KV slots (continuous batching: a
+//! slot freed by a finished sequence is refilled before the next step). Each step
+//! carries one decode row per generating sequence first, so running sequences never
+//! wait on a long new prompt, then prompt chunks up to the step's token budget.
+
+use super::sequence::{Request, Sequence};
+use super::FinishReason;
+
+/// One sequence's rows in a step.
+pub(crate) struct Planned {
+    /// Index into `running`.
+    pub seq: usize,
+    pub len: usize,
+    pub decode: bool,
+    /// Whether the step must return logits for this sequence's last row.
+    pub logits: bool,
+}
+
+pub(crate) struct Scheduler<I: Iterator<Item = Request>> {
+    input: I,
+    input_done: bool,
+    pub running: Vec<Sequence>,
+    free_slots: Vec<usize>,
+    step_tokens: usize,
+}
+
+impl<I: Iterator<Item = Request>> Scheduler<I> {
+    pub fn new(slots: usize, step_tokens: usize, input: I) -> Self {
+        Scheduler {
+            input,
+            input_done: false,
+            running: Vec::new(),
+            // Popped from the end: lowest slot first.
+            free_slots: (0..slots).rev().collect(),
+            step_tokens: step_tokens.max(1),
+        }
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.input_done && self.running.is_empty()
+    }
+
+    /// Fill free slots; requests that cannot run come back with the reason.
+    pub fn admit(&mut self, context: usize) -> Vec<(Request, String)> {
+        let mut failed = Vec::new();
+        while !self.free_slots.is_empty() && !self.input_done {
+            let Some(req) = self.input.next() else {
+                self.input_done = true;
+                break;
+            };
+            if req.prompt.is_empty() {
+                failed.push((req, "the prompt is empty".to_string()));
+                continue;
+            }
+            if req.prompt.len() >= context {
+                let why = format!(
+                    "the prompt has {} tokens; the context is {context}",
+                    req.prompt.len()
+                );
+                failed.push((req, why));
+                continue;
+            }
+            let slot = self.free_slots.pop().expect("checked non-empty");
+            self.running.push(Sequence::new(req, slot));
+        }
+        failed
+    }
+
+    pub fn plan(&self) -> Vec<Planned> {
+        let mut plan = Vec::new();
+        let mut budget = self.step_tokens;
+        for (i, s) in self.running.iter().enumerate() {
+            if s.prefill_left() == 0 {
+                plan.push(Planned {
+                    seq: i,
+                    len: 1,
+                    decode: true,
+                    logits: true,
+                });
+                budget = budget.saturating_sub(1);
+            }
+        }
+        for (i, s) in self.running.iter().enumerate() {
+            let left = s.prefill_left();
+            if left == 0 {
+                continue;
+            }
+            // Always make progress, even when decode rows used the whole budget.
+            let take = left.min(budget.max(usize::from(plan.is_empty())));
+            if take == 0 {
+                break;
+            }
+            plan.push(Planned {
+                seq: i,
+                len: take,
+                decode: false,
+                logits: take == left,
+            });
+            budget -= take.min(budget);
+        }
+        plan
+    }
+
+    /// Remove finished sequences and free their slots.
+    pub fn retire(&mut self, finished: &[(usize, FinishReason)]) -> Vec<(Sequence, FinishReason)> {
+        let mut idx: Vec<(usize, FinishReason)> = finished.to_vec();
+        idx.sort_by_key(|x| std::cmp::Reverse(x.0));
+        let mut out = Vec::with_capacity(idx.len());
+        for (i, reason) in idx {
+            let s = self.running.remove(i);
+            self.free_slots.push(s.slot);
+            out.push((s, reason));
+        }
+        // Keep the lowest slot next.
+        self.free_slots
+            .sort_unstable_by_key(|&s| std::cmp::Reverse(s));
+        out.reverse();
+        out
+    }
+}

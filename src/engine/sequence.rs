@@ -1,0 +1,156 @@
+//! One request in flight: its slot, what is in its KV cache, what it generated, and
+//! when it stops.
+
+use serde::Serialize;
+use teacher_kernels::SamplingParams;
+
+/// What the caller asks the engine to generate.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Names the sequence's random stream and its result; unique within a run.
+    pub id: u64,
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+    pub max_tokens: usize,
+    /// Stop when the text contains one of these (the text ends before it).
+    pub stop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence / end-of-turn token or a stop string.
+    Stop,
+    /// `max_tokens` generated.
+    Length,
+    /// The sequence filled its context.
+    Context,
+    /// The request could not run (see `error`).
+    Error,
+}
+
+/// A finished request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Output {
+    pub id: u64,
+    pub text: String,
+    #[serde(skip)]
+    pub tokens: Vec<u32>,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Output {
+    pub fn failed(req: &Request, why: String) -> Output {
+        Output {
+            id: req.id,
+            text: String::new(),
+            tokens: Vec::new(),
+            finish_reason: FinishReason::Error,
+            prompt_tokens: req.prompt.len(),
+            completion_tokens: 0,
+            error: Some(why),
+        }
+    }
+}
+
+pub(crate) struct Sequence {
+    pub req: Request,
+    pub slot: usize,
+    /// Positions already in the KV cache.
+    pub cached: usize,
+    pub generated: Vec<u32>,
+    pub text: String,
+    /// Bytes of `text` already checked against stop strings.
+    checked: usize,
+    /// Bytes of `text` already streamed to the caller.
+    pub streamed: usize,
+}
+
+impl Sequence {
+    pub fn new(req: Request, slot: usize) -> Self {
+        Sequence {
+            req,
+            slot,
+            cached: 0,
+            generated: Vec::new(),
+            text: String::new(),
+            checked: 0,
+            streamed: 0,
+        }
+    }
+
+    /// Prompt tokens not yet in the cache.
+    pub fn prefill_left(&self) -> usize {
+        self.req.prompt.len().saturating_sub(self.cached)
+    }
+
+    /// Every token of the sequence so far (for penalties).
+    pub fn history(&self) -> Vec<u32> {
+        let mut h = self.req.prompt.clone();
+        h.extend_from_slice(&self.generated);
+        h
+    }
+
+    /// Record new text; true when a stop string appeared (the text is cut before it).
+    pub fn set_text(&mut self, text: String) -> bool {
+        self.text = text;
+        let longest = self.req.stop.iter().map(|s| s.len()).max().unwrap_or(0);
+        if longest == 0 {
+            return false;
+        }
+        // Only text near the new end can complete a stop string.
+        let mut from = self.checked.saturating_sub(longest);
+        while !self.text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let hit = self
+            .req
+            .stop
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text[from..].find(s.as_str()).map(|i| from + i))
+            .min();
+        self.checked = self.text.len();
+        if let Some(at) = hit {
+            self.text.truncate(at);
+            return true;
+        }
+        false
+    }
+
+    pub fn finish(self, reason: FinishReason) -> Output {
+        Output {
+            id: self.req.id,
+            completion_tokens: self.generated.len(),
+            prompt_tokens: self.req.prompt.len(),
+            text: self.text,
+            tokens: self.generated,
+            finish_reason: reason,
+            error: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_match_across_pieces_and_cut_the_text() {
+        let req = Request {
+            id: 1,
+            prompt: vec![1],
+            params: SamplingParams::default(),
+            max_tokens: 10,
+            stop: vec!["\n\n".into(), "16.".into()],
+        };
+        let mut s = Sequence::new(req, 0);
+        assert!(!s.set_text("1. one\n".into()));
+        assert!(s.set_text("1. one\n\n2. two".into()));
+        assert_eq!(s.text, "1. one");
+    }
+}

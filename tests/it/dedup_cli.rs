@@ -116,7 +116,6 @@ fn exact_and_minhash_methods() {
         out.to_str().unwrap(),
         "--method",
         "minhash",
-        "--verify",
     ]);
     assert!(ok, "{err}");
     let ids: Vec<String> = lines(&out)

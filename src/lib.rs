@@ -6,8 +6,10 @@ pub mod bench;
 pub mod dedup;
 pub mod engine;
 pub mod error;
+pub mod export;
 pub mod filter;
 pub mod generate;
+pub mod pipeline;
 pub mod progress;
 
 pub use error::{Error, Result};

@@ -17,3 +17,17 @@ pub fn counter(unit: &str) -> Option<ProgressBar> {
     bar.set_style(style);
     Some(bar)
 }
+
+/// A bar towards `target` items, or None when stderr is not a terminal.
+pub fn bar(target: u64, unit: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(target);
+    let style = ProgressStyle::with_template(&format!(
+        "{{bar:30}} {{pos}}/{{len}} {unit} {{msg}} [{{elapsed}}, ETA {{eta}}]"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}

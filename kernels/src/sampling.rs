@@ -94,20 +94,23 @@ impl SamplingParams {
 
 /// Sample one token from `logits` (modified in place by penalties and bias).
 ///
-/// `history` is the sequence so far (prompt and generated tokens) for the penalties;
+/// `prompt` and `generated` are the sequence so far: the repetition penalty looks at
+/// both (as Hugging Face and vLLM do), presence and frequency penalties at the
+/// generated tokens only (the OpenAI semantics the reference pipelines were run with);
 /// `(seed, stream, step)` name the draw: stream is the request id, step the index of
 /// the token being generated.
 pub fn sample(
     logits: &mut [f32],
     params: &SamplingParams,
-    history: &[u32],
+    prompt: &[u32],
+    generated: &[u32],
     seed: u64,
     stream: u64,
     step: u64,
 ) -> u32 {
     assert!(!logits.is_empty(), "sampling needs at least one logit");
-    if params.penalties_active() && !history.is_empty() {
-        apply_penalties(logits, params, history);
+    if params.penalties_active() {
+        apply_penalties(logits, params, prompt, generated);
     }
     for &(tok, bias) in &params.logit_bias {
         if let Some(l) = logits.get_mut(tok as usize) {
@@ -134,23 +137,36 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-fn apply_penalties(logits: &mut [f32], p: &SamplingParams, history: &[u32]) {
-    let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-    for &t in history {
-        if (t as usize) < logits.len() {
-            *counts.entry(t).or_default() += 1;
-        }
-    }
-    for (&t, &c) in &counts {
-        let l = &mut logits[t as usize];
-        if p.repetition_penalty != 1.0 {
+fn apply_penalties(logits: &mut [f32], p: &SamplingParams, prompt: &[u32], generated: &[u32]) {
+    let n = logits.len();
+    if p.repetition_penalty != 1.0 {
+        let mut seen: Vec<u32> = prompt
+            .iter()
+            .chain(generated)
+            .copied()
+            .filter(|&t| (t as usize) < n)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            let l = &mut logits[t as usize];
             *l = if *l > 0.0 {
                 *l / p.repetition_penalty
             } else {
                 *l * p.repetition_penalty
             };
         }
-        *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
+    }
+    if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+        let mut counts: Vec<u32> = generated
+            .iter()
+            .copied()
+            .filter(|&t| (t as usize) < n)
+            .collect();
+        counts.sort_unstable();
+        for run in counts.chunk_by(|a, b| a == b) {
+            logits[run[0] as usize] -= run.len() as f32 * p.frequency_penalty + p.presence_penalty;
+        }
     }
 }
 
@@ -268,7 +284,10 @@ mod tests {
     #[test]
     fn greedy_picks_max_lowest_id_on_ties() {
         let mut l = vec![0.1, 3.0, 3.0, -1.0];
-        assert_eq!(sample(&mut l, &SamplingParams::greedy(), &[], 1, 1, 0), 1);
+        assert_eq!(
+            sample(&mut l, &SamplingParams::greedy(), &[], &[], 1, 1, 0),
+            1
+        );
     }
 
     #[test]
@@ -298,7 +317,7 @@ mod tests {
         };
         for step in 0..50 {
             let mut l = logits.clone();
-            assert_eq!(sample(&mut l, &p, &[], 9, 3, step), best);
+            assert_eq!(sample(&mut l, &p, &[], &[], 9, 3, step), best);
         }
     }
 
@@ -314,7 +333,7 @@ mod tests {
         let mut seen = [0usize; 4];
         for step in 0..2000 {
             let mut l = logits.clone();
-            seen[sample(&mut l, &p, &[], 5, 0, step) as usize] += 1;
+            seen[sample(&mut l, &p, &[], &[], 5, 0, step) as usize] += 1;
         }
         assert!(seen[0] > 0 && seen[1] > 0);
         assert_eq!(seen[2] + seen[3], 0, "{seen:?}");
@@ -356,8 +375,9 @@ mod tests {
             frequency_penalty: 0.25,
             ..Default::default()
         };
-        apply_penalties(&mut l, &p, &[0, 0, 2]);
-        assert_eq!(l, vec![2.0 / 2.0 - 0.5 - 0.5, 2.0, -1.0 * 2.0 - 0.25 - 0.5]);
+        // Token 1 only in the prompt: repetition penalty only.
+        apply_penalties(&mut l, &p, &[1], &[0, 0, 2]);
+        assert_eq!(l, vec![2.0 / 2.0 - 0.5 - 0.5, 1.0, -1.0 * 2.0 - 0.25 - 0.5]);
     }
 
     #[test]
@@ -370,10 +390,10 @@ mod tests {
             ..Default::default()
         };
         let a: Vec<u32> = (0..30)
-            .map(|s| sample(&mut logits.clone(), &p, &[], 11, 4, s))
+            .map(|s| sample(&mut logits.clone(), &p, &[], &[], 11, 4, s))
             .collect();
         let b: Vec<u32> = (0..30)
-            .map(|s| sample(&mut logits.clone(), &p, &[], 11, 4, s))
+            .map(|s| sample(&mut logits.clone(), &p, &[], &[], 11, 4, s))
             .collect();
         assert_eq!(a, b);
         assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1);

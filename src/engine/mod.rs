@@ -172,7 +172,8 @@ impl<'m> Engine<'m> {
                     sample(
                         &mut l,
                         &s.req.params,
-                        &s.history(),
+                        &s.req.prompt,
+                        &s.generated,
                         seed,
                         s.req.id,
                         s.generated.len() as u64,

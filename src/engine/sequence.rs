@@ -88,13 +88,6 @@ impl Sequence {
         self.req.prompt.len().saturating_sub(self.cached)
     }
 
-    /// Every token of the sequence so far (for penalties).
-    pub fn history(&self) -> Vec<u32> {
-        let mut h = self.req.prompt.clone();
-        h.extend_from_slice(&self.generated);
-        h
-    }
-
     /// Record new text; true when a stop string appeared (the text is cut before it).
     pub fn set_text(&mut self, text: String) -> bool {
         self.text = text;

@@ -5,6 +5,7 @@
 //! - [`exact`]: identical text after normalisation.
 
 pub mod exact;
+pub mod heuristics;
 pub mod minhash;
 pub mod rouge_l;
 

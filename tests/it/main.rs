@@ -8,4 +8,5 @@ mod engine;
 mod forward;
 mod gguf_errors;
 mod rouge_parity;
+mod self_instruct;
 mod tokenizer_parity;

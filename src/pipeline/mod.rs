@@ -1,0 +1,64 @@
+//! The data pipelines: Self-Instruct (`self_instruct`), Evol-Instruct (`evol`) and
+//! responses (`respond`), with the pieces they share: seed sets, prompt texts, the
+//! resumable run file, and deterministic choices.
+
+pub mod prompt;
+pub mod run_file;
+pub mod seeds;
+pub mod self_instruct;
+
+use crate::engine::{Engine, Output, Request};
+use crate::error::Result;
+use std::collections::HashMap;
+use teacher_kernels::philox;
+
+/// Run `requests` through the engine and return their outputs in request order.
+pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<Output>> {
+    let order: HashMap<u64, usize> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id, i))
+        .collect();
+    let mut outs: Vec<Option<Output>> = vec![None; requests.len()];
+    engine.run(requests, |o| {
+        let i = order[&o.id];
+        outs[i] = Some(o);
+        Ok(())
+    })?;
+    Ok(outs
+        .into_iter()
+        .map(|o| o.expect("every request finishes"))
+        .collect())
+}
+
+/// `k` distinct indices below `n`, in draw order: a partial Fisher–Yates shuffle whose
+/// draws are Philox of (seed, stream, lane·2^32 + i). The same arguments always give
+/// the same choice.
+pub fn pick(seed: u64, stream: u64, lane: u64, n: usize, k: usize) -> Vec<usize> {
+    let k = k.min(n);
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..k {
+        let r = philox::random_u64(seed, stream, (lane << 32) | i as u64);
+        let j = i + (r % (n - i) as u64) as usize;
+        idx.swap(i, j);
+    }
+    idx.truncate(k);
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_is_deterministic_and_distinct() {
+        let a = pick(1, 2, 0, 10, 4);
+        assert_eq!(a, pick(1, 2, 0, 10, 4));
+        let mut s = a.clone();
+        s.sort();
+        s.dedup();
+        assert_eq!(s.len(), 4);
+        assert_ne!(a, pick(1, 3, 0, 10, 4));
+        assert_eq!(pick(1, 2, 0, 3, 5).len(), 3);
+    }
+}

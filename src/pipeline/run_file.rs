@@ -1,0 +1,202 @@
+//! A pipeline's output: append-only JSONL committed one wave at a time, a rejected
+//! file beside it, and a run manifest that makes a killed run resumable.
+//!
+//! After each wave the records are appended and synced, then the manifest (written to a
+//! temporary file and renamed) records how many waves and bytes are committed. On a
+//! restart with the same parameters, both files are cut back to the committed length
+//! (dropping a wave that was half-written when the run died) and the pipeline rebuilds
+//! its state from the records. The result is byte-identical to a run never killed.
+
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+pub struct RunFile {
+    out: PathBuf,
+    rejected: Option<PathBuf>,
+    manifest_path: PathBuf,
+    pub manifest: Value,
+}
+
+/// The manifest's file name for an output file: `out.jsonl` → `out.jsonl.manifest.json`.
+pub fn manifest_path(out: &Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".manifest.json");
+    out.with_file_name(name)
+}
+
+impl RunFile {
+    /// Open for a run with `params` (everything that determines the output). Returns
+    /// the file and the records already committed by an earlier run of the same
+    /// command.
+    pub fn open(
+        command: &str,
+        out: &Path,
+        rejected: Option<&Path>,
+        params: Value,
+        extra: Value,
+    ) -> Result<(RunFile, Vec<Value>)> {
+        let manifest_path = manifest_path(out);
+        let mut committed = Vec::new();
+        let manifest = if out.exists() {
+            let text = std::fs::read_to_string(&manifest_path).map_err(|_| {
+                Error::Usage(format!(
+                    "`{}` exists but has no manifest `{}`, so it cannot be resumed\nhint: choose another --out, or delete the file to start over",
+                    out.display(),
+                    manifest_path.display()
+                ))
+            })?;
+            let m: Value = serde_json::from_str(&text).map_err(|e| {
+                Error::Usage(format!(
+                    "`{}` is not a valid manifest: {e}",
+                    manifest_path.display()
+                ))
+            })?;
+            if m["command"] != command || m["params"] != params {
+                return Err(Error::Usage(format!(
+                    "`{}` was made by a different command or different parameters; refusing to mix runs\n{}hint: run the original command again to resume, or choose another --out",
+                    out.display(),
+                    describe_difference(&m["params"], &params)
+                )));
+            }
+            let out_bytes = m["output_bytes"].as_u64().unwrap_or(0);
+            truncate_to(out, out_bytes)?;
+            if let Some(r) = rejected {
+                if r.exists() {
+                    truncate_to(r, m["rejected_bytes"].as_u64().unwrap_or(0))?;
+                } else {
+                    std::fs::File::create(r).map_err(|e| Error::io(r, e))?;
+                }
+            }
+            let f = std::fs::File::open(out).map_err(|e| Error::io(out, e))?;
+            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|e| Error::io(out, e))?;
+                committed.push(serde_json::from_str(&line).map_err(|e| Error::Input {
+                    path: out.to_path_buf(),
+                    line: i + 1,
+                    what: format!("is not a valid record: {e}"),
+                })?);
+            }
+            m
+        } else {
+            std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
+            if let Some(r) = rejected {
+                std::fs::File::create(r).map_err(|e| Error::io(r, e))?;
+            }
+            json!({
+                "tool": "teacher",
+                "version": env!("CARGO_PKG_VERSION"),
+                "command": command,
+                "params": params,
+                "run": extra,
+                "waves_done": 0,
+                "output_bytes": 0,
+                "rejected_bytes": 0,
+                "counts": {},
+                "seconds": {},
+            })
+        };
+        let rf = RunFile {
+            out: out.to_path_buf(),
+            rejected: rejected.map(Path::to_path_buf),
+            manifest_path,
+            manifest,
+        };
+        if committed.is_empty() {
+            rf.write_manifest()?;
+        }
+        Ok((rf, committed))
+    }
+
+    pub fn waves_done(&self) -> u64 {
+        self.manifest["waves_done"].as_u64().unwrap_or(0)
+    }
+
+    /// Append one wave's records and rejections, add its counts and timings, and move
+    /// the manifest's commit point past them.
+    pub fn commit_wave(
+        &mut self,
+        records: &[Value],
+        rejected: &[Value],
+        counts: &BTreeMap<String, u64>,
+        seconds: &BTreeMap<String, f64>,
+    ) -> Result<()> {
+        let out_bytes = append_lines(&self.out, records)?;
+        let rej_bytes = match &self.rejected {
+            Some(r) => append_lines(r, rejected)?,
+            None => 0,
+        };
+        let m = &mut self.manifest;
+        m["waves_done"] = json!(m["waves_done"].as_u64().unwrap_or(0) + 1);
+        m["output_bytes"] = json!(out_bytes);
+        m["rejected_bytes"] = json!(rej_bytes);
+        for (k, v) in counts {
+            let cur = m["counts"][k].as_u64().unwrap_or(0);
+            m["counts"][k] = json!(cur + v);
+        }
+        for (k, v) in seconds {
+            let cur = m["seconds"][k].as_f64().unwrap_or(0.0);
+            m["seconds"][k] = json!(cur + v);
+        }
+        self.write_manifest()
+    }
+
+    fn write_manifest(&self) -> Result<()> {
+        let tmp = self.manifest_path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(&self.manifest).expect("manifest serialises");
+        std::fs::write(&tmp, text + "\n").map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &self.manifest_path).map_err(|e| Error::io(&self.manifest_path, e))
+    }
+}
+
+fn truncate_to(path: &Path, len: u64) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let actual = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if actual < len {
+        return Err(Error::Usage(format!(
+            "`{}` is shorter ({actual} bytes) than its manifest says ({len}); it was changed by hand\nhint: choose another --out",
+            path.display()
+        )));
+    }
+    f.set_len(len).map_err(|e| Error::io(path, e))
+}
+
+/// Append whole lines and sync; returns the file's new length.
+fn append_lines(path: &Path, lines: &[Value]) -> Result<u64> {
+    let mut buf = String::new();
+    for l in lines {
+        buf.push_str(&l.to_string());
+        buf.push('\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(buf.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
+    f.sync_data().map_err(|e| Error::io(path, e))?;
+    Ok(f.metadata().map_err(|e| Error::io(path, e))?.len())
+}
+
+fn describe_difference(old: &Value, new: &Value) -> String {
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return String::new();
+    };
+    let mut lines = String::new();
+    for (k, v) in n {
+        match o.get(k) {
+            Some(ov) if ov == v => {}
+            Some(ov) => lines.push_str(&format!("  `{k}`: was {ov}, now {v}\n")),
+            None => lines.push_str(&format!("  `{k}`: new, {v}\n")),
+        }
+    }
+    lines
+}

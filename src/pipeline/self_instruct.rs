@@ -1,0 +1,657 @@
+//! Self-Instruct: grow a seed set into new tasks with instances, written by the
+//! teacher model and filtered (Wang et al. 2022; the Alpaca variant for chat models).
+//!
+//! The run proceeds in waves. A wave's prompts are built from the pool as it stood
+//! after the previous wave, with in-context examples drawn by Philox from (run seed,
+//! wave, prompt index); generation runs batched in any order; the results are parsed,
+//! filtered and committed in prompt order. So the output depends on the seed, model,
+//! wave size and parameters — never on `--batch`, thread count or finishing order.
+//!
+//! Deliberate differences from the reference code (each documented in the README):
+//! no `str.capitalize()` unless `--capitalize`; a task whose instances all fail is
+//! removed from the pool (the reference keeps it, since its steps run separately);
+//! at most 5 instances per task, the first 5 rather than a random 5.
+
+use super::prompt::{self, PROMPT_VERSION};
+use super::run_file::RunFile;
+use super::seeds::{Instance, SeedTask};
+use super::{generate_all, pick};
+use crate::engine::{Engine, FinishReason, Output, Request};
+use crate::error::Result;
+use crate::filter::heuristics::{
+    check_instance, check_instruction, collapse_ws, py_capitalize, Reason, ALPACA_BLACKLIST,
+    PAPER_BLACKLIST,
+};
+use crate::filter::rouge_l::{DropRule, PruneStats, RougeIndex};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+use teacher_kernels::SamplingParams;
+use teacher_models::{Message, ModelFile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Style {
+    /// Base models: numbered list continuation, then classification and instances.
+    Paper,
+    /// Chat models: one request asks for many tasks with input and output.
+    Alpaca,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub style: Style,
+    /// Machine-generated tasks to produce.
+    pub num: usize,
+    pub wave_size: usize,
+    pub seed: u64,
+    /// Alpaca style: tasks asked for per request.
+    pub num_tasks: usize,
+    pub threshold: f64,
+    pub rule: DropRule,
+    pub capitalize: bool,
+    /// Overrides of the instruction-generation decoding.
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub max_tokens: Option<usize>,
+    /// Token limit of an answer requested for a task that came without an output.
+    pub answer_max_tokens: usize,
+    /// Stop after this many waves in a row accept nothing.
+    pub stall_waves: usize,
+    pub model_name: String,
+    pub model_sha256: String,
+    pub seeds_sha256: String,
+}
+
+const MAX_INSTANCES: usize = 5;
+/// Decoding of those answers: moderately random, lightly discouraged from looping.
+fn answer_params() -> SamplingParams {
+    SamplingParams {
+        temperature: 0.7,
+        top_p: 0.9,
+        repetition_penalty: 1.1,
+        ..SamplingParams::default()
+    }
+}
+
+impl Config {
+    fn gen_params(&self) -> (SamplingParams, usize, Vec<String>) {
+        let (t, p, presence, max, stop): (f32, f32, f32, usize, &[&str]) = match self.style {
+            // Self-Instruct: davinci, T 0.7, top_p 0.5, presence 2, 1024 tokens.
+            Style::Paper => (0.7, 0.5, 2.0, 1024, &["\n\n", "\n16", "16.", "16 ."]),
+            // Alpaca: T 1, top_p 1, 3072 tokens in the reference; 600 here, since small
+            // teachers ramble long before they finish 16 well-formed tasks.
+            Style::Alpaca => (1.0, 1.0, 0.0, 600, &["\n20", "20."]),
+        };
+        let params = SamplingParams {
+            temperature: self.temperature.unwrap_or(t),
+            top_p: self.top_p.unwrap_or(p),
+            presence_penalty: presence,
+            ..SamplingParams::default()
+        };
+        (
+            params,
+            self.max_tokens.unwrap_or(max),
+            stop.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    /// Everything that determines the output (the manifest's `params`).
+    pub fn params_json(&self) -> Value {
+        let (p, max, stop) = self.gen_params();
+        json!({
+            "style": self.style,
+            "wave_size": self.wave_size,
+            "seed": self.seed,
+            "num_tasks": self.num_tasks,
+            "threshold": self.threshold,
+            "drop_rule": format!("{:?}", self.rule),
+            "capitalize": self.capitalize,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "max_tokens": max,
+            "answer_max_tokens": self.answer_max_tokens,
+            "stop": stop,
+            "stall_waves": self.stall_waves,
+            "model": self.model_name,
+            "model_sha256": self.model_sha256,
+            "seeds_sha256": self.seeds_sha256,
+            "prompt_version": PROMPT_VERSION,
+        })
+    }
+}
+
+/// A kept machine task.
+#[derive(Debug, Clone)]
+struct Task {
+    id: String,
+    instruction: String,
+    instances: Vec<Instance>,
+    is_classification: bool,
+    wave: u64,
+    in_context: Vec<String>,
+}
+
+/// What the caller sees after each wave.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Progress {
+    pub wave: u64,
+    pub accepted: usize,
+    pub target: usize,
+    pub rejected: BTreeMap<String, u64>,
+    pub generated_tokens: u64,
+    pub generation_seconds: f64,
+    pub filter_seconds: f64,
+}
+
+struct State {
+    seeds: Vec<SeedTask>,
+    machine: Vec<Task>,
+    index: RougeIndex,
+}
+
+pub fn run(
+    engine: &mut Engine,
+    file: &ModelFile,
+    seeds: Vec<SeedTask>,
+    cfg: &Config,
+    out: &Path,
+    rejected: Option<&Path>,
+    mut report: impl FnMut(&Progress),
+) -> Result<Progress> {
+    let extra = json!({"engine_context": engine.context()});
+    let (mut rf, committed) =
+        RunFile::open("self-instruct", out, rejected, cfg.params_json(), extra)?;
+    let mut state = State {
+        index: RougeIndex::new(),
+        machine: Vec::new(),
+        seeds,
+    };
+    for s in &state.seeds {
+        state.index.insert(0, &s.instruction);
+    }
+    if committed.is_empty() {
+        let records: Vec<Value> = state.seeds.iter().map(|s| seed_record(s, cfg)).collect();
+        rf.commit_wave(&records, &[], &BTreeMap::new(), &BTreeMap::new())?;
+    } else {
+        for r in committed.iter().filter(|r| r["source"] == "self-instruct") {
+            let t = task_from_record(r);
+            state.index.insert(0, &t.instruction);
+            state.machine.push(t);
+        }
+    }
+    let mut progress = Progress {
+        target: cfg.num,
+        accepted: state.machine.len(),
+        wave: rf.waves_done(),
+        ..Progress::default()
+    };
+    let mut stalled = 0;
+    while state.machine.len() < cfg.num && stalled < cfg.stall_waves {
+        let wave = rf.waves_done();
+        let (records, rejects, counts, secs) = run_wave(engine, file, &mut state, cfg, wave)?;
+        if records.is_empty() {
+            stalled += 1;
+        } else {
+            stalled = 0;
+        }
+        rf.commit_wave(&records, &rejects, &counts, &secs)?;
+        progress.wave = wave;
+        progress.accepted = state.machine.len();
+        for (k, v) in counts {
+            *progress.rejected.entry(k).or_default() += v;
+        }
+        progress.generated_tokens = engine.stats.generated_tokens;
+        progress.generation_seconds += secs.get("generation").copied().unwrap_or(0.0);
+        progress.filter_seconds += secs.get("filter").copied().unwrap_or(0.0);
+        report(&progress);
+    }
+    if state.machine.len() < cfg.num {
+        eprintln!(
+            "teacher: stopped after {} waves in a row accepted nothing ({} of {} tasks); the model may be too weak for this style\nhint: try --style, --temperature, or a larger model",
+            cfg.stall_waves,
+            state.machine.len(),
+            cfg.num
+        );
+    }
+    Ok(progress)
+}
+
+type WaveResult = (
+    Vec<Value>,
+    Vec<Value>,
+    BTreeMap<String, u64>,
+    BTreeMap<String, f64>,
+);
+
+fn run_wave(
+    engine: &mut Engine,
+    file: &ModelFile,
+    state: &mut State,
+    cfg: &Config,
+    wave: u64,
+) -> Result<WaveResult> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rejects: Vec<Value> = Vec::new();
+    let mut gen_s = 0.0;
+    let mut filter_s = 0.0;
+    let (params, max_tokens, stop) = cfg.gen_params();
+    let mut reject = |counts: &mut BTreeMap<String, u64>, reason: Reason, v: Value| {
+        *counts.entry(reason.as_str().to_string()).or_default() += 1;
+        let mut v = v;
+        v["reason"] = json!(reason.as_str());
+        v["wave"] = json!(wave);
+        rejects.push(v);
+    };
+
+    // 1. Prompts for the wave, from the pool as it stands.
+    let mut prompts = Vec::with_capacity(cfg.wave_size);
+    let mut requests = Vec::with_capacity(cfg.wave_size);
+    for j in 0..cfg.wave_size {
+        let stream = stream_id(1, wave, j as u64);
+        let (text, ids) = build_prompt(file, state, cfg, wave, j)?;
+        requests.push(Request {
+            id: stream,
+            prompt: file.encode_prompt(&text)?,
+            params: params.clone(),
+            max_tokens,
+            stop: stop.clone(),
+        });
+        prompts.push(ids);
+    }
+    let t0 = Instant::now();
+    let outs = generate_all(engine, requests)?;
+    gen_s += t0.elapsed().as_secs_f64();
+
+    // 2. Parse and filter in prompt order; the pool grows inside the wave.
+    let t0 = Instant::now();
+    let blacklist = match cfg.style {
+        Style::Paper => PAPER_BLACKLIST,
+        Style::Alpaca => ALPACA_BLACKLIST,
+    };
+    let mut in_wave = RougeIndex::new();
+    let mut accepted: Vec<(String, Vec<Instance>, Vec<String>)> = Vec::new();
+    let mut stats = PruneStats::default();
+    for (j, o) in outs.iter().enumerate() {
+        let in_context = &prompts[j];
+        let base = json!({"prompt": j, "in_context_ids": in_context});
+        let truncated = matches!(
+            o.finish_reason,
+            FinishReason::Length | FinishReason::Context
+        );
+        let candidates: Vec<Option<(String, Option<Instance>)>> = match cfg.style {
+            Style::Paper => {
+                if truncated || o.finish_reason == FinishReason::Error {
+                    let mut v = base.clone();
+                    v["completion"] = json!(o.text);
+                    reject(&mut counts, Reason::Truncated, v);
+                    continue;
+                }
+                prompt::parse_paper_completion(&o.text)
+                    .into_iter()
+                    .map(|i| Some((i, None)))
+                    .collect()
+            }
+            Style::Alpaca => prompt::parse_alpaca_completion(&o.text, 4, truncated)
+                .into_iter()
+                .map(|p| {
+                    p.map(|t| {
+                        let inst = t.output.map(|output| Instance {
+                            input: t.input.clone(),
+                            output,
+                        });
+                        // Without an output the task keeps its input for the answer step.
+                        (
+                            t.instruction,
+                            inst.or(Some(Instance {
+                                input: t.input,
+                                output: String::new(),
+                            })),
+                        )
+                    })
+                })
+                .collect(),
+        };
+        for c in candidates {
+            let Some((inst, instance)) = c else {
+                reject(&mut counts, Reason::Unparsable, base.clone());
+                continue;
+            };
+            let inst = if cfg.capitalize {
+                py_capitalize(&collapse_ws(&inst))
+            } else {
+                collapse_ws(&inst)
+            };
+            let mut v = base.clone();
+            v["instruction"] = json!(inst);
+            if let Some(i) = &instance {
+                v["input"] = json!(i.input);
+                v["output"] = json!(i.output);
+            }
+            if let Some(r) = check_instruction(&inst, blacklist) {
+                reject(&mut counts, r, v);
+                continue;
+            }
+            if let Some(i) = instance.as_ref().filter(|i| !i.output.is_empty()) {
+                if let Some(r) = check_instance(&i.input, &i.output) {
+                    reject(&mut counts, r, v);
+                    continue;
+                }
+            }
+            let toks = state.index.tokens(&inst);
+            let best = state
+                .index
+                .best_match(&toks, cfg.threshold, &mut stats)
+                .into_iter()
+                .chain(in_wave.best_match(&in_wave.tokens(&inst), cfg.threshold, &mut stats))
+                .filter(|m| cfg.rule.drops(m.score, cfg.threshold))
+                .map(|m| m.score)
+                .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
+            if let Some(score) = best {
+                v["rouge_l"] = json!(score);
+                reject(&mut counts, Reason::NearDuplicate, v);
+                continue;
+            }
+            in_wave.insert(0, &inst);
+            accepted.push((inst, instance.into_iter().collect(), in_context.clone()));
+        }
+    }
+    filter_s += t0.elapsed().as_secs_f64();
+
+    // 3. Paper style: classification identification, then instances.
+    let mut clf = vec![false; accepted.len()];
+    if cfg.style == Style::Paper && !accepted.is_empty() {
+        let reqs = accepted
+            .iter()
+            .enumerate()
+            .map(|(k, (inst, _, _))| -> Result<Request> {
+                Ok(Request {
+                    id: stream_id(2, wave, k as u64),
+                    prompt: file.encode_prompt(&prompt::classify_prompt(inst))?,
+                    params: SamplingParams::greedy(),
+                    max_tokens: 3,
+                    stop: vec!["\n".into(), "Task".into()],
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t0 = Instant::now();
+        let outs = generate_all(engine, reqs)?;
+        for (k, o) in outs.iter().enumerate() {
+            clf[k] = prompt::parse_classify(&o.text);
+        }
+        let reqs = accepted
+            .iter()
+            .enumerate()
+            .map(|(k, (inst, _, _))| -> Result<Request> {
+                Ok(Request {
+                    id: stream_id(3, wave, k as u64),
+                    prompt: file.encode_prompt(&prompt::instances_prompt(inst, clf[k]))?,
+                    params: SamplingParams {
+                        presence_penalty: 1.5,
+                        ..SamplingParams::greedy()
+                    },
+                    max_tokens: if clf[k] { 300 } else { 350 },
+                    stop: vec!["Example 6".into(), "Task:".into()],
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outs = generate_all(engine, reqs)?;
+        gen_s += t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let insts: Vec<String> = accepted.iter().map(|a| a.0.clone()).collect();
+        for (k, o) in outs.iter().enumerate() {
+            accepted[k].1 = instances_of(o, clf[k], &mut |r, inp: &str, out: &str| {
+                reject(
+                    &mut counts,
+                    r,
+                    json!({"instruction": insts[k], "input": inp, "output": out}),
+                );
+            });
+        }
+        filter_s += t0.elapsed().as_secs_f64();
+    }
+
+    // 3b. Alpaca style: tasks whose completion had no output get one answer request.
+    if cfg.style == Style::Alpaca {
+        let missing: Vec<usize> = (0..accepted.len())
+            .filter(|&k| accepted[k].1.first().is_none_or(|i| i.output.is_empty()))
+            .collect();
+        if !missing.is_empty() {
+            let reqs = missing
+                .iter()
+                .map(|&k| -> Result<Request> {
+                    let input = accepted[k].1.first().map_or("", |i| i.input.as_str());
+                    Ok(Request {
+                        id: stream_id(4, wave, k as u64),
+                        prompt: file.encode_prompt(&prompt::respond_prompt(
+                            file,
+                            &accepted[k].0,
+                            input,
+                            None,
+                        )?)?,
+                        params: answer_params(),
+                        max_tokens: cfg.answer_max_tokens,
+                        stop: Vec::new(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let t0 = Instant::now();
+            let outs = generate_all(engine, reqs)?;
+            gen_s += t0.elapsed().as_secs_f64();
+            for (&k, o) in missing.iter().zip(&outs) {
+                let input = accepted[k]
+                    .1
+                    .first()
+                    .map(|i| i.input.clone())
+                    .unwrap_or_default();
+                let output = o.text.trim().to_string();
+                accepted[k].1.clear();
+                if matches!(
+                    o.finish_reason,
+                    FinishReason::Length | FinishReason::Context | FinishReason::Error
+                ) {
+                    reject(
+                        &mut counts,
+                        Reason::Truncated,
+                        json!({"instruction": accepted[k].0, "input": input, "output": output}),
+                    );
+                    continue;
+                }
+                match check_instance(&input, &output) {
+                    Some(r) => reject(
+                        &mut counts,
+                        r,
+                        json!({"instruction": accepted[k].0, "input": input, "output": output}),
+                    ),
+                    None => accepted[k].1.push(Instance { input, output }),
+                }
+            }
+        }
+    }
+
+    // 4. Records, in order. The whole wave is committed even past the target, so a
+    // run stopped at N and extended to M gives the same bytes as a run straight to M.
+    let mut records = Vec::new();
+    for (k, (inst, instances, in_context)) in accepted.into_iter().enumerate() {
+        if instances.is_empty() {
+            reject(
+                &mut counts,
+                Reason::NoInstances,
+                json!({"instruction": inst, "wave": wave}),
+            );
+            continue;
+        }
+        let task = Task {
+            id: format!("si-{}", state.machine.len() + 1),
+            instruction: inst,
+            instances,
+            is_classification: clf[k],
+            wave,
+            in_context,
+        };
+        records.push(task_record(&task, cfg));
+        state.index.insert(0, &task.instruction);
+        state.machine.push(task);
+    }
+    let mut secs = BTreeMap::new();
+    secs.insert("generation".to_string(), gen_s);
+    secs.insert("filter".to_string(), filter_s);
+    Ok((records, rejects, counts, secs))
+}
+
+/// The instances of one instance-generation completion, filtered (§5.1–5.3).
+fn instances_of(
+    o: &Output,
+    clf: bool,
+    reject: &mut dyn FnMut(Reason, &str, &str),
+) -> Vec<Instance> {
+    let mut pairs = if clf {
+        prompt::parse_output_first(&o.text)
+    } else {
+        prompt::parse_input_first(&o.text)
+    };
+    if matches!(
+        o.finish_reason,
+        FinishReason::Length | FinishReason::Context
+    ) {
+        pairs.pop();
+    }
+    let mut kept: Vec<Instance> = Vec::new();
+    for (input, output) in pairs {
+        if let Some(r) = check_instance(&input, &output) {
+            reject(r, &input, &output);
+            continue;
+        }
+        if kept.iter().any(|k| k.input == input && k.output == output) {
+            continue;
+        }
+        kept.push(Instance { input, output });
+    }
+    // Same non-empty input with different outputs: the whole task's instances go.
+    let conflict = kept.iter().enumerate().any(|(i, a)| {
+        !a.input.is_empty()
+            && kept[i + 1..]
+                .iter()
+                .any(|b| b.input == a.input && b.output != a.output)
+    });
+    if conflict {
+        reject(Reason::ConflictingOutputs, "", "");
+        return Vec::new();
+    }
+    kept.truncate(MAX_INSTANCES);
+    kept
+}
+
+fn build_prompt(
+    file: &ModelFile,
+    state: &State,
+    cfg: &Config,
+    wave: u64,
+    j: usize,
+) -> Result<(String, Vec<String>)> {
+    let stream = stream_id(0, wave, j as u64);
+    match cfg.style {
+        Style::Paper => {
+            // Up to 2 machine tasks, the rest (to 8) human seeds, shuffled together.
+            let n_machine = state.machine.len().min(2);
+            let n_seed = (8 - n_machine).min(state.seeds.len());
+            let mut chosen: Vec<(String, String)> = Vec::new();
+            for i in pick(cfg.seed, stream, 0, state.machine.len(), n_machine) {
+                let t = &state.machine[i];
+                chosen.push((t.id.clone(), t.instruction.clone()));
+            }
+            for i in pick(cfg.seed, stream, 1, state.seeds.len(), n_seed) {
+                let t = &state.seeds[i];
+                chosen.push((t.id.clone(), t.instruction.clone()));
+            }
+            let order = pick(cfg.seed, stream, 2, chosen.len(), chosen.len());
+            let chosen: Vec<(String, String)> =
+                order.into_iter().map(|i| chosen[i].clone()).collect();
+            let insts: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
+            Ok((
+                prompt::paper_generate(&insts),
+                chosen.into_iter().map(|c| c.0).collect(),
+            ))
+        }
+        Style::Alpaca => {
+            // Three human seeds with their first instance, as the reference does.
+            let with_instances: Vec<&SeedTask> = state
+                .seeds
+                .iter()
+                .filter(|s| !s.instances.is_empty())
+                .collect();
+            let picks = pick(
+                cfg.seed,
+                stream,
+                0,
+                with_instances.len(),
+                3.min(with_instances.len()),
+            );
+            let ex: Vec<&SeedTask> = picks.into_iter().map(|i| with_instances[i]).collect();
+            let triples: Vec<(&str, &str, &str)> = ex
+                .iter()
+                .map(|s| {
+                    (
+                        s.instruction.as_str(),
+                        s.instances[0].input.as_str(),
+                        s.instances[0].output.as_str(),
+                    )
+                })
+                .collect();
+            let user = prompt::alpaca_user_message(&triples, cfg.num_tasks);
+            let text = file.render_chat(&[Message::new("user", user)])?
+                + &prompt::alpaca_primer(ex.len() + 1);
+            Ok((text, ex.iter().map(|s| s.id.clone()).collect()))
+        }
+    }
+}
+
+/// Distinct random streams per (stage, wave, index).
+fn stream_id(stage: u64, wave: u64, index: u64) -> u64 {
+    (stage << 56) | (wave << 24) | index
+}
+
+fn seed_record(s: &SeedTask, cfg: &Config) -> Value {
+    let first = s.instances.first();
+    json!({
+        "id": s.id,
+        "instruction": s.instruction,
+        "input": first.map_or("", |i| i.input.as_str()),
+        "output": first.map_or("", |i| i.output.as_str()),
+        "instances": s.instances,
+        "is_classification": s.is_classification,
+        "source": "seed",
+        "wave": 0,
+        "in_context_ids": [],
+        "model": cfg.model_name,
+        "prompt_version": PROMPT_VERSION,
+    })
+}
+
+fn task_record(t: &Task, cfg: &Config) -> Value {
+    json!({
+        "id": t.id,
+        "instruction": t.instruction,
+        "input": t.instances[0].input,
+        "output": t.instances[0].output,
+        "instances": t.instances,
+        "is_classification": t.is_classification,
+        "source": "self-instruct",
+        "wave": t.wave,
+        "in_context_ids": t.in_context,
+        "model": cfg.model_name,
+        "prompt_version": PROMPT_VERSION,
+    })
+}
+
+fn task_from_record(r: &Value) -> Task {
+    Task {
+        id: r["id"].as_str().unwrap_or_default().to_string(),
+        instruction: r["instruction"].as_str().unwrap_or_default().to_string(),
+        instances: serde_json::from_value(r["instances"].clone()).unwrap_or_default(),
+        is_classification: r["is_classification"].as_bool().unwrap_or(false),
+        wave: r["wave"].as_u64().unwrap_or(0),
+        in_context: serde_json::from_value(r["in_context_ids"].clone()).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,201 @@
+//! Self-Instruct on the real default model: determinism across batch sizes and thread
+//! counts, resume to the same bytes, refusal to mix runs, seed formats.
+
+use crate::common::{model_path, teacher_bin, SMOLLM2};
+use std::path::Path;
+use std::process::Command;
+
+fn si(dir: &Path, out: &str, extra: &[&str], batch: usize, threads: usize) -> (bool, String) {
+    let o = Command::new(teacher_bin())
+        .current_dir(dir)
+        .args([
+            "self-instruct",
+            "--out",
+            out,
+            "--wave-size",
+            "3",
+            "--max-tokens",
+            "96",
+            "--answer-max-tokens",
+            "48",
+        ])
+        .args(["--seed", "5"])
+        .args(["--batch", &batch.to_string()])
+        .args(extra)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env_remove("TEACHER_MODEL")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn read(dir: &Path, f: &str) -> String {
+    std::fs::read_to_string(dir.join(f)).unwrap()
+}
+
+#[test]
+fn output_is_identical_at_any_batch_and_thread_count_and_resumes_to_the_same_bytes() {
+    model_path(SMOLLM2);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (ok, err) = si(
+        dir,
+        "a.jsonl",
+        &["--num", "4", "--rejected", "a.rej.jsonl"],
+        1,
+        2,
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = si(
+        dir,
+        "b.jsonl",
+        &["--num", "4", "--rejected", "b.rej.jsonl"],
+        8,
+        1,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(read(dir, "a.jsonl"), read(dir, "b.jsonl"));
+    assert_eq!(read(dir, "a.rej.jsonl"), read(dir, "b.rej.jsonl"));
+
+    let a = read(dir, "a.jsonl");
+    let recs: Vec<serde_json::Value> = a
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let machine: Vec<_> = recs
+        .iter()
+        .filter(|r| r["source"] == "self-instruct")
+        .collect();
+    assert!(machine.len() >= 4);
+    assert_eq!(recs.iter().filter(|r| r["source"] == "seed").count(), 126);
+    for r in &machine {
+        for k in [
+            "id",
+            "instruction",
+            "input",
+            "output",
+            "is_classification",
+            "wave",
+            "in_context_ids",
+            "model",
+            "prompt_version",
+        ] {
+            assert!(r.get(k).is_some(), "record lacks `{k}`: {r}");
+        }
+        assert!(!r["output"].as_str().unwrap().is_empty());
+        assert_eq!(r["in_context_ids"].as_array().unwrap().len(), 3);
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir, "a.jsonl.manifest.json")).unwrap();
+    assert_eq!(manifest["params"]["style"], "alpaca");
+    assert!(manifest["seconds"]["generation"].as_f64().unwrap() > 0.0);
+
+    // Resume: a run stopped early (fewer tasks), then continued, and a half-written
+    // wave left at the end of the file, give the same bytes as the straight run.
+    let (ok, err) = si(
+        dir,
+        "c.jsonl",
+        &["--num", "1", "--rejected", "c.rej.jsonl"],
+        4,
+        2,
+    );
+    assert!(ok, "{err}");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("c.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"id\":\"si-99\",\"instruction\":\"half a wa").unwrap();
+    let (ok, err) = si(
+        dir,
+        "c.jsonl",
+        &["--num", "4", "--rejected", "c.rej.jsonl"],
+        4,
+        2,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(read(dir, "c.jsonl"), a);
+    assert_eq!(read(dir, "c.rej.jsonl"), read(dir, "a.rej.jsonl"));
+
+    // Different parameters on an existing output: refused, file untouched.
+    let (ok, err) = si(dir, "a.jsonl", &["--num", "4", "--threshold", "0.5"], 4, 2);
+    assert!(!ok);
+    assert!(
+        err.contains("refusing to mix runs") && err.contains("threshold"),
+        "{err}"
+    );
+    assert_eq!(read(dir, "a.jsonl"), a);
+
+    // Export shapes.
+    let (ok, err) = si(
+        dir,
+        "a.jsonl",
+        &[
+            "--num",
+            "4",
+            "--rejected",
+            "a.rej.jsonl",
+            "--format",
+            "sharegpt",
+        ],
+        4,
+        2,
+    );
+    assert!(ok, "{err}");
+    let sg = read(dir, "a.sharegpt.jsonl");
+    let first: serde_json::Value = serde_json::from_str(sg.lines().next().unwrap()).unwrap();
+    assert_eq!(first["conversations"][0]["from"], "human");
+}
+
+#[test]
+fn user_seed_files_in_every_format_work() {
+    model_path(SMOLLM2);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("alpaca.json"),
+        r#"[{"instruction":"Name a fruit that is red.","input":"","output":"Strawberry."},
+            {"instruction":"Add the two numbers.","input":"2 and 5","output":"7"},
+            {"instruction":"Give a synonym for fast.","input":"","output":"Quick."}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("plain.txt"),
+        "Write a haiku about the sea.\nList three colors.\nExplain what a verb is.\n",
+    )
+    .unwrap();
+    let (ok, err) = si(
+        dir,
+        "x.jsonl",
+        &["--num", "1", "--seeds", "alpaca.json"],
+        4,
+        2,
+    );
+    assert!(ok, "{err}");
+    assert!(read(dir, "x.jsonl").contains("Strawberry."));
+    // Plain instructions have no instances: the alpaca style needs examples with outputs.
+    let (ok, err) = si(
+        dir,
+        "y.jsonl",
+        &["--num", "1", "--seeds", "plain.txt", "--style", "alpaca"],
+        4,
+        2,
+    );
+    assert!(!ok || read(dir, "y.jsonl").contains("haiku"), "{err}");
+    std::fs::write(
+        dir.join("bad.jsonl"),
+        "{\"instruction\":\"a\",\"instances\":[]}\n{nope\n",
+    )
+    .unwrap();
+    let (ok, err) = si(
+        dir,
+        "z.jsonl",
+        &["--num", "1", "--seeds", "bad.jsonl"],
+        4,
+        2,
+    );
+    assert!(!ok);
+    assert!(err.contains("bad.jsonl` line 2"), "{err}");
+}

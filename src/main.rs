@@ -45,6 +45,80 @@ enum Command {
     Dedup(DedupArgs),
     /// Grow a seed set into new tasks with instances (Self-Instruct / Alpaca).
     SelfInstruct(SelfInstructArgs),
+    /// A response from the teacher for every instruction of a file.
+    Respond(RespondArgs),
+    /// Evolve instructions into harder ones over rounds (Evol-Instruct), with responses.
+    Evolve(EvolveArgs),
+}
+
+#[derive(Args)]
+struct RespondArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Alpaca or teacher records, `messages`/ShareGPT records, or one instruction per line.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// A system prompt for chat models (base models get it as a preamble).
+    #[arg(long)]
+    system: Option<String>,
+    /// Records per committed wave.
+    #[arg(long, default_value_t = 64)]
+    wave_size: usize,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Args)]
+struct EvolveArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Instructions to evolve (any format `respond` reads).
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Write every failed evolution with its elimination reason here.
+    #[arg(long)]
+    rejected: Option<PathBuf>,
+    /// Evolution rounds (the paper uses 4).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Operations to draw from (default: all six).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    ops: Option<Vec<teacher::pipeline::evol::EvolOp>>,
+    /// Also write the original instructions (round 0).
+    #[arg(long)]
+    keep_originals: bool,
+    /// ROUGE-L F1 at which an evolution duplicates another kept one.
+    #[arg(long, default_value_t = 0.7)]
+    threshold: f64,
+    /// Items per committed wave.
+    #[arg(long, default_value_t = 64)]
+    wave_size: usize,
+    /// Evolution decoding (WizardLM: temperature 1, top-p 0.95).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Token limit of an evolved instruction.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Response decoding (the paper: temperature 1, top-p 0.9).
+    #[arg(long, default_value_t = 1.0)]
+    response_temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    response_top_p: f32,
+    /// Token limit of a response (the paper allows 2048).
+    #[arg(long, default_value_t = 512)]
+    response_max_tokens: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(Args)]
@@ -388,6 +462,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(m) => models(m, offline),
         Command::Dedup(a) => dedup(a),
         Command::SelfInstruct(a) => self_instruct(a, offline),
+        Command::Respond(a) => respond(a, offline),
+        Command::Evolve(a) => evolve(a, offline),
     }
 }
 
@@ -505,6 +581,163 @@ fn self_instruct(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         let path = teacher::export::export_file(&a.out, f)?;
         eprintln!("teacher: exported {}", path.display());
     }
+    Ok(())
+}
+
+/// The model file, its sha256 (from the catalog when known) and its name.
+fn open_for_pipeline(m: &ModelArgs, offline: bool) -> anyhow::Result<(ModelFile, String)> {
+    let resolved = fetch::resolve(&m.model, offline)?;
+    let file = ModelFile::open(
+        &resolved.path,
+        &LoadOptions {
+            tokenizer: m.tokenizer.clone(),
+            chat_template: m.chat_template.clone(),
+        },
+    )?;
+    let sha = match &resolved.entry {
+        Some(e) => e.sha256.clone(),
+        None => fetch::sha256_file(&resolved.path)?,
+    };
+    Ok((file, sha))
+}
+
+fn respond(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
+    use teacher::pipeline::{items, respond as rs};
+    let sampling = a.sampling.params()?;
+    if a.wave_size == 0 || a.sampling.max_tokens == 0 {
+        bail!("--wave-size and --max-tokens must be at least 1");
+    }
+    let list = items::load(&a.input)?;
+    let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
+    let cfg = rs::Config {
+        sampling,
+        max_tokens: a.sampling.max_tokens,
+        seed: a.sampling.seed,
+        system: a.system.clone(),
+        wave_size: a.wave_size,
+        model_name: a.model.model.clone(),
+        model_sha256,
+        input_sha256: fetch::sha256_file(&a.input)?,
+    };
+    let model = Transformer::load(file.gguf.clone())?;
+    let ecfg = engine_config(
+        a.engine.batch,
+        a.engine.context,
+        a.sampling.seed,
+        a.engine.kv_memory,
+    );
+    let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
+    let bar = teacher::progress::bar(list.len() as u64, "responses");
+    let started = std::time::Instant::now();
+    let n = rs::run(
+        &mut engine,
+        &file,
+        &list,
+        &cfg,
+        &a.out,
+        |done, total| match &bar {
+            Some(b) => b.set_position(done as u64),
+            None => eprintln!("teacher: {done}/{total} responses"),
+        },
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    eprintln!(
+        "teacher: {n} responses in `{}` in {:.1} s ({} tokens generated)",
+        a.out.display(),
+        started.elapsed().as_secs_f64(),
+        engine.stats.generated_tokens
+    );
+    Ok(())
+}
+
+fn evolve(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
+    use teacher::pipeline::{evol, items};
+    if a.rounds == 0 || a.wave_size == 0 || a.max_tokens == 0 || a.response_max_tokens == 0 {
+        bail!("--rounds, --wave-size, --max-tokens and --response-max-tokens must be at least 1");
+    }
+    if !(a.threshold > 0.0 && a.threshold <= 1.0) {
+        bail!("--threshold must be in (0, 1], got {}", a.threshold);
+    }
+    let evolve_sampling = SamplingParams {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        ..SamplingParams::default()
+    };
+    let response_sampling = SamplingParams {
+        temperature: a.response_temperature,
+        top_p: a.response_top_p,
+        ..SamplingParams::default()
+    };
+    evolve_sampling.validate().map_err(teacher::Error::from)?;
+    response_sampling.validate().map_err(teacher::Error::from)?;
+    let mut ops = a.ops.clone().unwrap_or_else(|| evol::ALL_OPS.to_vec());
+    ops.sort();
+    ops.dedup();
+    let list = items::load(&a.input)?;
+    let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
+    let cfg = evol::Config {
+        rounds: a.rounds,
+        ops,
+        seed: a.seed,
+        wave_size: a.wave_size,
+        keep_originals: a.keep_originals,
+        threshold: a.threshold,
+        evolve_sampling,
+        evolve_max_tokens: a.max_tokens,
+        response_sampling,
+        response_max_tokens: a.response_max_tokens,
+        model_name: a.model.model.clone(),
+        model_sha256,
+        input_sha256: fetch::sha256_file(&a.input)?,
+    };
+    let model = Transformer::load(file.gguf.clone())?;
+    let ecfg = engine_config(a.engine.batch, a.engine.context, a.seed, a.engine.kv_memory);
+    let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
+    let started = std::time::Instant::now();
+    let bar = teacher::progress::bar((a.rounds * list.len()) as u64, "evolutions tried");
+    let p = evol::run(
+        &mut engine,
+        &file,
+        &list,
+        &cfg,
+        &a.out,
+        a.rejected.as_deref(),
+        |p| {
+            let failed: u64 = p
+                .failed
+                .iter()
+                .filter(|(k, _)| *k != "equality_unclear")
+                .map(|(_, v)| v)
+                .sum();
+            match &bar {
+                Some(b) => {
+                    b.set_position(p.evolved + failed);
+                    b.set_message(format!(
+                        "round {} · {} evolved · {failed} eliminated",
+                        p.round, p.evolved
+                    ));
+                }
+                None => eprintln!(
+                    "teacher: round {} wave {}: {} evolved, eliminated {:?}",
+                    p.round, p.waves, p.evolved, p.failed
+                ),
+            }
+        },
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    eprintln!(
+        "teacher: {} evolved instructions in `{}` in {:.1} s; generation {:.1} s, filtering {:.2} s; eliminated {:?}",
+        p.evolved,
+        a.out.display(),
+        started.elapsed().as_secs_f64(),
+        p.generation_seconds,
+        p.filter_seconds,
+        p.failed
+    );
     Ok(())
 }
 

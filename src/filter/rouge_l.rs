@@ -437,6 +437,40 @@ impl RougeIndex {
         best
     }
 
+    /// Every kept item scoring at least `threshold` (exactly), in insertion order.
+    pub fn matches_above(&self, cand: &Tokens, threshold: f64) -> Vec<Match> {
+        let mut out = Vec::new();
+        let m = cand.len();
+        if m == 0 || threshold > 1.0 {
+            return out;
+        }
+        let masks = MatchMasks::new(&cand.ids);
+        let floor = threshold - BOUND_SLACK;
+        let mut hits: Vec<u32> = cand
+            .counts
+            .iter()
+            .filter_map(|&(t, _)| self.postings.get(t as usize))
+            .flat_map(|p| p.iter().map(|&(i, _)| i))
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        for i in hits {
+            let item = &self.items[i as usize];
+            let n = item.len();
+            if f_measure(multiset_overlap(&cand.counts, &item.counts), m, n) < floor {
+                continue;
+            }
+            let score = f_measure(masks.lcs_with(&item.ids), m, n);
+            if score >= threshold {
+                out.push(Match {
+                    score,
+                    id: self.ids[i as usize],
+                });
+            }
+        }
+        out
+    }
+
     fn scan(&self, cand: &Tokens, from: usize, stats: &mut PruneStats) -> Option<Match> {
         let masks = MatchMasks::new(&cand.ids);
         let mut best: Option<Match> = None;

@@ -2,7 +2,10 @@
 //! responses (`respond`), with the pieces they share: seed sets, prompt texts, the
 //! resumable run file, and deterministic choices.
 
+pub mod evol;
+pub mod items;
 pub mod prompt;
+pub mod respond;
 pub mod run_file;
 pub mod seeds;
 pub mod self_instruct;
@@ -29,6 +32,12 @@ pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<O
         .into_iter()
         .map(|o| o.expect("every request finishes"))
         .collect())
+}
+
+/// The random stream of an item id: FNV-1a of the id text (so an item's draws do not
+/// depend on its position in the file).
+pub fn stream_of_id(id: &str) -> u64 {
+    crate::generate::stream_of(&serde_json::Value::String(id.to_string()))
 }
 
 /// `k` distinct indices below `n`, in draw order: a partial Fisher–Yates shuffle whose

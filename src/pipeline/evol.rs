@@ -1,0 +1,754 @@
+//! Evol-Instruct (WizardLM, arXiv 2304.12244): rewrite instructions into harder ones
+//! (in depth) or new rarer ones (in breadth) over rounds, answer each, and eliminate
+//! failed evolutions by the paper's four rules.
+//!
+//! Every root instruction has one current form in the pool. In each round every pool
+//! item is evolved once, with an operation drawn by Philox from (seed, item, round); the
+//! evolution is answered in the same round; a failure leaves the item unevolved for the
+//! next round. Rounds are processed in waves committed in item order, so the output
+//! never depends on `--batch`, thread count or finishing order, and a killed run
+//! resumes to the same bytes.
+
+use super::items::Item;
+use super::respond::{completion_stops, item_prompt};
+use super::run_file::RunFile;
+use super::{generate_all, stream_of_id};
+use crate::engine::{Engine, FinishReason, Request};
+use crate::error::Result;
+use crate::filter::exact::normalize;
+use crate::filter::rouge_l::RougeIndex;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+use teacher_kernels::{philox, SamplingParams};
+use teacher_models::{Message, ModelFile};
+
+pub const EVOL_PROMPT_VERSION: &str = "teacher-evol-1";
+
+const DEPTH: &str = include_str!("prompts/evol_depth.txt");
+const BREADTH: &str = include_str!("prompts/evol_breadth.txt");
+const EQUAL: &str = include_str!("prompts/evol_equal.txt");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvolOp {
+    AddConstraints,
+    Deepening,
+    Concretizing,
+    IncreasedReasoning,
+    ComplicateInput,
+    Breadth,
+}
+
+pub const ALL_OPS: [EvolOp; 6] = [
+    EvolOp::AddConstraints,
+    EvolOp::Deepening,
+    EvolOp::Concretizing,
+    EvolOp::IncreasedReasoning,
+    EvolOp::ComplicateInput,
+    EvolOp::Breadth,
+];
+
+/// Formats for complicate-input, chosen per item with the same draw.
+const INPUT_FORMATS: [&str; 4] = [
+    "a small table in Markdown",
+    "a short Python code snippet",
+    "a JSON object",
+    "a CSV excerpt",
+];
+
+impl EvolOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvolOp::AddConstraints => "add_constraints",
+            EvolOp::Deepening => "deepening",
+            EvolOp::Concretizing => "concretizing",
+            EvolOp::IncreasedReasoning => "increased_reasoning",
+            EvolOp::ComplicateInput => "complicate_input",
+            EvolOp::Breadth => "breadth",
+        }
+    }
+
+    fn method(self, format_pick: u64) -> String {
+        match self {
+            EvolOp::AddConstraints => "add one more constraint or requirement to it.".into(),
+            EvolOp::Deepening => "if it asks about an issue, ask about that issue in more depth and breadth.".into(),
+            EvolOp::Concretizing => "replace general concepts with more specific ones.".into(),
+            EvolOp::IncreasedReasoning => {
+                "if a few simple steps of thinking solve it, rewrite it so that it explicitly asks for reasoning in several steps.".into()
+            }
+            EvolOp::ComplicateInput => format!(
+                "add concrete input data as {} that the task must use.",
+                INPUT_FORMATS[(format_pick % INPUT_FORMATS.len() as u64) as usize]
+            ),
+            EvolOp::Breadth => String::new(),
+        }
+    }
+}
+
+/// Why an evolution failed (the paper's four rules, plus the near-duplicate filter and
+/// generation limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Elimination {
+    /// Rule 1, caught by the pre-check: same text as the parent after normalisation.
+    NoGainIdentical,
+    /// Rule 1, the teacher's equality verdict.
+    NoGainEqual,
+    /// Rule 2: the response says sorry and is short.
+    Struggled,
+    /// Rule 3: the response is only punctuation and stop words.
+    EmptyResponse,
+    /// Rule 4: the instruction copies words of the evolving prompt.
+    PromptLeak,
+    /// Near-duplicate of another kept instruction.
+    NearDuplicate,
+    /// The evolution or its response hit the token limit, or the evolution was empty.
+    Truncated,
+}
+
+impl Elimination {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Elimination::NoGainIdentical => "no_gain_identical",
+            Elimination::NoGainEqual => "no_gain_equal",
+            Elimination::Struggled => "struggled",
+            Elimination::EmptyResponse => "empty_response",
+            Elimination::PromptLeak => "prompt_leak",
+            Elimination::NearDuplicate => "near_duplicate",
+            Elimination::Truncated => "truncated",
+        }
+    }
+}
+
+/// Phrases of the evolving prompts whose appearance in an instruction is leakage.
+const LEAK_PHRASES: &[&str] = &[
+    "given prompt",
+    "rewritten prompt",
+    "created prompt",
+    "#given prompt#",
+    "#the given prompt#",
+    "#rewritten prompt#",
+    "#created prompt#",
+    "prompt rewriter",
+    "prompt creator",
+];
+
+/// English stop words (function words) for rule 3.
+const STOP_WORDS: &[&str] = &[
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "would",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+    "s",
+    "t",
+    "d",
+    "ll",
+    "m",
+    "o",
+    "re",
+    "ve",
+    "y",
+    "ok",
+    "okay",
+    "yes",
+    "oh",
+];
+
+/// Rule 4.
+pub fn leaks_prompt(instruction: &str) -> bool {
+    let l = instruction.to_lowercase();
+    LEAK_PHRASES.iter().any(|p| l.contains(p))
+}
+
+/// Rule 2: "sorry" and fewer than 80 words.
+pub fn struggles(response: &str) -> bool {
+    response.to_lowercase().contains("sorry") && response.split_whitespace().count() < 80
+}
+
+/// Rule 3: nothing but punctuation and stop words.
+pub fn only_stop_words(response: &str) -> bool {
+    response
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .map(|w| w.trim_matches('\'').to_lowercase())
+        .filter(|w| !w.is_empty())
+        .all(|w| STOP_WORDS.contains(&w.as_str()))
+}
+
+/// The equality verdict, read strictly: `Some(true)` for "Equal", `Some(false)` for
+/// "Not Equal", None when the reply says neither.
+pub fn parse_equal(reply: &str) -> Option<bool> {
+    let r = reply
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '.' || c == '*')
+        .to_lowercase();
+    if r.starts_with("not equal") {
+        Some(false)
+    } else if r.starts_with("equal") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub rounds: usize,
+    pub ops: Vec<EvolOp>,
+    pub seed: u64,
+    pub wave_size: usize,
+    pub keep_originals: bool,
+    pub threshold: f64,
+    pub evolve_sampling: SamplingParams,
+    pub evolve_max_tokens: usize,
+    pub response_sampling: SamplingParams,
+    pub response_max_tokens: usize,
+    pub model_name: String,
+    pub model_sha256: String,
+    pub input_sha256: String,
+}
+
+impl Config {
+    fn params_json(&self) -> Value {
+        json!({
+            "rounds": self.rounds,
+            "ops": self.ops,
+            "seed": self.seed,
+            "wave_size": self.wave_size,
+            "keep_originals": self.keep_originals,
+            "threshold": self.threshold,
+            "evolve_temperature": self.evolve_sampling.temperature,
+            "evolve_top_p": self.evolve_sampling.top_p,
+            "evolve_max_tokens": self.evolve_max_tokens,
+            "response_temperature": self.response_sampling.temperature,
+            "response_top_p": self.response_sampling.top_p,
+            "response_max_tokens": self.response_max_tokens,
+            "model": self.model_name,
+            "model_sha256": self.model_sha256,
+            "input_sha256": self.input_sha256,
+            "prompt_version": EVOL_PROMPT_VERSION,
+        })
+    }
+}
+
+/// One root's current form.
+#[derive(Debug, Clone)]
+struct Current {
+    root: usize,
+    id: String,
+    text: String,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Progress {
+    pub round: usize,
+    pub waves: u64,
+    pub evolved: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub generation_seconds: f64,
+    pub filter_seconds: f64,
+}
+
+pub fn run(
+    engine: &mut Engine,
+    file: &ModelFile,
+    items: &[Item],
+    cfg: &Config,
+    out: &Path,
+    rejected: Option<&Path>,
+    mut report: impl FnMut(&Progress),
+) -> Result<Progress> {
+    let (mut rf, committed) = RunFile::open("evolve", out, rejected, cfg.params_json(), json!({}))?;
+    let waves_per_round = items.len().div_ceil(cfg.wave_size).max(1) as u64;
+    let mut pool: Vec<Current> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| Current {
+            root: i,
+            id: it.id.clone(),
+            text: it.prompt_text(),
+        })
+        .collect();
+    let root_of: BTreeMap<String, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.id.clone(), i))
+        .collect();
+    let mut index = RougeIndex::new();
+    let mut index_ids: Vec<String> = Vec::new();
+    // Rebuild the pool and the index from what an earlier run committed.
+    for r in &committed {
+        if r["source"] == "evol" {
+            let text = r["instruction"].as_str().unwrap_or_default().to_string();
+            let root = root_of[r["root_id"].as_str().unwrap_or_default()];
+            pool[root] = Current {
+                root,
+                id: r["id"].as_str().unwrap_or_default().to_string(),
+                text: text.clone(),
+            };
+            index.insert(index_ids.len() as u64, &text);
+            index_ids.push(r["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let mut progress = Progress::default();
+    let mut wave = rf.waves_done();
+    if wave == 0 {
+        // Wave 0: the originals (written only with --keep-originals).
+        let recs: Vec<Value> = if cfg.keep_originals {
+            items
+                .iter()
+                .map(|it| {
+                    let mut r = it.record.clone();
+                    r["id"] = json!(it.id);
+                    r["instruction"] = json!(it.prompt_text());
+                    r["source"] = json!("original");
+                    r["round"] = json!(0);
+                    r["root_id"] = json!(it.id);
+                    r
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        rf.commit_wave(&recs, &[], &BTreeMap::new(), &BTreeMap::new())?;
+        wave = 1;
+    }
+    let total_waves = 1 + cfg.rounds as u64 * waves_per_round;
+    while wave < total_waves {
+        let round = ((wave - 1) / waves_per_round) as usize + 1;
+        let w = ((wave - 1) % waves_per_round) as usize;
+        let span = w * cfg.wave_size..((w + 1) * cfg.wave_size).min(items.len());
+        let (records, rejects, counts, secs) = evolve_wave(
+            engine,
+            file,
+            &mut pool[span],
+            &mut index,
+            &mut index_ids,
+            cfg,
+            round,
+        )?;
+        progress.evolved += records.len() as u64;
+        for (k, v) in &counts {
+            *progress.failed.entry(k.clone()).or_default() += v;
+        }
+        progress.generation_seconds += secs["generation"];
+        progress.filter_seconds += secs["filter"];
+        rf.commit_wave(&records, &rejects, &counts, &secs)?;
+        progress.round = round;
+        progress.waves = wave;
+        report(&progress);
+        wave += 1;
+    }
+    Ok(progress)
+}
+
+type WaveResult = (
+    Vec<Value>,
+    Vec<Value>,
+    BTreeMap<String, u64>,
+    BTreeMap<String, f64>,
+);
+
+fn evolve_prompt(file: &ModelFile, op: EvolOp, text: &str, pick: u64) -> Result<String> {
+    let body = match op {
+        EvolOp::Breadth => BREADTH.replace("{prompt}", text.trim()),
+        _ => DEPTH
+            .replace("{method}", &op.method(pick))
+            .replace("{prompt}", text.trim()),
+    };
+    if file.chat_template.is_some() {
+        // WizardLM sends the evolving prompt as the user turn of a chat.
+        let body = body.trim_end().to_string();
+        Ok(file.render_chat(&[Message::new("user", body)])?)
+    } else {
+        Ok(body.trim_end().to_string() + " ")
+    }
+}
+
+fn evolve_wave(
+    engine: &mut Engine,
+    file: &ModelFile,
+    pool: &mut [Current],
+    index: &mut RougeIndex,
+    index_ids: &mut Vec<String>,
+    cfg: &Config,
+    round: usize,
+) -> Result<WaveResult> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rejects = Vec::new();
+    let mut gen_s = 0.0;
+    let mut filter_s = 0.0;
+    let chat = file.chat_template.is_some();
+    // 1. Evolve every item of the wave with its drawn operation.
+    let draws: Vec<u64> = pool
+        .iter()
+        .map(|c| philox::random_u64(cfg.seed, stream_of_id(&c.id) ^ 0x45564f4c, round as u64))
+        .collect();
+    let ops: Vec<EvolOp> = draws
+        .iter()
+        .map(|d| cfg.ops[(d % cfg.ops.len() as u64) as usize])
+        .collect();
+    let stops: Vec<String> = if chat {
+        Vec::new()
+    } else {
+        vec!["\n\n".into(), "#".into()]
+    };
+    let reqs = pool
+        .iter()
+        .zip(&ops)
+        .zip(&draws)
+        .map(|((c, &op), &d)| -> Result<Request> {
+            Ok(Request {
+                id: stream_of_id(&c.id) ^ ((round as u64) << 48) ^ 1,
+                prompt: file.encode_prompt(&evolve_prompt(file, op, &c.text, d >> 32)?)?,
+                params: cfg.evolve_sampling.clone(),
+                max_tokens: cfg.evolve_max_tokens,
+                stop: stops.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let t0 = Instant::now();
+    let evolved = generate_all(engine, reqs)?;
+    gen_s += t0.elapsed().as_secs_f64();
+
+    // 2. Instruction rules (4, then the rule-1 pre-check); survivors go on.
+    let mut alive: Vec<Option<String>> = Vec::with_capacity(pool.len());
+    let fail = |counts: &mut BTreeMap<String, u64>,
+                rejects: &mut Vec<Value>,
+                c: &Current,
+                op: EvolOp,
+                why: Elimination,
+                text: &str,
+                resp: Option<&str>| {
+        *counts.entry(why.as_str().to_string()).or_default() += 1;
+        rejects.push(json!({
+            "parent_id": c.id, "round": round, "op": op.name(), "reason": why.as_str(),
+            "instruction": text, "output": resp,
+        }));
+    };
+    for ((c, o), &op) in pool.iter().zip(&evolved).zip(&ops) {
+        let text = o.text.trim().to_string();
+        let why = if text.is_empty() || o.finish_reason != FinishReason::Stop {
+            Some(Elimination::Truncated)
+        } else if leaks_prompt(&text) {
+            Some(Elimination::PromptLeak)
+        } else if normalize(&text) == normalize(&c.text) {
+            Some(Elimination::NoGainIdentical)
+        } else {
+            None
+        };
+        match why {
+            Some(w) => {
+                fail(&mut counts, &mut rejects, c, op, w, &text, None);
+                alive.push(None);
+            }
+            None => alive.push(Some(text)),
+        }
+    }
+
+    // 3. Equality verdicts (rule 1) for the survivors, greedy.
+    let ask: Vec<usize> = (0..pool.len()).filter(|&i| alive[i].is_some()).collect();
+    let reqs = ask
+        .iter()
+        .map(|&i| -> Result<Request> {
+            let q = EQUAL
+                .replace("{first}", &pool[i].text)
+                .replace("{second}", alive[i].as_deref().unwrap_or_default());
+            let text = if chat {
+                file.render_chat(&[Message::new("user", q.trim_end())])?
+            } else {
+                q.trim_end().to_string() + "\nAnswer:"
+            };
+            Ok(Request {
+                id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 2,
+                prompt: file.encode_prompt(&text)?,
+                params: SamplingParams::greedy(),
+                max_tokens: 4,
+                stop: vec!["\n".into()],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let t0 = Instant::now();
+    let verdicts = generate_all(engine, reqs)?;
+    gen_s += t0.elapsed().as_secs_f64();
+    for (&i, v) in ask.iter().zip(&verdicts) {
+        match parse_equal(&v.text) {
+            Some(true) => {
+                let text = alive[i].take().unwrap_or_default();
+                fail(
+                    &mut counts,
+                    &mut rejects,
+                    &pool[i],
+                    ops[i],
+                    Elimination::NoGainEqual,
+                    &text,
+                    None,
+                );
+            }
+            Some(false) => {}
+            None => *counts.entry("equality_unclear".into()).or_default() += 1,
+        }
+    }
+
+    // 4. Responses for the survivors, then rules 2 and 3 and the near-duplicate filter.
+    let ask: Vec<usize> = (0..pool.len()).filter(|&i| alive[i].is_some()).collect();
+    let reqs = ask
+        .iter()
+        .map(|&i| -> Result<Request> {
+            let item = Item {
+                line: 0,
+                id: pool[i].id.clone(),
+                instruction: alive[i].clone().unwrap_or_default(),
+                input: String::new(),
+                messages: None,
+                record: Value::Null,
+            };
+            Ok(Request {
+                id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 3,
+                prompt: file.encode_prompt(&item_prompt(file, &item, None)?)?,
+                params: cfg.response_sampling.clone(),
+                max_tokens: cfg.response_max_tokens,
+                stop: completion_stops(file),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let t0 = Instant::now();
+    let responses = generate_all(engine, reqs)?;
+    gen_s += t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut records = Vec::new();
+    for (&i, r) in ask.iter().zip(&responses) {
+        let text = alive[i].clone().unwrap_or_default();
+        let resp = r.text.trim().to_string();
+        let op = ops[i];
+        let why = if matches!(
+            r.finish_reason,
+            FinishReason::Length | FinishReason::Context | FinishReason::Error
+        ) {
+            Some(Elimination::Truncated)
+        } else if struggles(&resp) {
+            Some(Elimination::Struggled)
+        } else if only_stop_words(&resp) {
+            Some(Elimination::EmptyResponse)
+        } else {
+            // Near-duplicate of any kept evolution other than its own parent.
+            let toks = index.tokens(&text);
+            let dup = index
+                .matches_above(&toks, cfg.threshold)
+                .into_iter()
+                .any(|m| index_ids[m.id as usize] != pool[i].id);
+            dup.then_some(Elimination::NearDuplicate)
+        };
+        if let Some(w) = why {
+            fail(
+                &mut counts,
+                &mut rejects,
+                &pool[i],
+                op,
+                w,
+                &text,
+                Some(&resp),
+            );
+            continue;
+        }
+        let root_id = root_id_of(&pool[i].id);
+        let id = format!("{root_id}.r{round}");
+        records.push(json!({
+            "id": id,
+            "instruction": text,
+            "input": "",
+            "output": resp,
+            "parent_id": pool[i].id,
+            "root_id": root_id,
+            "round": round,
+            "op": op.name(),
+            "source": "evol",
+            "model": cfg.model_name,
+            "prompt_version": EVOL_PROMPT_VERSION,
+        }));
+        index.insert(index_ids.len() as u64, &text);
+        index_ids.push(id.clone());
+        pool[i] = Current {
+            root: pool[i].root,
+            id,
+            text,
+        };
+    }
+    filter_s += t0.elapsed().as_secs_f64();
+    let mut secs = BTreeMap::new();
+    secs.insert("generation".to_string(), gen_s);
+    secs.insert("filter".to_string(), filter_s);
+    Ok((records, rejects, counts, secs))
+}
+
+/// `p7.r2` → `p7`: evolved ids are the root's id plus `.r{round}`.
+fn root_id_of(id: &str) -> String {
+    match id.rfind(".r") {
+        Some(i) if id[i + 2..].chars().all(|c| c.is_ascii_digit()) && i + 2 < id.len() => {
+            root_id_of(&id[..i])
+        }
+        _ => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elimination_rules() {
+        assert!(leaks_prompt(
+            "#Rewritten Prompt#: Write a poem about the sea."
+        ));
+        assert!(leaks_prompt(
+            "Rewrite the given prompt so that it is harder."
+        ));
+        assert!(!leaks_prompt(
+            "Write a poem about the sea in exactly four lines."
+        ));
+        assert!(struggles("Sorry, I cannot help with that."));
+        assert!(!struggles(&format!(
+            "I'm sorry to hear that. {}",
+            "Here is a detailed plan. ".repeat(20)
+        )));
+        assert!(!struggles("Here is the answer."));
+        assert!(only_stop_words("... and the, of it!"));
+        assert!(only_stop_words(""));
+        assert!(!only_stop_words("The capital is Paris."));
+        assert_eq!(parse_equal("Equal"), Some(true));
+        assert_eq!(parse_equal(" Not Equal."), Some(false));
+        assert_eq!(parse_equal("I think so"), None);
+    }
+
+    #[test]
+    fn lineage_ids() {
+        assert_eq!(root_id_of("p7.r2"), "p7");
+        assert_eq!(root_id_of("p7.r1.r2"), "p7");
+        assert_eq!(root_id_of("item.rx"), "item.rx");
+        assert_eq!(root_id_of("a.r"), "a.r");
+    }
+}

@@ -1,0 +1,141 @@
+//! `teacher respond`: a response from the teacher for every instruction of a file.
+//!
+//! Records keep their fields and gain `output`, `model` and `sampling`. The work is
+//! committed in waves through the run file, so a killed run resumes to the same bytes.
+
+use super::items::Item;
+use super::prompt::respond_prompt;
+use super::run_file::RunFile;
+use super::{generate_all, stream_of_id};
+use crate::engine::{Engine, FinishReason, Request};
+use crate::error::Result;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+use teacher_kernels::SamplingParams;
+use teacher_models::{Message, ModelFile};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    pub seed: u64,
+    pub system: Option<String>,
+    pub wave_size: usize,
+    pub model_name: String,
+    pub model_sha256: String,
+    pub input_sha256: String,
+}
+
+impl Config {
+    fn params_json(&self) -> Value {
+        json!({
+            "temperature": self.sampling.temperature,
+            "top_p": self.sampling.top_p,
+            "top_k": self.sampling.top_k,
+            "min_p": self.sampling.min_p,
+            "repetition_penalty": self.sampling.repetition_penalty,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "system": self.system,
+            "wave_size": self.wave_size,
+            "model": self.model_name,
+            "model_sha256": self.model_sha256,
+            "input_sha256": self.input_sha256,
+        })
+    }
+}
+
+/// The prompt text that asks for a response to `item`.
+pub fn item_prompt(file: &ModelFile, item: &Item, system: Option<&str>) -> Result<String> {
+    match (&item.messages, file.chat_template.is_some()) {
+        (Some(ms), true) => {
+            let mut all: Vec<Message> = Vec::new();
+            if let Some(s) = system {
+                if ms.first().is_none_or(|m| m.role != "system") {
+                    all.push(Message::new("system", s));
+                }
+            }
+            all.extend(ms.iter().cloned());
+            Ok(file.render_chat(&all)?)
+        }
+        _ => respond_prompt(file, &item.instruction, &item.input, system),
+    }
+}
+
+/// Stop strings for base models answering in the plain layout (a chat model stops on
+/// its end-of-turn token).
+pub fn completion_stops(file: &ModelFile) -> Vec<String> {
+    if file.chat_template.is_some() {
+        Vec::new()
+    } else {
+        vec!["\nInstruction:".into(), "\n\n\n".into()]
+    }
+}
+
+pub fn run(
+    engine: &mut Engine,
+    file: &ModelFile,
+    items: &[Item],
+    cfg: &Config,
+    out: &Path,
+    mut report: impl FnMut(usize, usize),
+) -> Result<usize> {
+    let (mut rf, committed) = RunFile::open("respond", out, None, cfg.params_json(), json!({}))?;
+    let mut done = committed.len();
+    let stops = completion_stops(file);
+    while done < items.len() {
+        let wave: Vec<&Item> = items[done..(done + cfg.wave_size).min(items.len())]
+            .iter()
+            .collect();
+        let reqs = wave
+            .iter()
+            .map(|it| -> Result<Request> {
+                Ok(Request {
+                    id: stream_of_id(&it.id),
+                    prompt: file.encode_prompt(&item_prompt(file, it, cfg.system.as_deref())?)?,
+                    params: cfg.sampling.clone(),
+                    max_tokens: cfg.max_tokens,
+                    stop: stops.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t0 = Instant::now();
+        let outs = generate_all(engine, reqs)?;
+        let secs = t0.elapsed().as_secs_f64();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let records: Vec<Value> = wave
+            .iter()
+            .zip(&outs)
+            .map(|(it, o)| {
+                *counts
+                    .entry(format!("finish_{:?}", o.finish_reason).to_lowercase())
+                    .or_default() += 1;
+                let mut r = it.record.clone();
+                if r.get("id").is_none() {
+                    r["id"] = json!(it.id);
+                }
+                r["output"] = json!(o.text.trim());
+                r["model"] = json!(cfg.model_name);
+                r["sampling"] = json!({
+                    "temperature": cfg.sampling.temperature,
+                    "top_p": cfg.sampling.top_p,
+                    "max_tokens": cfg.max_tokens,
+                    "seed": cfg.seed,
+                });
+                r["finish_reason"] = json!(o.finish_reason);
+                if o.finish_reason == FinishReason::Error {
+                    r["error"] = json!(o.error);
+                }
+                r
+            })
+            .collect();
+        let mut s = BTreeMap::new();
+        s.insert("generation".to_string(), secs);
+        rf.commit_wave(&records, &[], &counts, &s)?;
+        done += wave.len();
+        report(done, items.len());
+    }
+    Ok(done)
+}

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod dedup_cli;
 mod engine;
+mod evol;
 mod forward;
 mod gguf_errors;
 mod rouge_parity;

@@ -61,6 +61,7 @@ pub fn detected_isa() -> Isa {
         if std::env::var_os("TEACHER_FORCE_SCALAR").is_none()
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
         {
             return Isa::Avx2;
         }
@@ -68,9 +69,17 @@ pub fn detected_isa() -> Isa {
     Isa::Scalar
 }
 
-/// Columns per parallel task: small enough to balance 2–16 threads on 576-wide
-/// matrices, large enough to amortise task overhead.
-const COLS_PER_TASK: usize = 32;
+/// Columns per parallel task: about four tasks per thread (to balance uneven cores),
+/// at least 16 columns and a multiple of 16. The split never changes a result: one
+/// column is always computed whole by one task.
+fn cols_per_task(n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let per = n.div_ceil(threads * 4);
+    per.div_ceil(16).max(1) * 16
+}
+
+/// Activation rows multiplied together against one weight column.
+const ROWS_PER_TILE: usize = 32;
 
 /// Raw pointer to the output, shared by tasks that write disjoint columns.
 #[derive(Clone, Copy)]
@@ -102,10 +111,11 @@ pub fn matmul_with(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
     }
     let out = OutPtr(y.as_mut_ptr());
     if !w.t.is_quantized() {
-        let tasks = n.div_ceil(COLS_PER_TASK);
+        let per = cols_per_task(n);
+        let tasks = n.div_ceil(per);
         (0..tasks).into_par_iter().for_each(|t| {
             let mut wrow = vec![0f32; k];
-            for c in t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n) {
+            for c in t * per..((t + 1) * per).min(n) {
                 w.dequantize_row(c, &mut wrow);
                 for r in 0..m {
                     let xr = &x[r * k..(r + 1) * k];
@@ -124,26 +134,34 @@ pub fn matmul_with(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
             q
         })
         .collect();
-    let tasks = n.div_ceil(COLS_PER_TASK);
+    let per = cols_per_task(n);
+    let tasks = n.div_ceil(per);
     (0..tasks).into_par_iter().for_each(|t| {
-        let cols = t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n);
-        let mut lanes = vec![[0f32; 8]; m];
-        let mut macc = vec![0f32; m];
-        for c in cols {
-            lanes.iter_mut().for_each(|l| *l = [0.0; 8]);
-            macc.iter_mut().for_each(|v| *v = 0.0);
-            match isa {
-                Isa::Scalar => column_scalar(w, c, &acts, &mut lanes, &mut macc),
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: Avx2 is only chosen after detecting avx2 and fma.
-                Isa::Avx2 => unsafe { avx2::column(w, c, &acts, &mut lanes, &mut macc) },
-                #[cfg(not(target_arch = "x86_64"))]
-                Isa::Avx2 => column_scalar(w, c, &acts, &mut lanes, &mut macc),
-            }
-            for r in 0..m {
-                let v = reduce(&lanes[r]) + macc[r];
-                // SAFETY: column c belongs to this task only; r·n + c < m·n.
-                unsafe { out.write(r * n + c, v) };
+        let cols = t * per..((t + 1) * per).min(n);
+        let tile = m.min(ROWS_PER_TILE);
+        let mut lanes = vec![[0f32; 8]; tile];
+        let mut macc = vec![0f32; tile];
+        // Rows in tiles, so a tile's activations stay in cache while the task's weight
+        // columns are streamed; a row's result does not depend on its tile.
+        for r0 in (0..m).step_by(ROWS_PER_TILE) {
+            let rows = &acts[r0..(r0 + ROWS_PER_TILE).min(m)];
+            let (lanes, macc) = (&mut lanes[..rows.len()], &mut macc[..rows.len()]);
+            for c in cols.clone() {
+                lanes.iter_mut().for_each(|l| *l = [0.0; 8]);
+                macc.iter_mut().for_each(|v| *v = 0.0);
+                match isa {
+                    Isa::Scalar => column_scalar(w, c, rows, lanes, macc),
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: Avx2 is only chosen after detecting avx2, fma and f16c.
+                    Isa::Avx2 => unsafe { avx2::column(w, c, rows, lanes, macc) },
+                    #[cfg(not(target_arch = "x86_64"))]
+                    Isa::Avx2 => column_scalar(w, c, rows, lanes, macc),
+                }
+                for (i, (l, mc)) in lanes.iter().zip(macc.iter()).enumerate() {
+                    let v = reduce(l) + mc;
+                    // SAFETY: column c belongs to this task only; (r0+i)·n + c < m·n.
+                    unsafe { out.write((r0 + i) * n + c, v) };
+                }
             }
         }
     });
@@ -197,9 +215,17 @@ mod avx2 {
     use super::*;
     use std::arch::x86_64::*;
 
+    /// f16 → f32 with F16C (exact, like the scalar conversion).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn f16(b: &[u8], at: usize) -> f32 {
+        let bits = u16::from_le_bytes([*b.get_unchecked(at), *b.get_unchecked(at + 1)]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
     /// Decode one 32-element sub-block's integers into a register (fast paths for the
     /// common 32-element types, the scalar decoder otherwise).
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load_q4(qs: *const u8, offset: i8) -> __m256i {
         let raw = _mm_loadu_si128(qs as *const __m128i);
         let mask = _mm_set1_epi8(0x0F);
@@ -210,7 +236,7 @@ mod avx2 {
     }
 
     /// Eight i32 lane sums of w·a (4 products each), exact.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn lane_dot(w: __m256i, a: *const i8) -> __m256 {
         let a = _mm256_loadu_si256(a as *const __m256i);
@@ -221,7 +247,7 @@ mod avx2 {
         _mm256_cvtepi32_ps(p32)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn column(
         w: &QMatrix,
         c: usize,
@@ -234,62 +260,150 @@ mod avx2 {
         let row = w.row(c);
         let bb = t.block_bytes();
         let m = acts.len();
-        let mut acc: Vec<__m256> = vec![_mm256_setzero_ps(); m];
-        let mut sbs = [SubBlock::default(); 8];
+        // The caller's lane arrays are the accumulators (zeroed per column).
+        let acc = lanes.as_mut_ptr() as *mut f32;
+        let mut wv = [_mm256_setzero_si256(); 8];
+        let mut d = [[0f32; 2]; 8];
+        let mut mins = [0f32; 8];
         for (b, block) in row.chunks_exact(bb).enumerate() {
-            // Fast decode for the 32-element types; the K-quants go through the
-            // scalar decoder (same integers, same factors).
-            let fast: Option<(__m256i, f32, f32)> = match t {
-                QType::Q4_0 => Some((
-                    load_q4(block.as_ptr().add(2), 8),
-                    super::super::quant::f16_at(block, 0),
-                    0.0,
-                )),
-                QType::Q4_1 => Some((
-                    load_q4(block.as_ptr().add(4), 0),
-                    super::super::quant::f16_at(block, 0),
-                    super::super::quant::f16_at(block, 2),
-                )),
-                QType::Q8_0 => Some((
-                    _mm256_loadu_si256(block.as_ptr().add(2) as *const __m256i),
-                    super::super::quant::f16_at(block, 0),
-                    0.0,
-                )),
-                _ => None,
-            };
-            if let Some((wv, d, mn)) = fast {
-                let j = b;
-                for r in 0..m {
-                    let a = &acts[r];
-                    let da = *a.d.get_unchecked(j);
-                    let p = lane_dot(wv, a.qs.as_ptr().add(j * 32));
-                    acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), p, acc[r]);
-                    if mn != 0.0 {
-                        macc[r] = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, macc[r]);
-                    }
-                }
-                continue;
-            }
-            decode_block(t, block, &mut sbs[..nsb]);
-            for (s, sb) in sbs[..nsb].iter().enumerate() {
+            decode(t, block, &mut wv, &mut d, &mut mins);
+            for s in 0..nsb {
                 let j = b * nsb + s;
-                let wv = _mm256_loadu_si256(sb.w.as_ptr() as *const __m256i);
+                let (w, d0, d1, mn) = (wv[s], d[s][0], d[s][1], mins[s]);
                 for r in 0..m {
-                    let a = &acts[r];
+                    let a = acts.get_unchecked(r);
                     let da = *a.d.get_unchecked(j);
-                    let p = lane_dot(wv, a.qs.as_ptr().add(j * 32));
-                    let s0 = _mm_set1_ps(sb.d[0] * da);
-                    let s1 = _mm_set1_ps(sb.d[1] * da);
-                    let scale = _mm256_set_m128(s1, s0);
-                    acc[r] = _mm256_fmadd_ps(scale, p, acc[r]);
-                    if sb.m != 0.0 {
-                        macc[r] = (sb.m * da).mul_add(*a.sum.get_unchecked(j) as f32, macc[r]);
+                    let p = lane_dot(w, a.qs.as_ptr().add(j * 32));
+                    let scale = if d0 == d1 {
+                        _mm256_set1_ps(d0 * da)
+                    } else {
+                        _mm256_set_m128(_mm_set1_ps(d1 * da), _mm_set1_ps(d0 * da))
+                    };
+                    let slot = acc.add(r * 8);
+                    _mm256_storeu_ps(slot, _mm256_fmadd_ps(scale, p, _mm256_loadu_ps(slot)));
+                    if mn != 0.0 {
+                        let mc = macc.get_unchecked_mut(r);
+                        *mc = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, *mc);
                     }
                 }
             }
         }
-        for r in 0..m {
-            _mm256_storeu_ps(lanes[r].as_mut_ptr(), acc[r]);
+    }
+
+    /// 32 bytes, 0xFF where the matching bit of `bits` is set (bit i → byte i).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn bytes_from_bits(bits: u32) -> __m256i {
+        let shuf = _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0x0000_0000_0000_0000,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
+        let select = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+        _mm256_cmpeq_epi8(_mm256_or_si256(bytes, select), _mm256_set1_epi64x(-1))
+    }
+
+    /// The sub-blocks of one block as registers of i8 integers plus their factors: the
+    /// same numbers `quant::decode_block` gives.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn decode(t: QType, block: &[u8], wv: &mut [__m256i; 8], d: &mut [[f32; 2]; 8], mins: &mut [f32; 8]) {
+        let p = block.as_ptr();
+        let nib = _mm256_set1_epi8(0x0F);
+        match t {
+            QType::Q4_0 => {
+                wv[0] = load_q4(p.add(2), 8);
+                let dd = f16(block, 0);
+                d[0] = [dd, dd];
+                mins[0] = 0.0;
+            }
+            QType::Q4_1 => {
+                wv[0] = load_q4(p.add(4), 0);
+                let dd = f16(block, 0);
+                d[0] = [dd, dd];
+                mins[0] = f16(block, 2);
+            }
+            QType::Q5_0 | QType::Q5_1 => {
+                let (off, qs, m) = if t == QType::Q5_1 { (4, 8, f16(block, 2)) } else { (2, 6, 0.0) };
+                let qh = u32::from_le_bytes([block[off], block[off + 1], block[off + 2], block[off + 3]]);
+                let lo = load_q4(p.add(qs), 0);
+                let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+                let v = _mm256_or_si256(lo, hi);
+                wv[0] = if t == QType::Q5_0 { _mm256_sub_epi8(v, _mm256_set1_epi8(16)) } else { v };
+                let dd = f16(block, 0);
+                d[0] = [dd, dd];
+                mins[0] = m;
+            }
+            QType::Q8_0 => {
+                wv[0] = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                let dd = f16(block, 0);
+                d[0] = [dd, dd];
+                mins[0] = 0.0;
+            }
+            QType::Q4K | QType::Q5K => {
+                let dd = f16(block, 0);
+                let dmin = f16(block, 2);
+                let scales = &block[4..16];
+                let (qh, qs) = if t == QType::Q5K { (p.add(16), p.add(48)) } else { (p, p.add(16)) };
+                let qhv = if t == QType::Q5K { _mm256_loadu_si256(qh as *const __m256i) } else { _mm256_setzero_si256() };
+                for chunk in 0..4 {
+                    let q = _mm256_loadu_si256(qs.add(chunk * 32) as *const __m256i);
+                    for half in 0..2 {
+                        let is = 2 * chunk + half;
+                        let mut v = if half == 0 {
+                            _mm256_and_si256(q, nib)
+                        } else {
+                            _mm256_and_si256(_mm256_srli_epi16(q, 4), nib)
+                        };
+                        if t == QType::Q5K {
+                            let bit = _mm256_set1_epi8((1u8 << is) as i8);
+                            let set = _mm256_cmpeq_epi8(_mm256_and_si256(qhv, bit), bit);
+                            v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+                        }
+                        let (sc, mn) = crate::quant::scale_min_k4(is, scales);
+                        wv[is] = v;
+                        let ds = dd * sc as f32;
+                        d[is] = [ds, ds];
+                        mins[is] = -(dmin * mn as f32);
+                    }
+                }
+            }
+            QType::Q6K => {
+                let dd = f16(block, 208);
+                let three = _mm256_set1_epi8(3);
+                let thirty_two = _mm256_set1_epi8(32);
+                for n in 0..2 {
+                    let ql0 = _mm256_loadu_si256(p.add(n * 64) as *const __m256i);
+                    let ql1 = _mm256_loadu_si256(p.add(n * 64 + 32) as *const __m256i);
+                    let qh = _mm256_loadu_si256(p.add(128 + n * 32) as *const __m256i);
+                    let high = |shift: i32| {
+                        let h = match shift {
+                            0 => qh,
+                            2 => _mm256_srli_epi16(qh, 2),
+                            4 => _mm256_srli_epi16(qh, 4),
+                            _ => _mm256_srli_epi16(qh, 6),
+                        };
+                        _mm256_slli_epi16(_mm256_and_si256(h, three), 4)
+                    };
+                    let parts = [
+                        _mm256_or_si256(_mm256_and_si256(ql0, nib), high(0)),
+                        _mm256_or_si256(_mm256_and_si256(ql1, nib), high(2)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), nib), high(4)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), nib), high(6)),
+                    ];
+                    for (part, v) in parts.into_iter().enumerate() {
+                        let k = n * 4 + part;
+                        wv[k] = _mm256_sub_epi8(v, thirty_two);
+                        let s0 = block[192 + n * 8 + 2 * part] as i8 as f32;
+                        let s1 = block[192 + n * 8 + 2 * part + 1] as i8 as f32;
+                        d[k] = [dd * s0, dd * s1];
+                        mins[k] = 0.0;
+                    }
+                }
+            }
+            QType::F32 | QType::F16 | QType::BF16 => unreachable!("float weights take the f32 path"),
         }
     }
 }

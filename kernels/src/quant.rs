@@ -97,7 +97,7 @@ impl QType {
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
@@ -121,7 +121,8 @@ impl Default for SubBlock {
     }
 }
 
-fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block.
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -195,7 +196,7 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
                 let q = &qs[chunk * 32..chunk * 32 + 32];
                 for half in 0..2 {
                     let is = 2 * chunk + half;
-                    let (sc, mn) = get_scale_min_k4(is, scales);
+                    let (sc, mn) = scale_min_k4(is, scales);
                     let sb = &mut out[is];
                     for l in 0..32 {
                         let lo = if half == 0 { q[l] & 0xF } else { q[l] >> 4 };

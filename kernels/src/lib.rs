@@ -12,6 +12,6 @@ pub mod philox;
 pub mod quant;
 pub mod sampling;
 
-pub use matmul::{matmul, Isa, QMatrix};
+pub use matmul::{matmul, matmul_many, Isa, QMatrix};
 pub use quant::QType;
 pub use sampling::{sample, SamplingError, SamplingParams};

@@ -84,6 +84,7 @@ const ROWS_PER_TILE: usize = 32;
 /// Raw pointer to the output, shared by tasks that write disjoint columns.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
+// (The pointers are only dereferenced through `write`.)
 // SAFETY: every task writes only the columns of its own range, so no two threads
 // touch the same element; the borrow of `y` outlives the parallel region.
 unsafe impl Send for OutPtr {}
@@ -103,41 +104,66 @@ pub fn matmul(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32]) {
 }
 
 pub fn matmul_with(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
-    let (n, k) = (w.rows, w.cols);
-    assert_eq!(x.len(), m * k, "activation shape");
-    assert_eq!(y.len(), m * n, "output shape");
-    if m == 0 {
+    matmul_many_with(&mut [(w, y)], x, m, isa);
+}
+
+/// Several products of the same activations (q, k and v; gate and up) in one parallel
+/// region: the activations are quantized once and the threads are woken once.
+pub fn matmul_many(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize) {
+    matmul_many_with(jobs, x, m, detected_isa());
+}
+
+pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize, isa: Isa) {
+    if m == 0 || jobs.is_empty() {
         return;
     }
-    let out = OutPtr(y.as_mut_ptr());
-    if !w.t.is_quantized() {
-        let per = cols_per_task(n);
-        let tasks = n.div_ceil(per);
-        (0..tasks).into_par_iter().for_each(|t| {
+    let k = jobs[0].0.cols;
+    assert_eq!(x.len(), m * k, "activation shape");
+    for (w, y) in jobs.iter() {
+        assert_eq!(w.cols, k, "matrices of one call share their input size");
+        assert_eq!(y.len(), m * w.rows, "output shape");
+    }
+    let acts: Vec<Q8Row> = if jobs.iter().any(|(w, _)| w.t.is_quantized()) {
+        (0..m)
+            .map(|r| {
+                let mut q = Q8Row::default();
+                Q8Row::quantize(&x[r * k..(r + 1) * k], &mut q);
+                q
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let outs: Vec<OutPtr> = jobs
+        .iter_mut()
+        .map(|(_, y)| OutPtr(y.as_mut_ptr()))
+        .collect();
+    let total: usize = jobs.iter().map(|(w, _)| w.rows).sum();
+    let per = cols_per_task(total);
+    // (job, first column, end column) per task.
+    let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
+    for (j, (w, _)) in jobs.iter().enumerate() {
+        for c0 in (0..w.rows).step_by(per) {
+            tasks.push((j, c0, (c0 + per).min(w.rows)));
+        }
+    }
+    let mats: Vec<&QMatrix> = jobs.iter().map(|(w, _)| *w).collect();
+    let run = |&(j, c0, c1): &(usize, usize, usize)| {
+        let w = mats[j];
+        let out = outs[j];
+        let n = w.rows;
+        if !w.t.is_quantized() {
             let mut wrow = vec![0f32; k];
-            for c in t * per..((t + 1) * per).min(n) {
+            for c in c0..c1 {
                 w.dequantize_row(c, &mut wrow);
                 for r in 0..m {
-                    let xr = &x[r * k..(r + 1) * k];
-                    let v = dot_f32(xr, &wrow);
+                    let v = dot_f32(&x[r * k..(r + 1) * k], &wrow);
                     // SAFETY: column c belongs to this task only; r·n + c < m·n.
                     unsafe { out.write(r * n + c, v) };
                 }
             }
-        });
-        return;
-    }
-    let acts: Vec<Q8Row> = (0..m)
-        .map(|r| {
-            let mut q = Q8Row::default();
-            Q8Row::quantize(&x[r * k..(r + 1) * k], &mut q);
-            q
-        })
-        .collect();
-    let per = cols_per_task(n);
-    let tasks = n.div_ceil(per);
-    (0..tasks).into_par_iter().for_each(|t| {
-        let cols = t * per..((t + 1) * per).min(n);
+            return;
+        }
         let tile = m.min(ROWS_PER_TILE);
         let mut lanes = vec![[0f32; 8]; tile];
         let mut macc = vec![0f32; tile];
@@ -146,7 +172,7 @@ pub fn matmul_with(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
         for r0 in (0..m).step_by(ROWS_PER_TILE) {
             let rows = &acts[r0..(r0 + ROWS_PER_TILE).min(m)];
             let (lanes, macc) = (&mut lanes[..rows.len()], &mut macc[..rows.len()]);
-            for c in cols.clone() {
+            for c in c0..c1 {
                 lanes.iter_mut().for_each(|l| *l = [0.0; 8]);
                 macc.iter_mut().for_each(|v| *v = 0.0);
                 match isa {
@@ -164,7 +190,8 @@ pub fn matmul_with(w: &QMatrix, x: &[f32], m: usize, y: &mut [f32], isa: Isa) {
                 }
             }
         }
-    });
+    };
+    tasks.par_iter().for_each(run);
 }
 
 #[inline]
@@ -309,7 +336,13 @@ mod avx2 {
     /// same numbers `quant::decode_block` gives.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn decode(t: QType, block: &[u8], wv: &mut [__m256i; 8], d: &mut [[f32; 2]; 8], mins: &mut [f32; 8]) {
+    unsafe fn decode(
+        t: QType,
+        block: &[u8],
+        wv: &mut [__m256i; 8],
+        d: &mut [[f32; 2]; 8],
+        mins: &mut [f32; 8],
+    ) {
         let p = block.as_ptr();
         let nib = _mm256_set1_epi8(0x0F);
         match t {
@@ -326,12 +359,25 @@ mod avx2 {
                 mins[0] = f16(block, 2);
             }
             QType::Q5_0 | QType::Q5_1 => {
-                let (off, qs, m) = if t == QType::Q5_1 { (4, 8, f16(block, 2)) } else { (2, 6, 0.0) };
-                let qh = u32::from_le_bytes([block[off], block[off + 1], block[off + 2], block[off + 3]]);
+                let (off, qs, m) = if t == QType::Q5_1 {
+                    (4, 8, f16(block, 2))
+                } else {
+                    (2, 6, 0.0)
+                };
+                let qh = u32::from_le_bytes([
+                    block[off],
+                    block[off + 1],
+                    block[off + 2],
+                    block[off + 3],
+                ]);
                 let lo = load_q4(p.add(qs), 0);
                 let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
                 let v = _mm256_or_si256(lo, hi);
-                wv[0] = if t == QType::Q5_0 { _mm256_sub_epi8(v, _mm256_set1_epi8(16)) } else { v };
+                wv[0] = if t == QType::Q5_0 {
+                    _mm256_sub_epi8(v, _mm256_set1_epi8(16))
+                } else {
+                    v
+                };
                 let dd = f16(block, 0);
                 d[0] = [dd, dd];
                 mins[0] = m;
@@ -346,8 +392,16 @@ mod avx2 {
                 let dd = f16(block, 0);
                 let dmin = f16(block, 2);
                 let scales = &block[4..16];
-                let (qh, qs) = if t == QType::Q5K { (p.add(16), p.add(48)) } else { (p, p.add(16)) };
-                let qhv = if t == QType::Q5K { _mm256_loadu_si256(qh as *const __m256i) } else { _mm256_setzero_si256() };
+                let (qh, qs) = if t == QType::Q5K {
+                    (p.add(16), p.add(48))
+                } else {
+                    (p, p.add(16))
+                };
+                let qhv = if t == QType::Q5K {
+                    _mm256_loadu_si256(qh as *const __m256i)
+                } else {
+                    _mm256_setzero_si256()
+                };
                 for chunk in 0..4 {
                     let q = _mm256_loadu_si256(qs.add(chunk * 32) as *const __m256i);
                     for half in 0..2 {
@@ -403,7 +457,9 @@ mod avx2 {
                     }
                 }
             }
-            QType::F32 | QType::F16 | QType::BF16 => unreachable!("float weights take the f32 path"),
+            QType::F32 | QType::F16 | QType::BF16 => {
+                unreachable!("float weights take the f32 path")
+            }
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::hparams::{Arch, HParams};
 use rayon::prelude::*;
 use std::sync::Arc;
 use teacher_kernels::ops::{self, Rope};
-use teacher_kernels::{matmul, QMatrix, QType};
+use teacher_kernels::{matmul, matmul_many, QMatrix, QType};
 
 /// A weight matrix as a view into the GGUF map.
 #[derive(Debug, Clone, Copy)]
@@ -268,14 +268,12 @@ impl Transformer {
         }
         let embd = self.matrix(&self.embd);
         let mut x = vec![0f32; r * e];
-        x.par_chunks_mut(e)
-            .zip(tokens.par_iter())
-            .for_each(|(row, &t)| {
-                embd.dequantize_row(t as usize, row);
-                if let Some(s) = self.flavor.embed_scale {
-                    row.iter_mut().for_each(|v| *v *= s);
-                }
-            });
+        for (row, &t) in x.chunks_mut(e).zip(&tokens) {
+            embd.dequantize_row(t as usize, row);
+            if let Some(s) = self.flavor.embed_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
+        }
         let (nh, nkv, dk, dv) = (hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v);
         let mut h = vec![0f32; r * e];
         let mut q = vec![0f32; r * nh * dk];
@@ -288,9 +286,16 @@ impl Transformer {
         for (li, layer) in self.layers.iter().enumerate() {
             h.copy_from_slice(&x);
             norm_rows(&mut h, e, &layer.attn_norm, hp.rms_norm_eps);
-            matmul(&self.matrix(&layer.wq), &h, r, &mut q);
-            matmul(&self.matrix(&layer.wk), &h, r, &mut k);
-            matmul(&self.matrix(&layer.wv), &h, r, &mut v);
+            let (wq, wk, wv) = (
+                self.matrix(&layer.wq),
+                self.matrix(&layer.wk),
+                self.matrix(&layer.wv),
+            );
+            matmul_many(
+                &mut [(&wq, &mut q[..]), (&wk, &mut k[..]), (&wv, &mut v[..])],
+                &h,
+                r,
+            );
             add_bias(&mut q, layer.bq.as_deref());
             add_bias(&mut k, layer.bk.as_deref());
             add_bias(&mut v, layer.bv.as_deref());
@@ -298,13 +303,21 @@ impl Transformer {
                 norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
                 norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
             }
-            q.par_chunks_mut(nh * dk)
-                .zip(k.par_chunks_mut(nkv * dk))
-                .zip(rows.par_iter())
-                .for_each(|((qr, kr), &(_, pos))| {
-                    layer.rope.apply(qr, dk, pos);
-                    layer.rope.apply(kr, dk, pos);
-                });
+            let rope = |((qr, kr), &(_, pos)): ((&mut [f32], &mut [f32]), &(usize, usize))| {
+                layer.rope.apply(qr, dk, pos);
+                layer.rope.apply(kr, dk, pos);
+            };
+            if r < PARALLEL_ROWS {
+                q.chunks_mut(nh * dk)
+                    .zip(k.chunks_mut(nkv * dk))
+                    .zip(rows.iter())
+                    .for_each(rope);
+            } else {
+                q.par_chunks_mut(nh * dk)
+                    .zip(k.par_chunks_mut(nkv * dk))
+                    .zip(rows.par_iter())
+                    .for_each(rope);
+            }
             for (i, &(slot, pos)) in rows.iter().enumerate() {
                 cache.write(
                     li,
@@ -316,17 +329,26 @@ impl Transformer {
             }
             let cache_ref: &KvCache = cache;
             let scale = self.flavor.attn_scale;
-            att.par_chunks_mut(nh * dv)
-                .zip(q.par_chunks(nh * dk))
-                .zip(rows.par_iter())
-                .for_each_init(Vec::new, |scores, ((out, qr), &(slot, pos))| {
-                    let start = match layer.window {
-                        Some(w) => (pos + 1).saturating_sub(w),
-                        None => 0,
-                    };
-                    let (kc, vc) = cache_ref.layer(li, slot);
-                    ops::attend(qr, kc, vc, nh, nkv, dk, start, pos, scale, scores, out);
-                });
+            let attend = |scores: &mut Vec<f32>, ((out, qr), &(slot, pos)): ((&mut [f32], &[f32]), &(usize, usize))| {
+                let start = match layer.window {
+                    Some(w) => (pos + 1).saturating_sub(w),
+                    None => 0,
+                };
+                let (kc, vc) = cache_ref.layer(li, slot);
+                ops::attend(qr, kc, vc, nh, nkv, dk, start, pos, scale, scores, out);
+            };
+            if r < PARALLEL_ROWS {
+                let mut scores = Vec::new();
+                att.chunks_mut(nh * dv)
+                    .zip(q.chunks(nh * dk))
+                    .zip(rows.iter())
+                    .for_each(|x| attend(&mut scores, x));
+            } else {
+                att.par_chunks_mut(nh * dv)
+                    .zip(q.par_chunks(nh * dk))
+                    .zip(rows.par_iter())
+                    .for_each_init(Vec::new, attend);
+            }
             matmul(&self.matrix(&layer.wo), &att, r, &mut o);
             if let Some(pn) = &layer.post_attn_norm {
                 norm_rows(&mut o, e, pn, hp.rms_norm_eps);
@@ -334,21 +356,28 @@ impl Transformer {
             add_into(&mut x, &o);
             h.copy_from_slice(&x);
             norm_rows(&mut h, e, &layer.ffn_norm, hp.rms_norm_eps);
-            matmul(&self.matrix(&layer.w_gate), &h, r, &mut gate);
-            matmul(&self.matrix(&layer.w_up), &h, r, &mut up);
+            let (wg, wu) = (self.matrix(&layer.w_gate), self.matrix(&layer.w_up));
+            matmul_many(&mut [(&wg, &mut gate[..]), (&wu, &mut up[..])], &h, r);
             let gelu = self.flavor.gelu;
-            gate.par_chunks_mut(hp.n_ff)
-                .zip(up.par_chunks(hp.n_ff))
-                .for_each(|(g, u)| {
-                    for (gv, uv) in g.iter_mut().zip(u) {
-                        let a = if gelu {
-                            ops::gelu_tanh(*gv)
-                        } else {
-                            ops::silu(*gv)
-                        };
-                        *gv = a * uv;
-                    }
-                });
+            let act = |(g, u): (&mut [f32], &[f32])| {
+                for (gv, uv) in g.iter_mut().zip(u) {
+                    let a = if gelu {
+                        ops::gelu_tanh(*gv)
+                    } else {
+                        ops::silu(*gv)
+                    };
+                    *gv = a * uv;
+                }
+            };
+            if r < PARALLEL_ROWS {
+                gate.chunks_mut(hp.n_ff)
+                    .zip(up.chunks(hp.n_ff))
+                    .for_each(act);
+            } else {
+                gate.par_chunks_mut(hp.n_ff)
+                    .zip(up.par_chunks(hp.n_ff))
+                    .for_each(act);
+            }
             matmul(&self.matrix(&layer.w_down), &gate, r, &mut o);
             if let Some(pn) = &layer.post_ffn_norm {
                 norm_rows(&mut o, e, pn, hp.rms_norm_eps);
@@ -377,9 +406,18 @@ impl Transformer {
     }
 }
 
+/// Below this many rows, per-row work runs on the calling thread: waking the pool costs
+/// more than the work (decode steps of a few sequences).
+const PARALLEL_ROWS: usize = 8;
+
 fn norm_rows(x: &mut [f32], width: usize, w: &[f32], eps: f32) {
-    x.par_chunks_mut(width)
-        .for_each(|row| ops::rms_norm(row, w, eps));
+    if x.len() / width < PARALLEL_ROWS {
+        x.chunks_mut(width)
+            .for_each(|row| ops::rms_norm(row, w, eps));
+    } else {
+        x.par_chunks_mut(width)
+            .for_each(|row| ops::rms_norm(row, w, eps));
+    }
 }
 
 fn add_bias(x: &mut [f32], b: Option<&[f32]>) {

@@ -303,7 +303,7 @@ impl Transformer {
                 norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
                 norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
             }
-            let rope = |((qr, kr), &(_, pos)): ((&mut [f32], &mut [f32]), &(usize, usize))| {
+            let rope = |((qr, kr), &(_, pos)): RopeRow| {
                 layer.rope.apply(qr, dk, pos);
                 layer.rope.apply(kr, dk, pos);
             };
@@ -329,7 +329,7 @@ impl Transformer {
             }
             let cache_ref: &KvCache = cache;
             let scale = self.flavor.attn_scale;
-            let attend = |scores: &mut Vec<f32>, ((out, qr), &(slot, pos)): ((&mut [f32], &[f32]), &(usize, usize))| {
+            let attend = |scores: &mut Vec<f32>, ((out, qr), &(slot, pos)): AttendRow| {
                 let start = match layer.window {
                     Some(w) => (pos + 1).saturating_sub(w),
                     None => 0,
@@ -405,6 +405,11 @@ impl Transformer {
         Ok(logits.chunks(vocab).map(|c| c.to_vec()).collect())
     }
 }
+
+/// (q row, k row) and the row's (slot, position).
+type RopeRow<'a> = ((&'a mut [f32], &'a mut [f32]), &'a (usize, usize));
+/// (output row, q row) and the row's (slot, position).
+type AttendRow<'a> = ((&'a mut [f32], &'a [f32]), &'a (usize, usize));
 
 /// Below this many rows, per-row work runs on the calling thread: waking the pool costs
 /// more than the work (decode steps of a few sequences).

@@ -11,5 +11,6 @@ pub mod filter;
 pub mod generate;
 pub mod pipeline;
 pub mod progress;
+pub mod stats;
 
 pub use error::{Error, Result};

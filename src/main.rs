@@ -49,6 +49,17 @@ enum Command {
     Respond(RespondArgs),
     /// Evolve instructions into harder ones over rounds (Evol-Instruct), with responses.
     Evolve(EvolveArgs),
+    /// Counts, acceptance by filter, length and similarity distributions of a dataset.
+    Stats {
+        /// A JSONL file made by self-instruct, evolve or respond (or any records with
+        /// `instruction`).
+        file: PathBuf,
+        /// The run's rejected file, for per-round and per-operation elimination counts.
+        #[arg(long)]
+        rejected: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -464,6 +475,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SelfInstruct(a) => self_instruct(a, offline),
         Command::Respond(a) => respond(a, offline),
         Command::Evolve(a) => evolve(a, offline),
+        Command::Stats {
+            file,
+            rejected,
+            json,
+        } => {
+            let v = teacher::stats::compute(&file, rejected.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", teacher::stats::render(&v));
+            }
+            Ok(())
+        }
     }
 }
 

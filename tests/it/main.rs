@@ -10,4 +10,5 @@ mod forward;
 mod gguf_errors;
 mod rouge_parity;
 mod self_instruct;
+mod stats;
 mod tokenizer_parity;

@@ -219,7 +219,7 @@ pub fn render(v: &Value) -> String {
     if let Some(r) = v.get("rejections").and_then(|r| r.as_object()) {
         s.push_str("rejections by reason:\n");
         let mut rs: Vec<(&String, &Value)> = r.iter().collect();
-        rs.sort_by(|a, b| b.1.as_u64().cmp(&a.1.as_u64()));
+        rs.sort_by_key(|r| std::cmp::Reverse(r.1.as_u64()));
         for (k, n) in rs {
             s.push_str(&format!("  {k:<22} {n}\n"));
         }

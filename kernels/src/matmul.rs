@@ -292,6 +292,34 @@ mod avx2 {
         let mut wv = [_mm256_setzero_si256(); 8];
         let mut d = [[0f32; 2]; 8];
         let mut mins = [0f32; 8];
+        if m == 1 {
+            // One row (single-sequence decode): the same operations in the same order,
+            // with the accumulators kept in registers.
+            let a = acts.get_unchecked(0);
+            let mut lane = _mm256_setzero_ps();
+            let mut mc = 0f32;
+            for (b, block) in row.chunks_exact(bb).enumerate() {
+                decode(t, block, &mut wv, &mut d, &mut mins);
+                for s in 0..nsb {
+                    let j = b * nsb + s;
+                    let (d0, d1, mn) = (d[s][0], d[s][1], mins[s]);
+                    let da = *a.d.get_unchecked(j);
+                    let p = lane_dot(wv[s], a.qs.as_ptr().add(j * 32));
+                    let scale = if d0 == d1 {
+                        _mm256_set1_ps(d0 * da)
+                    } else {
+                        _mm256_set_m128(_mm_set1_ps(d1 * da), _mm_set1_ps(d0 * da))
+                    };
+                    lane = _mm256_fmadd_ps(scale, p, lane);
+                    if mn != 0.0 {
+                        mc = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, mc);
+                    }
+                }
+            }
+            _mm256_storeu_ps(acc, lane);
+            *macc.get_unchecked_mut(0) = mc;
+            return;
+        }
         for (b, block) in row.chunks_exact(bb).enumerate() {
             decode(t, block, &mut wv, &mut d, &mut mins);
             for s in 0..nsb {

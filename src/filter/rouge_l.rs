@@ -316,23 +316,7 @@ impl RougeIndex {
         if cand.is_empty() {
             return self.ids.first().map(|&id| Match { score: 0.0, id });
         }
-        let masks = MatchMasks::new(&cand.ids);
-        let mut best: Option<Match> = None;
-        for (i, item) in self.items.iter().enumerate() {
-            let lcs = if item.is_empty() {
-                0
-            } else {
-                masks.lcs_with(&item.ids)
-            };
-            let score = f_measure(lcs, cand.len(), item.len());
-            if best.is_none_or(|b| score > b.score) {
-                best = Some(Match {
-                    score,
-                    id: self.ids[i],
-                });
-            }
-        }
-        best
+        self.scan(&cand, 0, &mut PruneStats::default())
     }
 
     /// The highest-scoring kept item among those that can reach `threshold` (exact for

@@ -382,7 +382,13 @@ pub fn run(
     rejected: Option<&Path>,
     mut report: impl FnMut(&Progress),
 ) -> Result<Progress> {
-    let (mut rf, committed) = RunFile::open("evolve", out, rejected, cfg.params_json(), json!({}))?;
+    let (mut rf, committed) = RunFile::open(
+        "evolve",
+        out,
+        rejected,
+        cfg.params_json(),
+        super::run_info(engine),
+    )?;
     let waves_per_round = items.len().div_ceil(cfg.wave_size).max(1) as u64;
     let mut pool: Vec<Current> = items
         .iter()

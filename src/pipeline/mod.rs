@@ -15,6 +15,16 @@ use crate::error::Result;
 use std::collections::HashMap;
 use teacher_kernels::philox;
 
+/// Facts about the machine side of a run, recorded in the manifest (they do not change
+/// the output, so they are not part of the parameters a resume must match).
+pub fn run_info(engine: &Engine) -> serde_json::Value {
+    serde_json::json!({
+        "engine_context": engine.context(),
+        "kernels": format!("{:?}", teacher_kernels::matmul::detected_isa()),
+        "threads": rayon::current_num_threads(),
+    })
+}
+
 /// Run `requests` through the engine and return their outputs in request order.
 pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<Output>> {
     let order: HashMap<u64, usize> = requests

@@ -82,7 +82,13 @@ pub fn run(
     out: &Path,
     mut report: impl FnMut(usize, usize),
 ) -> Result<usize> {
-    let (mut rf, committed) = RunFile::open("respond", out, None, cfg.params_json(), json!({}))?;
+    let (mut rf, committed) = RunFile::open(
+        "respond",
+        out,
+        None,
+        cfg.params_json(),
+        super::run_info(engine),
+    )?;
     let mut done = committed.len();
     let stops = completion_stops(file);
     while done < items.len() {

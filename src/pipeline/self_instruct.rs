@@ -160,7 +160,7 @@ pub fn run(
     rejected: Option<&Path>,
     mut report: impl FnMut(&Progress),
 ) -> Result<Progress> {
-    let extra = json!({"engine_context": engine.context()});
+    let extra = super::run_info(engine);
     let (mut rf, committed) =
         RunFile::open("self-instruct", out, rejected, cfg.params_json(), extra)?;
     let mut state = State {

@@ -256,3 +256,30 @@ fn bench_prints_a_row_per_batch_size() {
     assert_eq!(rows[1]["batch"], 2);
     assert!(rows[0]["decode_tok_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn kv_cache_over_budget_is_a_clear_error() {
+    model_path(SMOLLM2);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"prompt\":\"hi\"}\n").unwrap();
+    let out = dir.path().join("out.jsonl");
+    let (ok, _, err) = run_teacher(&[
+        "generate",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch",
+        "64",
+        "--context",
+        "8192",
+        "--kv-memory",
+        "0.5",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("KV cache") && err.contains("--kv-memory"),
+        "{err}"
+    );
+}

@@ -11,4 +11,5 @@ mod gguf_errors;
 mod rouge_parity;
 mod self_instruct;
 mod stats;
+mod tiny_models;
 mod tokenizer_parity;

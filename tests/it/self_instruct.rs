@@ -199,3 +199,60 @@ fn user_seed_files_in_every_format_work() {
     assert!(!ok);
     assert!(err.contains("bad.jsonl` line 2"), "{err}");
 }
+
+#[test]
+fn paper_style_runs_on_the_base_model_with_all_three_stages() {
+    crate::common::model_path(crate::common::GEMMA3);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let args = [
+        "--model",
+        "gemma3-270m",
+        "--style",
+        "paper",
+        "--num",
+        "1",
+        "--max-tokens",
+        "160",
+        "--rejected",
+        "p.rej.jsonl",
+    ];
+    let (ok, err) = si(dir, "p.jsonl", &args, 3, 2);
+    assert!(ok, "{err}");
+    let (ok, err) = si(
+        dir,
+        "q.jsonl",
+        &[
+            "--model",
+            "gemma3-270m",
+            "--style",
+            "paper",
+            "--num",
+            "1",
+            "--max-tokens",
+            "160",
+        ],
+        1,
+        1,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(read(dir, "p.jsonl"), read(dir, "q.jsonl"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(dir, "p.jsonl.manifest.json")).unwrap();
+    assert_eq!(manifest["params"]["style"], "paper");
+    assert_eq!(manifest["params"]["temperature"], 0.7);
+    // Every candidate is accounted for: kept, or rejected with a reason.
+    for l in read(dir, "p.rej.jsonl").lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["reason"].is_string());
+    }
+    for l in read(dir, "p.jsonl")
+        .lines()
+        .filter(|l| l.contains("\"source\":\"self-instruct\""))
+    {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["is_classification"].is_boolean());
+        assert!(!v["instances"].as_array().unwrap().is_empty());
+        assert_eq!(v["in_context_ids"].as_array().unwrap().len(), 8);
+    }
+}

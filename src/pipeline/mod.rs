@@ -25,6 +25,14 @@ pub fn run_info(engine: &Engine) -> serde_json::Value {
     })
 }
 
+/// An f32 setting as the decimal the user typed (0.7, not 0.699999988…), for manifests.
+pub fn f32_json(x: f32) -> serde_json::Value {
+    x.to_string()
+        .parse::<f64>()
+        .map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// Run `requests` through the engine and return their outputs in request order.
 pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<Output>> {
     let order: HashMap<u64, usize> = requests

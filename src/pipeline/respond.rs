@@ -31,11 +31,11 @@ pub struct Config {
 impl Config {
     fn params_json(&self) -> Value {
         json!({
-            "temperature": self.sampling.temperature,
-            "top_p": self.sampling.top_p,
+            "temperature": super::f32_json(self.sampling.temperature),
+            "top_p": super::f32_json(self.sampling.top_p),
             "top_k": self.sampling.top_k,
-            "min_p": self.sampling.min_p,
-            "repetition_penalty": self.sampling.repetition_penalty,
+            "min_p": super::f32_json(self.sampling.min_p),
+            "repetition_penalty": super::f32_json(self.sampling.repetition_penalty),
             "max_tokens": self.max_tokens,
             "seed": self.seed,
             "system": self.system,
@@ -125,8 +125,8 @@ pub fn run(
                 r["output"] = json!(o.text.trim());
                 r["model"] = json!(cfg.model_name);
                 r["sampling"] = json!({
-                    "temperature": cfg.sampling.temperature,
-                    "top_p": cfg.sampling.top_p,
+                    "temperature": super::f32_json(cfg.sampling.temperature),
+                    "top_p": super::f32_json(cfg.sampling.top_p),
                     "max_tokens": cfg.max_tokens,
                     "seed": cfg.seed,
                 });

@@ -212,8 +212,6 @@ fn paper_style_runs_on_the_base_model_with_all_three_stages() {
         "paper",
         "--num",
         "1",
-        "--max-tokens",
-        "160",
         "--rejected",
         "p.rej.jsonl",
     ];
@@ -222,16 +220,7 @@ fn paper_style_runs_on_the_base_model_with_all_three_stages() {
     let (ok, err) = si(
         dir,
         "q.jsonl",
-        &[
-            "--model",
-            "gemma3-270m",
-            "--style",
-            "paper",
-            "--num",
-            "1",
-            "--max-tokens",
-            "160",
-        ],
+        &["--model", "gemma3-270m", "--style", "paper", "--num", "1"],
         1,
         1,
     );

@@ -7,7 +7,7 @@ use crate::filter::heuristics::collapse_ws;
 use regex::Regex;
 use std::sync::OnceLock;
 
-pub const PROMPT_VERSION: &str = "teacher-si-1";
+pub const PROMPT_VERSION: &str = "teacher-si-2";
 
 const GENERATE: &str = include_str!("prompts/si_generate.txt");
 const CLASSIFY: &str = include_str!("prompts/si_classify.txt");

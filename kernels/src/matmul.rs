@@ -26,7 +26,7 @@ pub struct QMatrix<'a> {
 
 impl<'a> QMatrix<'a> {
     pub fn new(t: QType, rows: usize, cols: usize, data: &'a [u8]) -> Option<Self> {
-        if cols % t.block_elems() != 0 || data.len() != rows * t.row_bytes(cols) {
+        if !cols.is_multiple_of(t.block_elems()) || data.len() != rows * t.row_bytes(cols) {
             return None;
         }
         Some(QMatrix {
@@ -53,6 +53,8 @@ impl<'a> QMatrix<'a> {
 pub enum Isa {
     Scalar,
     Avx2,
+    /// AVX2 with AVX-VNNI dot products: the same integers, so the same bits as Avx2.
+    AvxVnni,
 }
 
 pub fn detected_isa() -> Isa {
@@ -63,6 +65,10 @@ pub fn detected_isa() -> Isa {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
+            if std::env::var_os("TEACHER_NO_VNNI").is_none() && is_x86_feature_detected!("avxvnni")
+            {
+                return Isa::AvxVnni;
+            }
             return Isa::Avx2;
         }
     }
@@ -180,8 +186,11 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: Avx2 is only chosen after detecting avx2, fma and f16c.
                     Isa::Avx2 => unsafe { avx2::column(w, c, rows, lanes, macc) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AvxVnni is only chosen after detecting avx2, fma, f16c, avxvnni.
+                    Isa::AvxVnni => unsafe { avx2::column_vnni(w, c, rows, lanes, macc) },
                     #[cfg(not(target_arch = "x86_64"))]
-                    Isa::Avx2 => column_scalar(w, c, rows, lanes, macc),
+                    Isa::Avx2 | Isa::AvxVnni => column_scalar(w, c, rows, lanes, macc),
                 }
                 for (i, (l, mc)) in lanes.iter().zip(macc.iter()).enumerate() {
                     let v = reduce(l) + mc;
@@ -274,76 +283,99 @@ mod avx2 {
         _mm256_cvtepi32_ps(p32)
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn column(
-        w: &QMatrix,
-        c: usize,
-        acts: &[Q8Row],
-        lanes: &mut [[f32; 8]],
-        macc: &mut [f32],
-    ) {
-        let t = w.t;
-        let nsb = sub_blocks(t);
-        let row = w.row(c);
-        let bb = t.block_bytes();
-        let m = acts.len();
-        // The caller's lane arrays are the accumulators (zeroed per column).
-        let acc = lanes.as_mut_ptr() as *mut f32;
-        let mut wv = [_mm256_setzero_si256(); 8];
-        let mut d = [[0f32; 2]; 8];
-        let mut mins = [0f32; 8];
-        if m == 1 {
-            // One row (single-sequence decode): the same operations in the same order,
-            // with the accumulators kept in registers.
-            let a = acts.get_unchecked(0);
-            let mut lane = _mm256_setzero_ps();
-            let mut mc = 0f32;
-            for (b, block) in row.chunks_exact(bb).enumerate() {
-                decode(t, block, &mut wv, &mut d, &mut mins);
-                for s in 0..nsb {
-                    let j = b * nsb + s;
-                    let (d0, d1, mn) = (d[s][0], d[s][1], mins[s]);
-                    let da = *a.d.get_unchecked(j);
-                    let p = lane_dot(wv[s], a.qs.as_ptr().add(j * 32));
-                    let scale = if d0 == d1 {
-                        _mm256_set1_ps(d0 * da)
-                    } else {
-                        _mm256_set_m128(_mm_set1_ps(d1 * da), _mm_set1_ps(d0 * da))
-                    };
-                    lane = _mm256_fmadd_ps(scale, p, lane);
-                    if mn != 0.0 {
-                        mc = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, mc);
-                    }
-                }
-            }
-            _mm256_storeu_ps(acc, lane);
-            *macc.get_unchecked_mut(0) = mc;
-            return;
-        }
-        for (b, block) in row.chunks_exact(bb).enumerate() {
-            decode(t, block, &mut wv, &mut d, &mut mins);
-            for s in 0..nsb {
-                let j = b * nsb + s;
-                let (w, d0, d1, mn) = (wv[s], d[s][0], d[s][1], mins[s]);
-                for r in 0..m {
-                    let a = acts.get_unchecked(r);
-                    let da = *a.d.get_unchecked(j);
-                    let p = lane_dot(w, a.qs.as_ptr().add(j * 32));
-                    let scale = if d0 == d1 {
-                        _mm256_set1_ps(d0 * da)
-                    } else {
-                        _mm256_set_m128(_mm_set1_ps(d1 * da), _mm_set1_ps(d0 * da))
-                    };
-                    let slot = acc.add(r * 8);
-                    _mm256_storeu_ps(slot, _mm256_fmadd_ps(scale, p, _mm256_loadu_ps(slot)));
-                    if mn != 0.0 {
-                        let mc = macc.get_unchecked_mut(r);
-                        *mc = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, *mc);
-                    }
-                }
-            }
-        }
+    /// The same lane sums with one VNNI instruction (u8·i8 products summed in groups
+    /// of four into i32 lanes: the identical integers, without the i16 step).
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    #[inline]
+    unsafe fn lane_dot_vnni(w: __m256i, a: *const i8) -> __m256 {
+        let a = _mm256_loadu_si256(a as *const __m256i);
+        let aw = _mm256_sign_epi8(w, w);
+        let sa = _mm256_sign_epi8(a, w);
+        _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sa))
     }
+
+    /// One output column over a tile of rows, instantiated once per instruction set so
+    /// each copy is compiled with its own target features.
+    macro_rules! column_kernel {
+        ($name:ident, $features:literal, $dot:ident) => {
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name(
+                w: &QMatrix,
+                c: usize,
+                acts: &[Q8Row],
+                lanes: &mut [[f32; 8]],
+                macc: &mut [f32],
+            ) {
+                let t = w.t;
+                let nsb = sub_blocks(t);
+                let row = w.row(c);
+                let bb = t.block_bytes();
+                let m = acts.len();
+                // The caller's lane arrays are the accumulators (zeroed per column).
+                let acc = lanes.as_mut_ptr() as *mut f32;
+                let mut wv = [_mm256_setzero_si256(); 8];
+                let mut d = [[0f32; 2]; 8];
+                let mut mins = [0f32; 8];
+                if m == 1 {
+                    // One row (single-sequence decode): the same operations in the same order,
+                    // with the accumulators kept in registers.
+                    let a = acts.get_unchecked(0);
+                    let mut lane = _mm256_setzero_ps();
+                    let mut mc = 0f32;
+                    for (b, block) in row.chunks_exact(bb).enumerate() {
+                        decode(t, block, &mut wv, &mut d, &mut mins);
+                        for s in 0..nsb {
+                            let j = b * nsb + s;
+                            let (d0, d1, mn) = (d[s][0], d[s][1], mins[s]);
+                            let da = *a.d.get_unchecked(j);
+                            let p = $dot(wv[s], a.qs.as_ptr().add(j * 32));
+                            let scale = if d0 == d1 {
+                                _mm256_set1_ps(d0 * da)
+                            } else {
+                                _mm256_set_m128(_mm_set1_ps(d1 * da), _mm_set1_ps(d0 * da))
+                            };
+                            lane = _mm256_fmadd_ps(scale, p, lane);
+                            if mn != 0.0 {
+                                mc = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, mc);
+                            }
+                        }
+                    }
+                    _mm256_storeu_ps(acc, lane);
+                    *macc.get_unchecked_mut(0) = mc;
+                    return;
+                }
+                for (b, block) in row.chunks_exact(bb).enumerate() {
+                    decode(t, block, &mut wv, &mut d, &mut mins);
+                    for s in 0..nsb {
+                        let j = b * nsb + s;
+                        let (w, d0, d1, mn) = (wv[s], d[s][0], d[s][1], mins[s]);
+                        for r in 0..m {
+                            let a = acts.get_unchecked(r);
+                            let da = *a.d.get_unchecked(j);
+                            let p = $dot(w, a.qs.as_ptr().add(j * 32));
+                            let scale = if d0 == d1 {
+                                _mm256_set1_ps(d0 * da)
+                            } else {
+                                _mm256_set_m128(_mm_set1_ps(d1 * da), _mm_set1_ps(d0 * da))
+                            };
+                            let slot = acc.add(r * 8);
+                            _mm256_storeu_ps(
+                                slot,
+                                _mm256_fmadd_ps(scale, p, _mm256_loadu_ps(slot)),
+                            );
+                            if mn != 0.0 {
+                                let mc = macc.get_unchecked_mut(r);
+                                *mc = (mn * da).mul_add(*a.sum.get_unchecked(j) as f32, *mc);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    column_kernel!(column, "avx2,fma,f16c", lane_dot);
+    column_kernel!(column_vnni, "avx2,fma,f16c,avxvnni", lane_dot_vnni);
 
     /// 32 bytes, 0xFF where the matching bit of `bits` is set (bit i → byte i).
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -610,6 +642,30 @@ mod tests {
             matmul_with(&w, &x, m, &mut b, detected_isa());
             for i in 0..a.len() {
                 assert_eq!(a[i].to_bits(), b[i].to_bits(), "{t:?} at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn avx2_and_vnni_give_the_same_bits() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !(is_x86_feature_detected!("avxvnni") && is_x86_feature_detected!("avx2")) {
+                return;
+            }
+            for t in TYPES {
+                let (n, k, m) = (21, 512, 3);
+                let data = random_matrix(t, n, k, 17);
+                let w = QMatrix::new(t, n, k, &data).unwrap();
+                let x = random_acts(m, k, 7);
+                let mut a = vec![0f32; m * n];
+                let mut b = vec![0f32; m * n];
+                matmul_with(&w, &x, m, &mut a, Isa::Avx2);
+                matmul_with(&w, &x, m, &mut b, Isa::AvxVnni);
+                assert!(
+                    a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{t:?}"
+                );
             }
         }
     }

@@ -18,7 +18,7 @@ pub(crate) fn flavor(gguf: &GgufFile, hp: &HParams) -> Result<Flavor> {
     let local_base = gguf
         .get_f32("gemma3.rope.local_freq_base")?
         .unwrap_or(LOCAL_ROPE_BASE);
-    let is_local = |i: usize| (i + 1) % GLOBAL_EVERY != 0;
+    let is_local = |i: usize| !(i + 1).is_multiple_of(GLOBAL_EVERY);
     let window = (0..hp.n_layer)
         .map(|i| if is_local(i) { hp.sliding_window } else { None })
         .collect();

@@ -81,3 +81,25 @@ pub fn python_with(module: &str, requirement: &str) -> std::process::Command {
     cmd.env("PYTHONPATH", &deps);
     cmd
 }
+
+/// Run the teacher binary in `dir` with `--batch` and a thread count; returns (success,
+/// stderr). The pipelines' determinism tests vary exactly these two.
+pub fn teacher_in(dir: &Path, args: &[&str], batch: usize, threads: usize) -> (bool, String) {
+    let o = std::process::Command::new(teacher_bin())
+        .current_dir(dir)
+        .args(args)
+        .args(["--batch", &batch.to_string()])
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env_remove("TEACHER_MODEL")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A file of a test directory as text.
+pub fn read(dir: &Path, f: &str) -> String {
+    std::fs::read_to_string(dir.join(f)).unwrap()
+}

@@ -2,28 +2,9 @@
 //! same bytes, lineage, base-model completion prompts, and the chain
 //! self-instruct → evolve → respond on files.
 
-use crate::common::{model_path, teacher_bin, GEMMA3, SMOLLM2};
+use crate::common::{model_path, read, teacher_bin, teacher_in as teacher, GEMMA3, SMOLLM2};
 use std::path::Path;
 use std::process::Command;
-
-fn teacher(dir: &Path, args: &[&str], batch: usize, threads: usize) -> (bool, String) {
-    let o = Command::new(teacher_bin())
-        .current_dir(dir)
-        .args(args)
-        .args(["--batch", &batch.to_string()])
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .env_remove("TEACHER_MODEL")
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn read(dir: &Path, f: &str) -> String {
-    std::fs::read_to_string(dir.join(f)).unwrap()
-}
 
 fn write_input(dir: &Path) {
     let text = std::fs::read_to_string(

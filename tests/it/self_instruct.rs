@@ -1,39 +1,25 @@
 //! Self-Instruct on the real default model: determinism across batch sizes and thread
 //! counts, resume to the same bytes, refusal to mix runs, seed formats.
 
-use crate::common::{model_path, teacher_bin, SMOLLM2};
+use crate::common::{model_path, read, teacher_in, SMOLLM2};
 use std::path::Path;
-use std::process::Command;
 
 fn si(dir: &Path, out: &str, extra: &[&str], batch: usize, threads: usize) -> (bool, String) {
-    let o = Command::new(teacher_bin())
-        .current_dir(dir)
-        .args([
-            "self-instruct",
-            "--out",
-            out,
-            "--wave-size",
-            "3",
-            "--max-tokens",
-            "96",
-            "--answer-max-tokens",
-            "48",
-        ])
-        .args(["--seed", "5"])
-        .args(["--batch", &batch.to_string()])
-        .args(extra)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .env_remove("TEACHER_MODEL")
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn read(dir: &Path, f: &str) -> String {
-    std::fs::read_to_string(dir.join(f)).unwrap()
+    let mut args = vec![
+        "self-instruct",
+        "--out",
+        out,
+        "--wave-size",
+        "3",
+        "--max-tokens",
+        "96",
+        "--answer-max-tokens",
+        "48",
+        "--seed",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    teacher_in(dir, &args, batch, threads)
 }
 
 #[test]

@@ -8,20 +8,5 @@ use crate::hparams::HParams;
 use teacher_kernels::ops::RopeStyle;
 
 pub(crate) fn flavor(gguf: &GgufFile, hp: &HParams) -> Result<Flavor> {
-    let rope_dims = gguf
-        .get_uint("llama.rope.dimension_count")?
-        .map(|d| d as usize)
-        .unwrap_or(hp.head_dim_k);
-    Ok(Flavor {
-        rope_style: RopeStyle::Interleaved,
-        rope_dims,
-        rope_base: vec![hp.rope_freq_base; hp.n_layer],
-        window: vec![None; hp.n_layer],
-        attn_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
-        gelu: false,
-        embed_scale: None,
-        qk_norm: false,
-        post_norms: false,
-        qkv_bias: false,
-    })
+    Flavor::llama_like(gguf, hp, RopeStyle::Interleaved, false)
 }

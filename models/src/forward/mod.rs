@@ -52,6 +52,35 @@ pub(crate) struct Flavor {
     pub qkv_bias: bool,
 }
 
+impl Flavor {
+    /// The plain pre-norm block with a SiLU-gated MLP and global attention, which the
+    /// llama family and qwen2 share; they differ in RoPE pairing and q/k/v biases.
+    pub(crate) fn llama_like(
+        gguf: &GgufFile,
+        hp: &HParams,
+        rope_style: ops::RopeStyle,
+        qkv_bias: bool,
+    ) -> Result<Flavor> {
+        let key = format!("{}.rope.dimension_count", hp.arch.as_str());
+        let rope_dims = gguf
+            .get_uint(&key)?
+            .map(|d| d as usize)
+            .unwrap_or(hp.head_dim_k);
+        Ok(Flavor {
+            rope_style,
+            rope_dims,
+            rope_base: vec![hp.rope_freq_base; hp.n_layer],
+            window: vec![None; hp.n_layer],
+            attn_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
+            gelu: false,
+            embed_scale: None,
+            qk_norm: false,
+            post_norms: false,
+            qkv_bias,
+        })
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
     wq: WeightRef,

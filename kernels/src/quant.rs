@@ -299,6 +299,9 @@ pub struct Q8Row {
     pub sum: Vec<i32>,
     /// The quantized values, 32 per block.
     pub qs: Vec<i8>,
+    /// The same values offset by 128 as unsigned bytes (a + 128 = a XOR 0x80), the
+    /// unsigned operand VNNI's u8·i8 dot product wants.
+    pub qu: Vec<u8>,
 }
 
 impl Q8Row {
@@ -309,7 +312,9 @@ impl Q8Row {
         out.d.clear();
         out.sum.clear();
         out.qs.clear();
+        out.qu.clear();
         out.qs.reserve(x.len());
+        out.qu.reserve(x.len());
         for b in 0..nb {
             let blk = &x[b * 32..b * 32 + 32];
             let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -321,6 +326,7 @@ impl Q8Row {
                 let q = q.clamp(-127, 127) as i8;
                 s += q as i32;
                 out.qs.push(q);
+                out.qu.push(q as u8 ^ 0x80);
             }
             out.d.push(d);
             out.sum.push(s);

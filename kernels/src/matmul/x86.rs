@@ -1,0 +1,594 @@
+//! The x86-64 kernels: AVX2 (+FMA, F16C), AVX2 with AVX-VNNI, and AVX-512 with VNNI.
+//!
+//! Every kernel computes the integers and the fma order of `column_scalar` (see the
+//! module above), so all of them give the scalar reference's bits. What differs is how
+//! much work one instruction does and what stays in registers:
+//!
+//! - one activation row (single-sequence decode): four columns at a time, each weight
+//!   block decoded straight into registers and used once — four independent fma chains;
+//! - several rows (prefill, batched decode): four columns are decoded once into a
+//!   *panel* (integers, per-lane scales, and for VNNI a per-lane bias), which a register
+//!   tile of rows × columns then reads from L1 for every row of the step.
+//!
+//! VNNI multiplies unsigned by signed bytes. The panel kernels feed it the activations
+//! offset by 128 (`Q8Row::qu`) and start each lane at −128·Σw, which leaves exactly
+//! Σ a·w; the single-row kernel uses |w| and sign(a, w) instead. Both are the same
+//! integers as the scalar loop.
+
+use super::{reduce, OutPtr, QMatrix};
+use crate::quant::{scale_min_k4, Q8Row, QType};
+use std::arch::x86_64::*;
+
+/// Instruction sets, as const generic parameters.
+pub(super) const AVX2: u8 = 0;
+pub(super) const AVX_VNNI: u8 = 1;
+pub(super) const AVX512: u8 = 2;
+
+/// Columns decoded together.
+const COLS: usize = 4;
+
+/// Weight type codes, as const generic parameters.
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
+const Q4K: u8 = 5;
+const Q5K: u8 = 6;
+const Q6K: u8 = 7;
+
+const fn qtype(t: u8) -> QType {
+    match t {
+        Q4_0 => QType::Q4_0,
+        Q4_1 => QType::Q4_1,
+        Q5_0 => QType::Q5_0,
+        Q5_1 => QType::Q5_1,
+        Q8_0 => QType::Q8_0,
+        Q4K => QType::Q4K,
+        Q5K => QType::Q5K,
+        _ => QType::Q6K,
+    }
+}
+
+/// Whether the type carries a per-sub-block minimum (the separate `macc` term).
+const fn has_min(t: u8) -> bool {
+    matches!(t, Q4_1 | Q5_1 | Q4K | Q5K)
+}
+
+const fn nsb(t: u8) -> usize {
+    match t {
+        Q4K | Q5K | Q6K => 8,
+        _ => 1,
+    }
+}
+
+/// Columns `c0..c1` of y = x·Wᵀ for all rows in `acts`, written through `out` (row
+/// stride `w.rows`). Returns false for float weight types, which the caller handles.
+///
+/// SAFETY (caller): `isa` was detected on this CPU; the columns belong to this task.
+pub(super) unsafe fn columns(
+    isa: u8,
+    w: &QMatrix,
+    c0: usize,
+    c1: usize,
+    acts: &[Q8Row],
+    out: OutPtr,
+) -> bool {
+    macro_rules! by_type {
+        ($f:ident) => {
+            match w.t {
+                QType::Q4_0 => $f::<Q4_0>(w, c0, c1, acts, out),
+                QType::Q4_1 => $f::<Q4_1>(w, c0, c1, acts, out),
+                QType::Q5_0 => $f::<Q5_0>(w, c0, c1, acts, out),
+                QType::Q5_1 => $f::<Q5_1>(w, c0, c1, acts, out),
+                QType::Q8_0 => $f::<Q8_0>(w, c0, c1, acts, out),
+                QType::Q4K => $f::<Q4K>(w, c0, c1, acts, out),
+                QType::Q5K => $f::<Q5K>(w, c0, c1, acts, out),
+                QType::Q6K => $f::<Q6K>(w, c0, c1, acts, out),
+                QType::F32 | QType::F16 | QType::BF16 => return false,
+            }
+        };
+    }
+    match isa {
+        AVX512 => by_type!(columns_avx512),
+        AVX_VNNI => by_type!(columns_vnni),
+        _ => by_type!(columns_avx2),
+    }
+    true
+}
+
+/// One entry point per instruction set, so the whole inlined body is compiled with
+/// that set's features.
+macro_rules! entry {
+    ($name:ident, $isa:expr, $features:literal) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const T: u8>(
+            w: &QMatrix,
+            c0: usize,
+            c1: usize,
+            acts: &[Q8Row],
+            out: OutPtr,
+        ) {
+            columns_body::<T, { $isa }>(w, c0, c1, acts, out)
+        }
+    };
+}
+entry!(columns_avx2, AVX2, "avx2,fma,f16c");
+entry!(columns_vnni, AVX_VNNI, "avx2,fma,f16c,avxvnni");
+entry!(
+    columns_avx512,
+    AVX512,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+);
+
+#[inline(always)]
+unsafe fn columns_body<const T: u8, const ISA: u8>(
+    w: &QMatrix,
+    c0: usize,
+    c1: usize,
+    acts: &[Q8Row],
+    out: OutPtr,
+) {
+    let n = w.rows;
+    if acts.len() == 1 {
+        let a = &acts[0];
+        for c in (c0..c1).step_by(COLS) {
+            let k = (c1 - c).min(COLS);
+            // A short last group repeats its last column; only real columns are written.
+            let cols: [usize; COLS] = std::array::from_fn(|i| c + i.min(k - 1));
+            let y = row1::<T, ISA>(w, cols, a);
+            for (i, v) in y.iter().take(k).enumerate() {
+                out.write(c + i, *v);
+            }
+        }
+        return;
+    }
+    let mut panel = Panel::new(w.cols / 32);
+    for c in (c0..c1).step_by(COLS) {
+        let k = (c1 - c).min(COLS);
+        panel.fill::<T, ISA>(w, c, k);
+        let mut r = 0;
+        let m = acts.len();
+        if ISA == AVX512 {
+            while r + 4 <= m {
+                tile512::<T, 4>(&panel, &acts[r..r + 4], out, n, r, c, k);
+                r += 4;
+            }
+            while r < m {
+                tile512::<T, 1>(&panel, &acts[r..r + 1], out, n, r, c, k);
+                r += 1;
+            }
+        } else {
+            while r + 2 <= m {
+                tile256::<T, ISA, 2>(&panel, &acts[r..r + 2], out, n, r, c, k);
+                r += 2;
+            }
+            if r < m {
+                tile256::<T, ISA, 1>(&panel, &acts[r..r + 1], out, n, r, c, k);
+            }
+        }
+    }
+}
+
+/// f16 at byte `at` of a block → f32 (F16C, exact like the scalar conversion).
+#[inline(always)]
+unsafe fn f16(p: *const u8, at: usize) -> f32 {
+    let bits = u16::from_le_bytes([*p.add(at), *p.add(at + 1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// 16 bytes of packed nibbles → 32 values (low nibbles first), minus `offset`.
+#[inline(always)]
+unsafe fn load_q4(qs: *const u8, offset: i8) -> __m256i {
+    let raw = _mm_loadu_si128(qs as *const __m128i);
+    let mask = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(raw, mask);
+    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+    _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(offset))
+}
+
+/// 32 bytes, 0xFF where the matching bit of `bits` is set (bit i → byte i).
+#[inline(always)]
+unsafe fn bytes_from_bits(bits: u32) -> __m256i {
+    let shuf = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0x0000_0000_0000_0000,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
+    let select = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
+    _mm256_cmpeq_epi8(_mm256_or_si256(bytes, select), _mm256_set1_epi64x(-1))
+}
+
+/// The sub-blocks of one weight block: signed integers in registers, the two lane-group
+/// scales and the minimum of each — the numbers `quant::decode_block` gives.
+#[inline(always)]
+unsafe fn decode<const T: u8>(
+    p: *const u8,
+    wv: &mut [__m256i; 8],
+    d: &mut [[f32; 2]; 8],
+    mins: &mut [f32; 8],
+) {
+    let nib = _mm256_set1_epi8(0x0F);
+    match T {
+        Q4_0 => {
+            wv[0] = load_q4(p.add(2), 8);
+            let dd = f16(p, 0);
+            d[0] = [dd, dd];
+        }
+        Q4_1 => {
+            wv[0] = load_q4(p.add(4), 0);
+            let dd = f16(p, 0);
+            d[0] = [dd, dd];
+            mins[0] = f16(p, 2);
+        }
+        Q5_0 | Q5_1 => {
+            let (off, qs) = if T == Q5_1 { (4, 8) } else { (2, 6) };
+            let qh = (p.add(off) as *const u32).read_unaligned();
+            let lo = load_q4(p.add(qs), 0);
+            let hi = _mm256_and_si256(bytes_from_bits(u32::from_le(qh)), _mm256_set1_epi8(0x10));
+            let v = _mm256_or_si256(lo, hi);
+            wv[0] = if T == Q5_0 {
+                _mm256_sub_epi8(v, _mm256_set1_epi8(16))
+            } else {
+                v
+            };
+            let dd = f16(p, 0);
+            d[0] = [dd, dd];
+            if T == Q5_1 {
+                mins[0] = f16(p, 2);
+            }
+        }
+        Q8_0 => {
+            wv[0] = _mm256_loadu_si256(p.add(2) as *const __m256i);
+            let dd = f16(p, 0);
+            d[0] = [dd, dd];
+        }
+        Q4K | Q5K => {
+            let dd = f16(p, 0);
+            let dmin = f16(p, 2);
+            let scales = std::slice::from_raw_parts(p.add(4), 12);
+            let qs = if T == Q5K { p.add(48) } else { p.add(16) };
+            let qhv = if T == Q5K {
+                _mm256_loadu_si256(p.add(16) as *const __m256i)
+            } else {
+                _mm256_setzero_si256()
+            };
+            for chunk in 0..4 {
+                let q = _mm256_loadu_si256(qs.add(chunk * 32) as *const __m256i);
+                for half in 0..2 {
+                    let is = 2 * chunk + half;
+                    let mut v = if half == 0 {
+                        _mm256_and_si256(q, nib)
+                    } else {
+                        _mm256_and_si256(_mm256_srli_epi16(q, 4), nib)
+                    };
+                    if T == Q5K {
+                        let bit = _mm256_set1_epi8((1u8 << is) as i8);
+                        let set = _mm256_cmpeq_epi8(_mm256_and_si256(qhv, bit), bit);
+                        v = _mm256_or_si256(v, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+                    }
+                    let (sc, mn) = scale_min_k4(is, scales);
+                    wv[is] = v;
+                    let ds = dd * sc as f32;
+                    d[is] = [ds, ds];
+                    mins[is] = -(dmin * mn as f32);
+                }
+            }
+        }
+        _ => {
+            // Q6_K
+            let dd = f16(p, 208);
+            let three = _mm256_set1_epi8(3);
+            let thirty_two = _mm256_set1_epi8(32);
+            for n in 0..2 {
+                let ql0 = _mm256_loadu_si256(p.add(n * 64) as *const __m256i);
+                let ql1 = _mm256_loadu_si256(p.add(n * 64 + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(p.add(128 + n * 32) as *const __m256i);
+                let high = |h: __m256i| _mm256_slli_epi16(_mm256_and_si256(h, three), 4);
+                let parts = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, nib), high(qh)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, nib), high(_mm256_srli_epi16(qh, 2))),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), nib),
+                        high(_mm256_srli_epi16(qh, 4)),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), nib),
+                        high(_mm256_srli_epi16(qh, 6)),
+                    ),
+                ];
+                for (part, v) in parts.into_iter().enumerate() {
+                    let k = n * 4 + part;
+                    wv[k] = _mm256_sub_epi8(v, thirty_two);
+                    let s0 = *p.add(192 + n * 8 + 2 * part) as i8 as f32;
+                    let s1 = *p.add(192 + n * 8 + 2 * part + 1) as i8 as f32;
+                    d[k] = [dd * s0, dd * s1];
+                }
+            }
+        }
+    }
+}
+
+/// Eight i32 lane sums of w·a (four products each), exact, as f32.
+#[inline(always)]
+unsafe fn lane_dot<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
+    let a = _mm256_loadu_si256(a as *const __m256i);
+    let aw = _mm256_sign_epi8(w, w);
+    let sa = _mm256_sign_epi8(a, w);
+    let p32 = match ISA {
+        AVX512 => _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sa),
+        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sa),
+        _ => _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sa), _mm256_set1_epi16(1)),
+    };
+    _mm256_cvtepi32_ps(p32)
+}
+
+/// d0 in lanes 0–3, d1 in lanes 4–7.
+#[inline(always)]
+unsafe fn lane_scales(d: [f32; 2]) -> __m256 {
+    _mm256_set_m128(_mm_set1_ps(d[1]), _mm_set1_ps(d[0]))
+}
+
+/// One activation row against four columns, the blocks decoded into registers.
+#[inline(always)]
+unsafe fn row1<const T: u8, const ISA: u8>(
+    w: &QMatrix,
+    cols: [usize; COLS],
+    a: &Q8Row,
+) -> [f32; COLS] {
+    let nsb = nsb(T);
+    let bb = qtype(T).block_bytes();
+    let rb = qtype(T).row_bytes(w.cols);
+    let base = w.data.as_ptr();
+    let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
+    let mut lane = [_mm256_setzero_ps(); COLS];
+    let mut mc = [0f32; COLS];
+    let mut wv = [[_mm256_setzero_si256(); 8]; COLS];
+    let mut d = [[[0f32; 2]; 8]; COLS];
+    let mut mins = [[0f32; 8]; COLS];
+    for b in 0..w.cols / qtype(T).block_elems() {
+        for i in 0..COLS {
+            decode::<T>(rows[i].add(b * bb), &mut wv[i], &mut d[i], &mut mins[i]);
+        }
+        for s in 0..nsb {
+            let j = b * nsb + s;
+            let da = *a.d.get_unchecked(j);
+            let dav = _mm256_set1_ps(da);
+            let ap = a.qs.as_ptr().add(j * 32);
+            for i in 0..COLS {
+                let p = lane_dot::<ISA>(wv[i][s], ap);
+                let scale = _mm256_mul_ps(lane_scales(d[i][s]), dav);
+                lane[i] = _mm256_fmadd_ps(scale, p, lane[i]);
+                if has_min(T) {
+                    mc[i] = (mins[i][s] * da).mul_add(*a.sum.get_unchecked(j) as f32, mc[i]);
+                }
+            }
+        }
+    }
+    std::array::from_fn(|i| {
+        let mut l = [0f32; 8];
+        _mm256_storeu_ps(l.as_mut_ptr(), lane[i]);
+        reduce(&l) + mc[i]
+    })
+}
+
+/// One sub-block of two neighbouring columns, as the panel kernels read it.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct PairBlock {
+    /// Column 2p's 32 integers, then column 2p+1's.
+    w: [i8; 64],
+    /// −128·(sum of each lane's four integers), for the offset-activation VNNI product.
+    bias: [i32; 16],
+    /// Per-lane scales (d0 ×4, d1 ×4) of each column.
+    d: [f32; 16],
+}
+
+/// Four columns decoded over the whole input width.
+struct Panel {
+    /// Index j·2 + p: sub-block j of column pair p.
+    blocks: Vec<PairBlock>,
+    /// Per sub-block, the four columns' minima.
+    mins: Vec<[f32; COLS]>,
+}
+
+impl Panel {
+    fn new(nsb: usize) -> Panel {
+        let zero = PairBlock {
+            w: [0; 64],
+            bias: [0; 16],
+            d: [0.0; 16],
+        };
+        Panel {
+            blocks: vec![zero; nsb * 2],
+            mins: vec![[0.0; COLS]; nsb],
+        }
+    }
+
+    /// Decode columns c..c+k (k ≤ 4); missing columns become zeros.
+    #[inline(always)]
+    unsafe fn fill<const T: u8, const ISA: u8>(&mut self, w: &QMatrix, c: usize, k: usize) {
+        let nsb = nsb(T);
+        let bb = qtype(T).block_bytes();
+        let nblocks = w.cols / qtype(T).block_elems();
+        let mut wv = [_mm256_setzero_si256(); 8];
+        let mut d = [[0f32; 2]; 8];
+        let mut mins = [0f32; 8];
+        for i in 0..COLS {
+            let (pair, half) = (i / 2, i % 2);
+            if i >= k {
+                for j in 0..nsb * nblocks {
+                    let pb = self.blocks.get_unchecked_mut(j * 2 + pair);
+                    pb.w[half * 32..half * 32 + 32].fill(0);
+                    pb.bias[half * 8..half * 8 + 8].fill(0);
+                    pb.d[half * 8..half * 8 + 8].fill(0.0);
+                    self.mins.get_unchecked_mut(j)[i] = 0.0;
+                }
+                continue;
+            }
+            let row = w.row(c + i).as_ptr();
+            for b in 0..nblocks {
+                decode::<T>(row.add(b * bb), &mut wv, &mut d, &mut mins);
+                for s in 0..nsb {
+                    let j = b * nsb + s;
+                    let pb = self.blocks.get_unchecked_mut(j * 2 + pair);
+                    _mm256_storeu_si256(pb.w.as_mut_ptr().add(half * 32) as *mut __m256i, wv[s]);
+                    if ISA != AVX2 {
+                        let sum4 = _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(_mm256_set1_epi8(1), wv[s]),
+                            _mm256_set1_epi16(1),
+                        );
+                        let bias =
+                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum4, 7));
+                        _mm256_storeu_si256(
+                            pb.bias.as_mut_ptr().add(half * 8) as *mut __m256i,
+                            bias,
+                        );
+                    }
+                    _mm256_storeu_ps(pb.d.as_mut_ptr().add(half * 8), lane_scales(d[s]));
+                    if has_min(T) {
+                        self.mins.get_unchecked_mut(j)[i] = mins[s];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Write a tile's results: the fixed lane reduction plus the minimum term.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_tile(
+    lanes: &[f32; 8 * COLS],
+    mc: &[f32; COLS],
+    out: OutPtr,
+    n: usize,
+    r: usize,
+    c: usize,
+    k: usize,
+) {
+    for i in 0..k {
+        let l: &[f32; 8] = &*(lanes.as_ptr().add(i * 8) as *const [f32; 8]);
+        out.write(r * n + c + i, reduce(l) + mc[i]);
+    }
+}
+
+/// The min term for R rows at sub-block j, four columns in one 128-bit register.
+#[inline(always)]
+unsafe fn min_term<const R: usize>(p: &Panel, acts: &[Q8Row], j: usize, macc: &mut [__m128; R]) {
+    let m4 = _mm_loadu_ps(p.mins.get_unchecked(j).as_ptr());
+    for r in 0..R {
+        let a = acts.get_unchecked(r);
+        let s = _mm_mul_ps(m4, _mm_set1_ps(*a.d.get_unchecked(j)));
+        let sum = _mm_set1_ps(*a.sum.get_unchecked(j) as f32);
+        macc[r] = _mm_fmadd_ps(s, sum, macc[r]);
+    }
+}
+
+/// R rows × 4 columns with 256-bit registers (AVX2 or AVX-VNNI).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
+    p: &Panel,
+    acts: &[Q8Row],
+    out: OutPtr,
+    n: usize,
+    r0: usize,
+    c: usize,
+    k: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); COLS]; R];
+    let mut macc = [_mm_setzero_ps(); R];
+    for j in 0..p.mins.len() {
+        let pb = p.blocks.as_ptr().add(j * 2);
+        let wv: [__m256i; COLS] = std::array::from_fn(|i| {
+            _mm256_load_si256((*pb.add(i / 2)).w.as_ptr().add((i % 2) * 32) as *const __m256i)
+        });
+        let dv: [__m256; COLS] =
+            std::array::from_fn(|i| _mm256_load_ps((*pb.add(i / 2)).d.as_ptr().add((i % 2) * 8)));
+        for r in 0..R {
+            let a = acts.get_unchecked(r);
+            let dav = _mm256_set1_ps(*a.d.get_unchecked(j));
+            if ISA == AVX_VNNI {
+                let au = _mm256_loadu_si256(a.qu.as_ptr().add(j * 32) as *const __m256i);
+                for i in 0..COLS {
+                    let bias = _mm256_load_si256(
+                        (*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i
+                    );
+                    let prod = _mm256_dpbusd_avx_epi32(bias, au, wv[i]);
+                    let s = _mm256_mul_ps(dv[i], dav);
+                    acc[r][i] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(prod), acc[r][i]);
+                }
+            } else {
+                let ap = a.qs.as_ptr().add(j * 32);
+                for i in 0..COLS {
+                    let s = _mm256_mul_ps(dv[i], dav);
+                    acc[r][i] = _mm256_fmadd_ps(s, lane_dot::<AVX2>(wv[i], ap), acc[r][i]);
+                }
+            }
+        }
+        if has_min(T) {
+            min_term::<R>(p, acts, j, &mut macc);
+        }
+    }
+    for r in 0..R {
+        let mut lanes = [0f32; 8 * COLS];
+        for i in 0..COLS {
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(i * 8), acc[r][i]);
+        }
+        let mut mc = [0f32; COLS];
+        _mm_storeu_ps(mc.as_mut_ptr(), macc[r]);
+        store_tile(&lanes, &mc, out, n, r0 + r, c, k);
+    }
+}
+
+/// R rows × 4 columns with 512-bit registers: each register holds two columns' lanes,
+/// the activation sub-block broadcast to both halves.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile512<const T: u8, const R: usize>(
+    p: &Panel,
+    acts: &[Q8Row],
+    out: OutPtr,
+    n: usize,
+    r0: usize,
+    c: usize,
+    k: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut macc = [_mm_setzero_ps(); R];
+    for j in 0..p.mins.len() {
+        let pb = p.blocks.as_ptr().add(j * 2);
+        let wv: [__m512i; 2] =
+            std::array::from_fn(|q| _mm512_load_si512((*pb.add(q)).w.as_ptr() as *const _));
+        let bias: [__m512i; 2] =
+            std::array::from_fn(|q| _mm512_load_si512((*pb.add(q)).bias.as_ptr() as *const _));
+        let dv: [__m512; 2] = std::array::from_fn(|q| _mm512_load_ps((*pb.add(q)).d.as_ptr()));
+        for r in 0..R {
+            let a = acts.get_unchecked(r);
+            let au = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                a.qu.as_ptr().add(j * 32) as *const __m256i
+            ));
+            let dav = _mm512_set1_ps(*a.d.get_unchecked(j));
+            for q in 0..2 {
+                let prod = _mm512_dpbusd_epi32(bias[q], au, wv[q]);
+                let s = _mm512_mul_ps(dv[q], dav);
+                acc[r][q] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(prod), acc[r][q]);
+            }
+        }
+        if has_min(T) {
+            min_term::<R>(p, acts, j, &mut macc);
+        }
+    }
+    for r in 0..R {
+        let mut lanes = [0f32; 8 * COLS];
+        for q in 0..2 {
+            _mm512_storeu_ps(lanes.as_mut_ptr().add(q * 16), acc[r][q]);
+        }
+        let mut mc = [0f32; COLS];
+        _mm_storeu_ps(mc.as_mut_ptr(), macc[r]);
+        store_tile(&lanes, &mc, out, n, r0 + r, c, k);
+    }
+}

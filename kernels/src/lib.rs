@@ -9,6 +9,7 @@
 pub mod matmul;
 pub mod ops;
 pub mod philox;
+pub mod pool;
 pub mod quant;
 pub mod sampling;
 

@@ -74,14 +74,15 @@ impl Rope {
     /// Rotate every head of `x` (heads × head_dim) for position `pos`.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
         let half = self.dims / 2;
-        for head in x.chunks_exact_mut(head_dim) {
-            for i in 0..half {
-                let theta = pos as f32 * self.inv_freq[i];
-                let (sin, cos) = theta.sin_cos();
-                let (a, b) = match self.style {
-                    RopeStyle::Interleaved => (2 * i, 2 * i + 1),
-                    RopeStyle::Halves => (i, i + half),
-                };
+        // The angles depend on the position only: computed once for all heads.
+        for i in 0..half {
+            let theta = pos as f32 * self.inv_freq[i];
+            let (sin, cos) = theta.sin_cos();
+            let (a, b) = match self.style {
+                RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                RopeStyle::Halves => (i, i + half),
+            };
+            for head in x.chunks_exact_mut(head_dim) {
                 let (x0, x1) = (head[a], head[b]);
                 head[a] = x0 * cos - x1 * sin;
                 head[b] = x0 * sin + x1 * cos;
@@ -90,14 +91,38 @@ impl Rope {
     }
 }
 
+/// e^x in plain f32 arithmetic (within 2 ulp for normal results; 0 < e^x for
+/// x ≥ −87): the same bits on every platform, where the system libm's `exp` may differ,
+/// and branch-free, so loops over it vectorise.
+#[inline]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split so that n·LN2_HI is exact for |n| < 2^9.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2^23 rounds to the nearest integer without a rounding instruction.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // Taylor to degree 6 on |r| ≤ ln2/2 (remainder below 2^-23 relative).
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp(-x))
 }
 
 /// GELU, tanh approximation (gelu_pytorch_tanh, as Gemma uses).
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+    // tanh(y) = 1 − 2/(e^{2y} + 1), with the platform-independent exp.
+    let y = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+    0.5 * x * (2.0 - 2.0 / (exp(2.0 * y) + 1.0))
 }
 
 /// Attention of one query row over positions `start..=end` of one sequence's cache.
@@ -118,36 +143,131 @@ pub fn attend(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let kv_stride = n_head_kv * head_dim;
     let group = n_head / n_head_kv;
+    for h in 0..n_head {
+        let at = h * head_dim..(h + 1) * head_dim;
+        let head = Head {
+            k_cache,
+            v_cache,
+            kv_stride: n_head_kv * head_dim,
+            kv_head: h / group,
+            head_dim,
+        };
+        attend_head(&q[at.clone()], &head, start, end, scale, scores, &mut out[at]);
+    }
+}
+
+/// Where one KV head lives in a sequence's cache.
+pub struct Head<'a> {
+    pub k_cache: &'a [f32],
+    pub v_cache: &'a [f32],
+    /// Floats per position (n_head_kv × head_dim).
+    pub kv_stride: usize,
+    pub kv_head: usize,
+    pub head_dim: usize,
+}
+
+/// Attention of one query head (`q`, `out`: head_dim) over positions `start..=end`.
+/// Scores, softmax (max-subtracted, the platform-independent `exp`, 8-lane sum) and the
+/// weighted value sum run in one fixed order; the AVX2 build of the same code gives the
+/// same bits (no operation is fused or reordered).
+pub fn attend_head(
+    q: &[f32],
+    head: &Head,
+    start: usize,
+    end: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the features were just detected.
+        unsafe { attend_head_avx2(q, head, start, end, scale, scores, out) };
+        return;
+    }
+    attend_head_impl(q, head, start, end, scale, scores, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn attend_head_avx2(
+    q: &[f32],
+    head: &Head,
+    start: usize,
+    end: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    attend_head_impl(q, head, start, end, scale, scores, out)
+}
+
+#[inline(always)]
+fn attend_head_impl(
+    q: &[f32],
+    head: &Head,
+    start: usize,
+    end: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let (d, stride) = (head.head_dim, head.kv_stride);
+    let off = head.kv_head * d;
     let len = end + 1 - start;
     scores.resize(len, 0.0);
-    for h in 0..n_head {
-        let kvh = h / group;
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
-        let mut max = f32::NEG_INFINITY;
-        for (i, t) in (start..=end).enumerate() {
-            let k = &k_cache[t * kv_stride + kvh * head_dim..t * kv_stride + (kvh + 1) * head_dim];
-            let s = dot(qh, k) * scale;
-            scores[i] = s;
-            max = max.max(s);
-        }
-        let mut sum = 0f32;
-        for s in scores[..len].iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        let inv = 1.0 / sum;
-        let o = &mut out[h * head_dim..(h + 1) * head_dim];
-        o.iter_mut().for_each(|v| *v = 0.0);
-        for (i, t) in (start..=end).enumerate() {
-            let p = scores[i] * inv;
-            let v = &v_cache[t * kv_stride + kvh * head_dim..t * kv_stride + (kvh + 1) * head_dim];
-            for (oo, vv) in o.iter_mut().zip(v) {
-                *oo += p * vv;
-            }
+    let scores = &mut scores[..len];
+    for (i, s) in scores.iter_mut().enumerate() {
+        let t = start + i;
+        *s = dot8(q, &head.k_cache[t * stride + off..t * stride + off + d]) * scale;
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    scores.iter_mut().for_each(|s| *s = exp(*s - max));
+    let inv = 1.0 / sum8(scores);
+    out.iter_mut().for_each(|v| *v = 0.0);
+    for (i, &s) in scores.iter().enumerate() {
+        let t = start + i;
+        let p = s * inv;
+        let v = &head.v_cache[t * stride + off..t * stride + off + d];
+        for (o, vv) in out.iter_mut().zip(v) {
+            *o += p * vv;
         }
     }
+}
+
+/// `dot` for slices of equal length, written so the compiler sees whole 8-lane steps.
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (i, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[i] += x * y;
+    }
+    tree8(&acc)
+}
+
+/// Σ x with 8 fixed partial sums.
+#[inline(always)]
+fn sum8(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let c = x.chunks_exact(8);
+    let r = c.remainder();
+    for v in c {
+        for l in 0..8 {
+            acc[l] += v[l];
+        }
+    }
+    for (i, v) in r.iter().enumerate() {
+        acc[i] += v;
+    }
+    tree8(&acc)
 }
 
 #[cfg(test)]
@@ -174,6 +294,28 @@ mod tests {
             let n0: f32 = x0.iter().map(|v| v * v).sum();
             let n1: f32 = x.iter().map(|v| v * v).sum();
             assert!((n0 - n1).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn exp_is_close_to_libm_everywhere() {
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (a, b) = (exp(x), x.exp());
+            assert!(((a - b) / b).abs() < 3e-7, "exp({x}) = {a}, libm {b}");
+            x += 0.0137;
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1000.0), exp(-87.0));
+        assert!(exp(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn dot8_matches_dot_on_odd_lengths() {
+        for n in [1usize, 7, 8, 9, 64, 67] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.37 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.5 - i as f32 * 0.11).collect();
+            assert_eq!(dot8(&a, &b).to_bits(), dot(&a, &b).to_bits());
         }
     }
 

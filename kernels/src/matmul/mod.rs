@@ -13,7 +13,6 @@
 //! (threads split the output columns; one column is computed by one thread).
 
 use crate::quant::{decode_block, dequantize_row, sub_blocks, Q8Row, QType, SubBlock};
-use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -113,7 +112,7 @@ pub fn detected_isa() -> Isa {
 /// at least 16 columns and a multiple of 16. The split never changes a result: one
 /// column is always computed whole by one task.
 fn cols_per_task(n: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
+    let threads = crate::pool::global().threads();
     let per = n.div_ceil(threads * 4);
     per.div_ceil(16).max(1) * 16
 }
@@ -228,7 +227,7 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
             }
         }
     };
-    tasks.par_iter().for_each(run);
+    crate::pool::run(tasks.len(), |i| run(&tasks[i]));
 }
 
 #[inline]

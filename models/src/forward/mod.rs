@@ -20,9 +20,9 @@ pub use kv_cache::KvCache;
 use crate::error::{Error, Result};
 use crate::gguf::{tensor_err, GgufFile};
 use crate::hparams::{Arch, HParams};
-use rayon::prelude::*;
 use std::sync::Arc;
 use teacher_kernels::ops::{self, Rope};
+use teacher_kernels::pool;
 use teacher_kernels::{matmul, matmul_many, QMatrix, QType};
 
 /// A weight matrix as a view into the GGUF map.
@@ -332,21 +332,14 @@ impl Transformer {
                 norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
                 norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
             }
-            let rope = |((qr, kr), &(_, pos)): RopeRow| {
-                layer.rope.apply(qr, dk, pos);
+            // K is roped before it enters the cache; each query head is roped and
+            // attends in its own task (heads split across threads even for one row).
+            for (kr, &(_, pos)) in k.chunks_mut(nkv * dk).zip(rows.iter()) {
                 layer.rope.apply(kr, dk, pos);
-            };
-            if r < PARALLEL_ROWS {
-                q.chunks_mut(nh * dk)
-                    .zip(k.chunks_mut(nkv * dk))
-                    .zip(rows.iter())
-                    .for_each(rope);
-            } else {
-                q.par_chunks_mut(nh * dk)
-                    .zip(k.par_chunks_mut(nkv * dk))
-                    .zip(rows.par_iter())
-                    .for_each(rope);
             }
+            pool::for_each_row(&mut q, dk, ROW_TASKS, |i, qh| {
+                layer.rope.apply(qh, dk, rows[i / nh].1);
+            });
             for (i, &(slot, pos)) in rows.iter().enumerate() {
                 cache.write(
                     li,
@@ -358,26 +351,27 @@ impl Transformer {
             }
             let cache_ref: &KvCache = cache;
             let scale = self.flavor.attn_scale;
-            let attend = |scores: &mut Vec<f32>, ((out, qr), &(slot, pos)): AttendRow| {
+            let q_ref = &q;
+            pool::for_each_row(&mut att, dv, ROW_TASKS, |i, out| {
+                let (row, h) = (i / nh, i % nh);
+                let (slot, pos) = rows[row];
                 let start = match layer.window {
                     Some(w) => (pos + 1).saturating_sub(w),
                     None => 0,
                 };
-                let (kc, vc) = cache_ref.layer(li, slot);
-                ops::attend(qr, kc, vc, nh, nkv, dk, start, pos, scale, scores, out);
-            };
-            if r < PARALLEL_ROWS {
-                let mut scores = Vec::new();
-                att.chunks_mut(nh * dv)
-                    .zip(q.chunks(nh * dk))
-                    .zip(rows.iter())
-                    .for_each(|x| attend(&mut scores, x));
-            } else {
-                att.par_chunks_mut(nh * dv)
-                    .zip(q.par_chunks(nh * dk))
-                    .zip(rows.par_iter())
-                    .for_each_init(Vec::new, attend);
-            }
+                let (k_cache, v_cache) = cache_ref.layer(li, slot);
+                let head = ops::Head {
+                    k_cache,
+                    v_cache,
+                    kv_stride: nkv * dk,
+                    kv_head: h / (nh / nkv),
+                    head_dim: dk,
+                };
+                SCORES.with_borrow_mut(|scores| {
+                    let qh = &q_ref[i * dk..(i + 1) * dk];
+                    ops::attend_head(qh, &head, start, pos, scale, scores, out);
+                });
+            });
             matmul(&self.matrix(&layer.wo), &att, r, &mut o);
             if let Some(pn) = &layer.post_attn_norm {
                 norm_rows(&mut o, e, pn, hp.rms_norm_eps);
@@ -388,8 +382,10 @@ impl Transformer {
             let (wg, wu) = (self.matrix(&layer.w_gate), self.matrix(&layer.w_up));
             matmul_many(&mut [(&wg, &mut gate[..]), (&wu, &mut up[..])], &h, r);
             let gelu = self.flavor.gelu;
-            let act = |(g, u): (&mut [f32], &[f32])| {
-                for (gv, uv) in g.iter_mut().zip(u) {
+            let up_ref = &up;
+            let n_ff = hp.n_ff;
+            pool::for_each_row(&mut gate, n_ff, PARALLEL_ROWS, |i, g| {
+                for (gv, uv) in g.iter_mut().zip(&up_ref[i * n_ff..(i + 1) * n_ff]) {
                     let a = if gelu {
                         ops::gelu_tanh(*gv)
                     } else {
@@ -397,16 +393,7 @@ impl Transformer {
                     };
                     *gv = a * uv;
                 }
-            };
-            if r < PARALLEL_ROWS {
-                gate.chunks_mut(hp.n_ff)
-                    .zip(up.chunks(hp.n_ff))
-                    .for_each(act);
-            } else {
-                gate.par_chunks_mut(hp.n_ff)
-                    .zip(up.par_chunks(hp.n_ff))
-                    .for_each(act);
-            }
+            });
             matmul(&self.matrix(&layer.w_down), &gate, r, &mut o);
             if let Some(pn) = &layer.post_ffn_norm {
                 norm_rows(&mut o, e, pn, hp.rms_norm_eps);
@@ -435,23 +422,20 @@ impl Transformer {
     }
 }
 
-/// (q row, k row) and the row's (slot, position).
-type RopeRow<'a> = ((&'a mut [f32], &'a mut [f32]), &'a (usize, usize));
-/// (output row, q row) and the row's (slot, position).
-type AttendRow<'a> = ((&'a mut [f32], &'a [f32]), &'a (usize, usize));
-
-/// Below this many rows, per-row work runs on the calling thread: waking the pool costs
-/// more than the work (decode steps of a few sequences).
+/// Below this many rows, cheap per-row work (norms, activations) runs on the calling
+/// thread: handing it out costs more than the work (decode steps of a few sequences).
 const PARALLEL_ROWS: usize = 8;
+/// Attention and RoPE go parallel from two (row, head) units: one head's attention
+/// over a long context is worth a hand-off.
+const ROW_TASKS: usize = 2;
+
+thread_local! {
+    /// Attention score scratch, one per thread.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 fn norm_rows(x: &mut [f32], width: usize, w: &[f32], eps: f32) {
-    if x.len() / width < PARALLEL_ROWS {
-        x.chunks_mut(width)
-            .for_each(|row| ops::rms_norm(row, w, eps));
-    } else {
-        x.par_chunks_mut(width)
-            .for_each(|row| ops::rms_norm(row, w, eps));
-    }
+    pool::for_each_row(x, width, PARALLEL_ROWS, |_, row| ops::rms_norm(row, w, eps));
 }
 
 fn add_bias(x: &mut [f32], b: Option<&[f32]>) {

@@ -1,0 +1,217 @@
+//! Per-kernel throughput, next to what the machine allows.
+//!
+//! `cargo bench -p teacher-kernels --bench kernels` (add a filter such as `matmul_b1`).
+//! Criterion prints a throughput per benchmark:
+//! - `machine/read_bandwidth`: bytes/s of a 512 MiB sequential read on all threads —
+//!   the ceiling of batch-1 decode, which reads every weight once per token;
+//! - `machine/int8_dot_peak_*`: int8 multiply-adds/s (as elements/s: one element = one
+//!   multiply-add = 2 ops) of independent VNNI dot products on all threads;
+//! - `matmul_b1/*`: weight bytes read per second with one activation row (GB/s);
+//! - `matmul_b32/*`: multiply-adds per second with 32 rows (elements/s = MAC/s; GFLOP/s
+//!   is twice that);
+//! - `ops/*`: attention over a 512-position KV cache, RMSNorm, RoPE.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rayon::prelude::*;
+use std::hint::black_box;
+use std::time::Duration;
+use teacher_kernels::matmul::tests_support::random_matrix;
+use teacher_kernels::matmul::{matmul_with, Isa};
+use teacher_kernels::ops;
+use teacher_kernels::{QMatrix, QType};
+
+fn acts(m: usize, k: usize) -> Vec<f32> {
+    (0..m * k)
+        .map(|i| ((i as u64 * 2654435761 % 1000) as f32 / 500.0 - 1.0) * 1.5)
+        .collect()
+}
+
+fn machine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("machine");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    let buf: Vec<u64> = (0..(512usize << 20) / 8).map(|i| i as u64).collect();
+    g.throughput(Throughput::Bytes((buf.len() * 8) as u64));
+    g.bench_function("read_bandwidth", |b| {
+        b.iter(|| {
+            buf.par_chunks(1 << 16)
+                .map(|c| c.iter().fold(0u64, |a, v| a.wrapping_add(*v)))
+                .reduce(|| 0, u64::wrapping_add)
+        })
+    });
+    #[cfg(target_arch = "x86_64")]
+    {
+        const ITERS: usize = 1 << 20;
+        let threads = rayon::current_num_threads();
+        let avail = Isa::available();
+        if avail.contains(&Isa::Avx512) {
+            // 12 accumulators × 16 lanes × 4 byte products per instruction.
+            g.throughput(Throughput::Elements((threads * ITERS * 12 * 64) as u64));
+            g.bench_function("int8_dot_peak_avx512", |b| {
+                b.iter(|| {
+                    (0..threads)
+                        .into_par_iter()
+                        .map(|t| unsafe { peak::vnni512(ITERS, t as i32) })
+                        .sum::<i64>()
+                })
+            });
+        }
+        if avail.contains(&Isa::AvxVnni) {
+            g.throughput(Throughput::Elements((threads * ITERS * 12 * 32) as u64));
+            g.bench_function("int8_dot_peak_avxvnni", |b| {
+                b.iter(|| {
+                    (0..threads)
+                        .into_par_iter()
+                        .map(|t| unsafe { peak::vnni256(ITERS, t as i32) })
+                        .sum::<i64>()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn vnni512(iters: usize, seed: i32) -> i64 {
+        let a = _mm512_set1_epi32(seed | 0x0101_0101);
+        let b = _mm512_set1_epi32(0x0102_0304);
+        let mut acc = [_mm512_setzero_si512(); 12];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbusd_epi32(*v, a, b);
+            }
+        }
+        acc.iter()
+            .map(|v| _mm512_reduce_add_epi32(*v) as i64)
+            .sum()
+    }
+
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn vnni256(iters: usize, seed: i32) -> i64 {
+        let a = _mm256_set1_epi32(seed | 0x0101_0101);
+        let b = _mm256_set1_epi32(0x0102_0304);
+        let mut acc = [_mm256_setzero_si256(); 12];
+        for _ in 0..iters {
+            for v in acc.iter_mut() {
+                *v = _mm256_dpbusd_avx_epi32(*v, a, b);
+            }
+        }
+        let mut out = [0i32; 8];
+        acc.iter()
+            .map(|v| {
+                _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, *v);
+                out.iter().map(|&x| x as i64).sum::<i64>()
+            })
+            .sum()
+    }
+}
+
+const TYPES: [QType; 8] = [
+    QType::Q4_0,
+    QType::Q4_1,
+    QType::Q5_0,
+    QType::Q5_1,
+    QType::Q8_0,
+    QType::Q4K,
+    QType::Q5K,
+    QType::Q6K,
+];
+
+/// (type, isa) pairs: every type with the best instruction set, and the two weight
+/// types of the shipped models with every instruction set.
+fn cases() -> Vec<(QType, Isa)> {
+    let avail = Isa::available();
+    let best = *avail.last().unwrap();
+    let mut v: Vec<(QType, Isa)> = TYPES.iter().map(|&t| (t, best)).collect();
+    for t in [QType::Q4_1, QType::Q4K] {
+        for &isa in &avail {
+            if isa != best {
+                v.push((t, isa));
+            }
+        }
+    }
+    v
+}
+
+fn matmul_b1(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul_b1");
+    g.sample_size(20).measurement_time(Duration::from_secs(2));
+    // 48 MiB and more of weights: larger than the last-level cache, like a whole model.
+    let (n, k) = (32768, 2048);
+    let x = acts(1, k);
+    for (t, isa) in cases() {
+        let data = random_matrix(t, n, k, 3);
+        let w = QMatrix::new(t, n, k, &data).unwrap();
+        let mut y = vec![0f32; n];
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(BenchmarkId::new(format!("{t:?}"), format!("{isa:?}")), |b| {
+            b.iter(|| matmul_with(&w, black_box(&x), 1, &mut y, isa))
+        });
+    }
+    g.finish();
+}
+
+fn matmul_b32(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul_b32");
+    g.sample_size(20).measurement_time(Duration::from_secs(2));
+    let (n, k, m) = (2048, 2048, 32);
+    let x = acts(m, k);
+    for (t, isa) in cases() {
+        let data = random_matrix(t, n, k, 5);
+        let w = QMatrix::new(t, n, k, &data).unwrap();
+        let mut y = vec![0f32; m * n];
+        g.throughput(Throughput::Elements((m * n * k) as u64));
+        g.bench_function(BenchmarkId::new(format!("{t:?}"), format!("{isa:?}")), |b| {
+            b.iter(|| matmul_with(&w, black_box(&x), m, &mut y, isa))
+        });
+    }
+    g.finish();
+}
+
+fn small_ops(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ops");
+    // Gemma 3 270M's attention shape: 4 query heads sharing 1 KV head of 256.
+    let (nh, nkv, dk, len) = (4, 1, 256, 512);
+    let q = acts(1, nh * dk);
+    let kc = acts(len, nkv * dk);
+    let vc = acts(len, nkv * dk);
+    let mut scores = Vec::new();
+    let mut out = vec![0f32; nh * dk];
+    g.throughput(Throughput::Bytes((2 * len * nkv * dk * 4) as u64));
+    g.bench_function("attend_512_positions", |b| {
+        b.iter(|| {
+            ops::attend(
+                black_box(&q),
+                &kc,
+                &vc,
+                nh,
+                nkv,
+                dk,
+                0,
+                len - 1,
+                0.0625,
+                &mut scores,
+                &mut out,
+            )
+        })
+    });
+    let mut x = acts(1, 2048);
+    let w = acts(1, 2048);
+    g.throughput(Throughput::Elements(2048));
+    g.bench_function("rms_norm_2048", |b| {
+        b.iter(|| ops::rms_norm(black_box(&mut x), &w, 1e-6))
+    });
+    let rope = ops::Rope::new(ops::RopeStyle::Halves, 64, 10000.0);
+    let mut qh = acts(1, 9 * 64);
+    g.throughput(Throughput::Elements(9 * 64));
+    g.bench_function("rope_9_heads_of_64", |b| {
+        b.iter(|| rope.apply(black_box(&mut qh), 64, 77))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, machine, matmul_b1, matmul_b32, small_ops);
+criterion_main!(benches);

@@ -84,9 +84,7 @@ mod peak {
                 *v = _mm512_dpbusd_epi32(*v, a, b);
             }
         }
-        acc.iter()
-            .map(|v| _mm512_reduce_add_epi32(*v) as i64)
-            .sum()
+        acc.iter().map(|v| _mm512_reduce_add_epi32(*v) as i64).sum()
     }
 
     #[target_feature(enable = "avx2,avxvnni")]
@@ -147,9 +145,10 @@ fn matmul_b1(c: &mut Criterion) {
         let w = QMatrix::new(t, n, k, &data).unwrap();
         let mut y = vec![0f32; n];
         g.throughput(Throughput::Bytes(data.len() as u64));
-        g.bench_function(BenchmarkId::new(format!("{t:?}"), format!("{isa:?}")), |b| {
-            b.iter(|| matmul_with(&w, black_box(&x), 1, &mut y, isa))
-        });
+        g.bench_function(
+            BenchmarkId::new(format!("{t:?}"), format!("{isa:?}")),
+            |b| b.iter(|| matmul_with(&w, black_box(&x), 1, &mut y, isa)),
+        );
     }
     g.finish();
 }
@@ -164,9 +163,10 @@ fn matmul_b32(c: &mut Criterion) {
         let w = QMatrix::new(t, n, k, &data).unwrap();
         let mut y = vec![0f32; m * n];
         g.throughput(Throughput::Elements((m * n * k) as u64));
-        g.bench_function(BenchmarkId::new(format!("{t:?}"), format!("{isa:?}")), |b| {
-            b.iter(|| matmul_with(&w, black_box(&x), m, &mut y, isa))
-        });
+        g.bench_function(
+            BenchmarkId::new(format!("{t:?}"), format!("{isa:?}")),
+            |b| b.iter(|| matmul_with(&w, black_box(&x), m, &mut y, isa)),
+        );
     }
     g.finish();
 }

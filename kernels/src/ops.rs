@@ -153,7 +153,15 @@ pub fn attend(
             kv_head: h / group,
             head_dim,
         };
-        attend_head(&q[at.clone()], &head, start, end, scale, scores, &mut out[at]);
+        attend_head(
+            &q[at.clone()],
+            &head,
+            start,
+            end,
+            scale,
+            scores,
+            &mut out[at],
+        );
     }
 }
 

@@ -76,7 +76,9 @@ pub fn for_each_row<T: Send>(
     let rows = data.len() / width.max(1);
     let pool = global();
     if rows < min_rows.max(2) || pool.threads() == 1 {
-        data.chunks_mut(width).enumerate().for_each(|(i, r)| f(i, r));
+        data.chunks_mut(width)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
         return;
     }
     let per = rows.div_ceil(pool.threads() * 4);
@@ -158,7 +160,8 @@ impl Pool {
             *s.job.get() = std::mem::transmute::<*const Task<'_>, *const Task<'static>>(f);
         }
         let epoch = (epoch_of(s.state.load(Ordering::Relaxed)) + 1) & ((1 << 24) - 1);
-        s.state.store(epoch << 40 | (n as u64) << 20, Ordering::SeqCst);
+        s.state
+            .store(epoch << 40 | (n as u64) << 20, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();

@@ -14,10 +14,9 @@ mod sequence;
 pub use sequence::{FinishReason, Output, Request};
 
 use crate::error::{Error, Result};
-use rayon::prelude::*;
 use scheduler::Scheduler;
 use sequence::Sequence;
-use teacher_kernels::sample;
+use teacher_kernels::{pool, sample};
 use teacher_models::forward::{KvCache, Segment, Transformer};
 use teacher_models::TextTokenizer;
 
@@ -164,22 +163,22 @@ impl<'m> Engine<'m> {
             // draw depends only on its own sequence.
             let wanting: Vec<usize> = plan.iter().filter(|p| p.logits).map(|p| p.seq).collect();
             let seed = self.cfg.seed;
-            let picks: Vec<u32> = wanting
-                .par_iter()
-                .zip(logits.into_par_iter())
-                .map(|(&i, mut l)| {
-                    let s = &sched.running[i];
-                    sample(
-                        &mut l,
-                        &s.req.params,
-                        &s.req.prompt,
-                        &s.generated,
-                        seed,
-                        s.req.id,
-                        s.generated.len() as u64,
-                    )
-                })
-                .collect();
+            let mut work: Vec<(Vec<f32>, u32)> = logits.into_iter().map(|l| (l, 0)).collect();
+            let running = &sched.running;
+            pool::for_each_row(&mut work, 1, 2, |j, item| {
+                let (l, pick) = &mut item[0];
+                let s = &running[wanting[j]];
+                *pick = sample(
+                    l,
+                    &s.req.params,
+                    &s.req.prompt,
+                    &s.generated,
+                    seed,
+                    s.req.id,
+                    s.generated.len() as u64,
+                );
+            });
+            let picks = work.into_iter().map(|(_, pick)| pick);
             self.stats.generated_tokens += wanting.len() as u64;
             let mut finished: Vec<(usize, FinishReason)> = Vec::new();
             for (&i, tok) in wanting.iter().zip(picks) {

@@ -309,29 +309,55 @@ impl Q8Row {
     /// d = max|x|/127, a_i = round(x_i/d).
     pub fn quantize(x: &[f32], out: &mut Q8Row) {
         let nb = x.len() / 32;
-        out.d.clear();
-        out.sum.clear();
-        out.qs.clear();
-        out.qu.clear();
-        out.qs.reserve(x.len());
-        out.qu.reserve(x.len());
-        for b in 0..nb {
-            let blk = &x[b * 32..b * 32 + 32];
-            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut s = 0i32;
-            for &v in blk {
-                let q = (v * id).round() as i32;
-                let q = q.clamp(-127, 127) as i8;
-                s += q as i32;
-                out.qs.push(q);
-                out.qu.push(q as u8 ^ 0x80);
-            }
-            out.d.push(d);
-            out.sum.push(s);
+        out.d.resize(nb, 0.0);
+        out.sum.resize(nb, 0);
+        out.qs.resize(nb * 32, 0);
+        out.qu.resize(nb * 32, 0);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was just detected.
+            unsafe { quantize_avx2(x, out) };
+            return;
         }
+        quantize_into(x, out);
     }
+}
+
+/// The same code compiled for AVX2: only exact operations (max, multiply, integer
+/// conversion), so the same bits as the baseline build.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_avx2(x: &[f32], out: &mut Q8Row) {
+    quantize_into(x, out)
+}
+
+#[inline(always)]
+fn quantize_into(x: &[f32], out: &mut Q8Row) {
+    for (b, blk) in x.chunks_exact(32).enumerate() {
+        let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let qs = &mut out.qs[b * 32..b * 32 + 32];
+        let qu = &mut out.qu[b * 32..b * 32 + 32];
+        let mut s = 0i32;
+        for i in 0..32 {
+            let q = round_half_away(blk[i] * id).clamp(-127, 127);
+            s += q;
+            qs[i] = q as i8;
+            qu[i] = q as u8 ^ 0x80;
+        }
+        out.d[b] = d;
+        out.sum[b] = s;
+    }
+}
+
+/// `x.round() as i32` (halves away from zero, as C's roundf) without a libm call, so
+/// the loop around it vectorises: truncate, then step by the exact remainder.
+#[inline(always)]
+fn round_half_away(x: f32) -> i32 {
+    let t = x as i32;
+    let frac = x - t as f32;
+    t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
 
 #[cfg(test)]
@@ -383,5 +409,17 @@ mod tests {
         assert_eq!(q.d.len(), 2);
         assert_eq!(q.qs[0], -127);
         assert_eq!(q.sum[0], q.qs[..32].iter().map(|&v| v as i32).sum::<i32>());
+    }
+
+    #[test]
+    fn rounding_matches_roundf_on_every_half_and_neighbour() {
+        let mut x = -130.0f32;
+        while x <= 130.0 {
+            for v in [x, x.next_up(), x.next_down()] {
+                assert_eq!(round_half_away(v), v.round() as i32, "{v}");
+            }
+            x += 0.25;
+        }
+        assert_eq!(round_half_away(f32::NAN), 0);
     }
 }

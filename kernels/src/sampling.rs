@@ -197,6 +197,9 @@ fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
     } else {
         cand.len()
     };
+    if keep == cand.len() && p.top_p >= 1.0 && p.min_p <= 0.0 {
+        return draw_untruncated(cand, u, inv_t, max_l, z);
+    }
     // Only the head of the order can survive top-k/top-p; select it before sorting.
     let head = if keep < cand.len() {
         keep
@@ -245,6 +248,37 @@ fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, inv_t: f64, max_l: f6
         .map(|c| ((c.1 as f64 - max_l) * inv_t).exp() / z)
         .collect();
     finish(&cand, &mut probs, p, u)
+}
+
+/// The draw when nothing is cut: walk the tokens from the most likely down until the
+/// cumulative probability passes u·Σp (Σp in index order). The walk nearly always stops
+/// within the first few tokens, so only a head of the order is selected and sorted; the
+/// rest is sorted only when the walk runs past it. Same token as a full sort.
+fn draw_untruncated(mut cand: Vec<(u32, f32)>, u: f64, inv_t: f64, max_l: f64, z: f64) -> u32 {
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let prob = |c: &(u32, f32)| ((c.1 as f64 - max_l) * inv_t).exp() / z;
+    let total: f64 = cand.iter().map(prob).sum();
+    let target = u * total;
+    let head = PARTIAL.min(cand.len());
+    if head < cand.len() {
+        cand.select_nth_unstable_by(head - 1, order);
+    }
+    cand[..head].sort_unstable_by(order);
+    let mut cum = 0.0;
+    for c in &cand[..head] {
+        cum += prob(c);
+        if target < cum {
+            return c.0;
+        }
+    }
+    cand[head..].sort_unstable_by(order);
+    for c in &cand[head..] {
+        cum += prob(c);
+        if target < cum {
+            return c.0;
+        }
+    }
+    cand[cand.len() - 1].0
 }
 
 /// Apply top-p and min-p to sorted candidates, renormalise, draw with `u`.
@@ -363,6 +397,53 @@ mod tests {
                 .sum();
             let full = sample_full(&logits, &p, u, inv_t, max_l, z);
             assert_eq!(sample_tempered(&logits, &p, u), full);
+        }
+    }
+
+    #[test]
+    fn untruncated_draw_equals_a_full_sort_walk() {
+        // Flat logits push some draws past the sorted head of 2,048.
+        for (vocab, spread) in [(50_000usize, 0.01f32), (50_000, 8.0), (300, 3.0)] {
+            let logits: Vec<f32> = (0..vocab)
+                .map(|i| ((i * 7919) % 1009) as f32 / 1009.0 * spread)
+                .collect();
+            let p = SamplingParams {
+                temperature: 0.9,
+                ..Default::default()
+            };
+            let inv_t = 1.0 / 0.9f64;
+            let max_l = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let e = |l: f32| ((l as f64 - max_l) * inv_t).exp();
+            let z: f64 = logits.iter().map(|&l| e(l)).sum();
+            let total: f64 = logits.iter().map(|&l| e(l) / z).sum();
+            let mut sorted: Vec<(u32, f32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, l))
+                .collect();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut past_head = 0;
+            for step in 0..200 {
+                let u = philox::uniform(3, 1, step, 0);
+                let mut cum = 0.0;
+                let mut want = sorted[sorted.len() - 1].0;
+                for (rank, c) in sorted.iter().enumerate() {
+                    cum += e(c.1) / z;
+                    if u * total < cum {
+                        want = c.0;
+                        past_head += usize::from(rank >= PARTIAL);
+                        break;
+                    }
+                }
+                assert_eq!(
+                    sample_tempered(&logits, &p, u),
+                    want,
+                    "vocab {vocab} step {step}"
+                );
+            }
+            if spread < 1.0 {
+                assert!(past_head > 0, "the flat case should exercise the fallback");
+            }
         }
     }
 

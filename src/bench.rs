@@ -4,6 +4,7 @@
 //! then G decode steps of B rows each).
 
 use crate::error::Result;
+use teacher_kernels::ops::KvType;
 use teacher_kernels::sampling::argmax;
 use teacher_models::forward::{KvCache, Segment, Transformer};
 use teacher_models::TextTokenizer;
@@ -29,6 +30,7 @@ pub fn run(
     batches: &[usize],
     prompt_len: usize,
     gen_len: usize,
+    kv: KvType,
     mut report: impl FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>> {
     let text = "The quick brown fox jumps over the lazy dog while the teacher writes new \
@@ -43,7 +45,7 @@ pub fn run(
                     .collect()
             })
             .collect();
-        let mut cache = model.new_cache(b, prompt_len + gen_len + 1);
+        let mut cache = model.new_cache_of(b, prompt_len + gen_len + 1, kv);
         let mut next: Vec<u32> = vec![0; b];
         // The first pass also pages the weights in from the file: untimed, as
         // llama-bench's warm-up run. Then whole prefills are repeated (each rewrites the

@@ -12,6 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
+use teacher_kernels::ops::KvType;
 use teacher_kernels::SamplingParams;
 use teacher_models::{Message, ModelFile};
 
@@ -208,8 +209,15 @@ pub fn run(
 }
 
 /// Engine settings shared by the commands that generate.
-pub fn engine_config(batch: usize, context: usize, seed: u64, kv_memory_gib: f64) -> EngineConfig {
+pub fn engine_config(
+    batch: usize,
+    context: usize,
+    seed: u64,
+    kv_memory_gib: f64,
+    kv_type: KvType,
+) -> EngineConfig {
     let mut cfg = EngineConfig::new(batch, context, seed);
     cfg.kv_memory = (kv_memory_gib * (1u64 << 30) as f64) as usize;
+    cfg.kv_type = kv_type;
     cfg
 }

@@ -337,6 +337,25 @@ struct EngineArgs {
     /// Memory the KV cache may take, in GiB.
     #[arg(long, default_value_t = 8.0)]
     kv_memory: f64,
+    /// What the KV cache stores: f16 (llama.cpp's default; half the memory and
+    /// attention traffic) or f32 (exact activations).
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    kv_type: KvArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KvArg {
+    F16,
+    F32,
+}
+
+impl From<KvArg> for teacher_kernels::ops::KvType {
+    fn from(k: KvArg) -> Self {
+        match k {
+            KvArg::F16 => teacher_kernels::ops::KvType::F16,
+            KvArg::F32 => teacher_kernels::ops::KvType::F32,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -367,6 +386,9 @@ struct BenchArgs {
     prompt_tokens: usize,
     #[arg(long, default_value_t = 64)]
     gen_tokens: usize,
+    /// What the KV cache stores (as the engine's --kv-type).
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    kv_type: KvArg,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -559,7 +581,13 @@ fn self_instruct(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         seeds_sha256: seeds_sha,
     };
     let model = Transformer::load(file.gguf.clone())?;
-    let ecfg = engine_config(a.engine.batch, a.engine.context, a.seed, a.engine.kv_memory);
+    let ecfg = engine_config(
+        a.engine.batch,
+        a.engine.context,
+        a.seed,
+        a.engine.kv_memory,
+        a.engine.kv_type.into(),
+    );
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let bar = teacher::progress::bar(a.num as u64, "tasks");
     let started = std::time::Instant::now();
@@ -649,6 +677,7 @@ fn respond(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
         a.engine.context,
         a.sampling.seed,
         a.engine.kv_memory,
+        a.engine.kv_type.into(),
     );
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let bar = teacher::progress::bar(list.len() as u64, "responses");
@@ -717,7 +746,13 @@ fn evolve(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         input_sha256: fetch::sha256_file(&a.input)?,
     };
     let model = Transformer::load(file.gguf.clone())?;
-    let ecfg = engine_config(a.engine.batch, a.engine.context, a.seed, a.engine.kv_memory);
+    let ecfg = engine_config(
+        a.engine.batch,
+        a.engine.context,
+        a.seed,
+        a.engine.kv_memory,
+        a.engine.kv_type.into(),
+    );
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let started = std::time::Instant::now();
     let bar = teacher::progress::bar((a.rounds * list.len()) as u64, "evolutions tried");
@@ -886,7 +921,13 @@ fn complete(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
     };
     let ids = file.encode_prompt(&text)?;
     let model = Transformer::load(file.gguf.clone())?;
-    let cfg = engine_config(1, model.hp.context_length.min(8192), a.sampling.seed, 8.0);
+    let cfg = engine_config(
+        1,
+        model.hp.context_length.min(8192),
+        a.sampling.seed,
+        8.0,
+        teacher_kernels::ops::KvType::F16,
+    );
     let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
     let mut result = None;
     engine.stream_to(Box::new(|_, piece| {
@@ -932,6 +973,7 @@ fn generate(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
         a.engine.context,
         a.sampling.seed,
         a.engine.kv_memory,
+        a.engine.kv_type.into(),
     );
     let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
     let bar = teacher::progress::counter("completions");
@@ -969,8 +1011,8 @@ fn bench(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
     let isa = format!("{:?}", teacher_kernels::matmul::detected_isa());
     if !a.json {
         println!(
-            "model {} · {} threads · kernels {isa} · load {:.2} s · prompt {} + gen {} tokens",
-            a.model.model, threads, load_s, a.prompt_tokens, a.gen_tokens
+            "model {} · {} threads · kernels {isa} · KV {:?} · load {:.2} s · prompt {} + gen {} tokens",
+            a.model.model, threads, a.kv_type, load_s, a.prompt_tokens, a.gen_tokens
         );
         println!(
             "{:>6} {:>14} {:>16} {:>12}",
@@ -983,6 +1025,7 @@ fn bench(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
         &a.batch,
         a.prompt_tokens,
         a.gen_tokens,
+        a.kv_type.into(),
         |r| {
             if !a.json {
                 println!(
@@ -1000,6 +1043,7 @@ fn bench(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
             "model": a.model.model,
             "threads": threads,
             "kernels": isa,
+            "kv_cache": format!("{:?}", a.kv_type).to_lowercase(),
             "load_seconds": load_s,
             "rows": rows,
         });

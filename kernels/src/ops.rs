@@ -144,16 +144,16 @@ pub fn attend(
     out: &mut [f32],
 ) {
     let group = n_head / n_head_kv;
-    for h in 0..n_head {
-        let at = h * head_dim..(h + 1) * head_dim;
+    for kvh in 0..n_head_kv {
+        let at = kvh * group * head_dim..(kvh + 1) * group * head_dim;
         let head = Head {
-            k_cache,
-            v_cache,
+            k: KvSlice::F32(k_cache),
+            v: KvSlice::F32(v_cache),
             kv_stride: n_head_kv * head_dim,
-            kv_head: h / group,
+            kv_head: kvh,
             head_dim,
         };
-        attend_head(
+        attend_heads(
             &q[at.clone()],
             &head,
             start,
@@ -165,21 +165,83 @@ pub fn attend(
     }
 }
 
+/// How a KV cache stores its numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvType {
+    F32,
+    /// IEEE half precision (llama.cpp's default cache type): half the memory and the
+    /// memory traffic of attention, values rounded to nearest on the way in.
+    F16,
+}
+
+impl KvType {
+    pub fn bytes(self) -> usize {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+}
+
+/// One layer of one sequence's keys or values, positions × (n_head_kv × head_dim).
+#[derive(Debug, Clone, Copy)]
+pub enum KvSlice<'a> {
+    F32(&'a [f32]),
+    /// f16 bit patterns.
+    F16(&'a [u16]),
+}
+
 /// Where one KV head lives in a sequence's cache.
 pub struct Head<'a> {
-    pub k_cache: &'a [f32],
-    pub v_cache: &'a [f32],
+    pub k: KvSlice<'a>,
+    pub v: KvSlice<'a>,
     /// Floats per position (n_head_kv × head_dim).
     pub kv_stride: usize,
     pub kv_head: usize,
     pub head_dim: usize,
 }
 
-/// Attention of one query head (`q`, `out`: head_dim) over positions `start..=end`.
-/// Scores, softmax (max-subtracted, the platform-independent `exp`, 8-lane sum) and the
-/// weighted value sum run in one fixed order; the AVX2 build of the same code gives the
-/// same bits (no operation is fused or reordered).
-pub fn attend_head(
+/// f32 → f16 bits, rounded to nearest even (for filling an f16 cache).
+pub fn f16_row(src: &[f32], dst: &mut [u16]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = half::f16::from_f32(*s).to_bits();
+    }
+}
+
+/// f16 bits → f32, exactly, in integer and one exact multiply (so it vectorises):
+/// shift the exponent and mantissa into place and rescale by 2^112, which also turns
+/// f16 subnormals into the right normal f32; infinities and NaN keep an all-ones
+/// exponent.
+#[inline(always)]
+fn widen(h: u16) -> f32 {
+    let h = h as u32;
+    let mag = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000); // 2^112
+    let special = if h & 0x7c00 == 0x7c00 { 0x7f80_0000 } else { 0 };
+    f32::from_bits(mag.to_bits() | special | ((h & 0x8000) << 16))
+}
+
+/// Row `t`'s `d` numbers at float offset `off` of a cache, as f32 (f16 rows are widened
+/// into `buf`).
+#[inline(always)]
+fn kv_row<'s>(c: KvSlice<'s>, at: usize, d: usize, buf: &'s mut [f32]) -> &'s [f32] {
+    match c {
+        KvSlice::F32(x) => &x[at..at + d],
+        KvSlice::F16(x) => {
+            for (o, &h) in buf[..d].iter_mut().zip(&x[at..at + d]) {
+                *o = widen(h);
+            }
+            &buf[..d]
+        }
+    }
+}
+
+/// Attention of query heads that share one KV head (`q`, `out`: n × head_dim) over
+/// positions `start..=end`: each K and V row is read (and, from an f16 cache, widened)
+/// once for all n heads. Scores, softmax (max-subtracted, the platform-independent
+/// `exp`, 8-lane sum) and the weighted value sum run in one fixed order per head,
+/// whatever n is; the AVX2 build of the same code gives the same bits (no operation is
+/// fused or reordered).
+pub fn attend_heads(
     q: &[f32],
     head: &Head,
     start: usize,
@@ -190,16 +252,16 @@ pub fn attend_head(
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the features were just detected.
-        unsafe { attend_head_avx2(q, head, start, end, scale, scores, out) };
+        // SAFETY: the feature was just detected.
+        unsafe { attend_heads_avx2(q, head, start, end, scale, scores, out) };
         return;
     }
-    attend_head_impl(q, head, start, end, scale, scores, out)
+    attend_heads_impl(q, head, start, end, scale, scores, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn attend_head_avx2(
+unsafe fn attend_heads_avx2(
     q: &[f32],
     head: &Head,
     start: usize,
@@ -208,11 +270,11 @@ unsafe fn attend_head_avx2(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    attend_head_impl(q, head, start, end, scale, scores, out)
+    attend_heads_impl(q, head, start, end, scale, scores, out)
 }
 
 #[inline(always)]
-fn attend_head_impl(
+fn attend_heads_impl(
     q: &[f32],
     head: &Head,
     start: usize,
@@ -223,23 +285,40 @@ fn attend_head_impl(
 ) {
     let (d, stride) = (head.head_dim, head.kv_stride);
     let off = head.kv_head * d;
+    let n = q.len() / d;
     let len = end + 1 - start;
-    scores.resize(len, 0.0);
-    let scores = &mut scores[..len];
-    for (i, s) in scores.iter_mut().enumerate() {
+    scores.resize(n * len, 0.0);
+    let mut stack = [0f32; 512];
+    let mut heap = Vec::new();
+    let buf: &mut [f32] = if d <= stack.len() {
+        &mut stack
+    } else {
+        heap.resize(d, 0.0);
+        &mut heap
+    };
+    for i in 0..len {
         let t = start + i;
-        *s = dot8(q, &head.k_cache[t * stride + off..t * stride + off + d]) * scale;
+        let k = kv_row(head.k, t * stride + off, d, buf);
+        for g in 0..n {
+            scores[g * len + i] = dot8(&q[g * d..(g + 1) * d], k) * scale;
+        }
     }
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    scores.iter_mut().for_each(|s| *s = exp(*s - max));
-    let inv = 1.0 / sum8(scores);
+    let mut inv = vec![0f32; n];
+    for g in 0..n {
+        let s = &mut scores[g * len..(g + 1) * len];
+        let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        s.iter_mut().for_each(|x| *x = exp(*x - max));
+        inv[g] = 1.0 / sum8(s);
+    }
     out.iter_mut().for_each(|v| *v = 0.0);
-    for (i, &s) in scores.iter().enumerate() {
+    for i in 0..len {
         let t = start + i;
-        let p = s * inv;
-        let v = &head.v_cache[t * stride + off..t * stride + off + d];
-        for (o, vv) in out.iter_mut().zip(v) {
-            *o += p * vv;
+        let v = kv_row(head.v, t * stride + off, d, buf);
+        for g in 0..n {
+            let p = scores[g * len + i] * inv[g];
+            for (o, vv) in out[g * d..(g + 1) * d].iter_mut().zip(v) {
+                *o += p * vv;
+            }
         }
     }
 }
@@ -302,6 +381,55 @@ mod tests {
             let n0: f32 = x0.iter().map(|v| v * v).sum();
             let n1: f32 = x.iter().map(|v| v * v).sum();
             assert!((n0 - n1).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn widening_f16_is_exact_for_every_bit_pattern() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = widen(h);
+            if want.is_nan() {
+                assert!(got.is_nan(), "{h:#x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{h:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_cache_attention_is_close_to_f32() {
+        let (nh, nkv, d, len) = (4, 2, 64, 37);
+        let q: Vec<f32> = (0..nh * d)
+            .map(|i| ((i * 37) % 19) as f32 / 19.0 - 0.5)
+            .collect();
+        let k: Vec<f32> = (0..len * nkv * d)
+            .map(|i| ((i * 13) % 23) as f32 / 23.0 - 0.5)
+            .collect();
+        let v: Vec<f32> = (0..len * nkv * d)
+            .map(|i| ((i * 7) % 29) as f32 / 29.0)
+            .collect();
+        let (mut kh, mut vh) = (vec![0u16; k.len()], vec![0u16; v.len()]);
+        f16_row(&k, &mut kh);
+        f16_row(&v, &mut vh);
+        let mut s = Vec::new();
+        for kvh in 0..nkv {
+            let at = kvh * 2 * d..(kvh + 1) * 2 * d;
+            let (mut a, mut b) = (vec![0f32; 2 * d], vec![0f32; 2 * d]);
+            let mk = |k, v| Head {
+                k,
+                v,
+                kv_stride: nkv * d,
+                kv_head: kvh,
+                head_dim: d,
+            };
+            let h32 = mk(KvSlice::F32(&k), KvSlice::F32(&v));
+            let h16 = mk(KvSlice::F16(&kh), KvSlice::F16(&vh));
+            attend_heads(&q[at.clone()], &h32, 0, len - 1, 0.125, &mut s, &mut a);
+            attend_heads(&q[at], &h16, 0, len - 1, 0.125, &mut s, &mut b);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 2e-3, "{x} vs {y}");
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub use sequence::{FinishReason, Output, Request};
 use crate::error::{Error, Result};
 use scheduler::Scheduler;
 use sequence::Sequence;
+use teacher_kernels::ops::KvType;
 use teacher_kernels::{pool, sample};
 use teacher_models::forward::{KvCache, Segment, Transformer};
 use teacher_models::TextTokenizer;
@@ -32,6 +33,8 @@ pub struct EngineConfig {
     pub seed: u64,
     /// Bytes the KV cache may take.
     pub kv_memory: usize,
+    /// What the KV cache stores (f16 by default, as llama.cpp).
+    pub kv_type: KvType,
 }
 
 impl EngineConfig {
@@ -42,6 +45,7 @@ impl EngineConfig {
             step_tokens: 512,
             seed,
             kv_memory: 8 << 30,
+            kv_type: KvType::F16,
         }
     }
 }
@@ -75,7 +79,7 @@ impl<'m> Engine<'m> {
         cfg: EngineConfig,
     ) -> Result<Self> {
         let context = cfg.context.min(model.hp.context_length).max(1);
-        let need = cfg.batch * context * model.kv_bytes_per_position();
+        let need = cfg.batch * context * model.kv_bytes_per_position(cfg.kv_type);
         if need > cfg.kv_memory {
             return Err(Error::Usage(format!(
                 "the KV cache for --batch {} × context {context} needs {:.1} GiB, over the {:.1} GiB budget\nhint: lower --batch or --context, or raise --kv-memory",
@@ -84,7 +88,7 @@ impl<'m> Engine<'m> {
                 cfg.kv_memory as f64 / (1u64 << 30) as f64
             )));
         }
-        let cache = model.new_cache(cfg.batch, context);
+        let cache = model.new_cache_of(cfg.batch, context, cfg.kv_type);
         Ok(Engine {
             model,
             tokenizer,
@@ -93,6 +97,11 @@ impl<'m> Engine<'m> {
             stats: EngineStats::default(),
             stream: None,
         })
+    }
+
+    /// What the KV cache stores.
+    pub fn kv_type(&self) -> KvType {
+        self.cache.kv_type()
     }
 
     /// Stream text as it is generated (for interactive use).

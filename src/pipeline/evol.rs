@@ -386,7 +386,7 @@ pub fn run(
         "evolve",
         out,
         rejected,
-        cfg.params_json(),
+        super::with_engine_params(cfg.params_json(), engine),
         super::run_info(engine),
     )?;
     let waves_per_round = items.len().div_ceil(cfg.wave_size).max(1) as u64;

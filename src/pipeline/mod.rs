@@ -25,6 +25,12 @@ pub fn run_info(engine: &Engine) -> serde_json::Value {
     })
 }
 
+/// A pipeline's parameters plus the engine settings that change its output.
+pub fn with_engine_params(mut params: serde_json::Value, engine: &Engine) -> serde_json::Value {
+    params["kv_cache"] = format!("{:?}", engine.kv_type()).to_lowercase().into();
+    params
+}
+
 /// An f32 setting as the decimal the user typed (0.7, not 0.699999988…), for manifests.
 pub fn f32_json(x: f32) -> serde_json::Value {
     x.to_string()

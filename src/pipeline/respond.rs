@@ -86,7 +86,7 @@ pub fn run(
         "respond",
         out,
         None,
-        cfg.params_json(),
+        super::with_engine_params(cfg.params_json(), engine),
         super::run_info(engine),
     )?;
     let mut done = committed.len();

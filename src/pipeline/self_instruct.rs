@@ -161,8 +161,13 @@ pub fn run(
     mut report: impl FnMut(&Progress),
 ) -> Result<Progress> {
     let extra = super::run_info(engine);
-    let (mut rf, committed) =
-        RunFile::open("self-instruct", out, rejected, cfg.params_json(), extra)?;
+    let (mut rf, committed) = RunFile::open(
+        "self-instruct",
+        out,
+        rejected,
+        super::with_engine_params(cfg.params_json(), engine),
+        extra,
+    )?;
     let mut state = State {
         index: RougeIndex::new(),
         machine: Vec::new(),

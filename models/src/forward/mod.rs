@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{tensor_err, GgufFile};
 use crate::hparams::{Arch, HParams};
 use std::sync::Arc;
-use teacher_kernels::ops::{self, Rope};
+use teacher_kernels::ops::{self, KvType, Rope};
 use teacher_kernels::pool;
 use teacher_kernels::{matmul, matmul_many, QMatrix, QType};
 
@@ -236,23 +236,30 @@ impl Transformer {
         self.hp.n_head_kv * self.hp.head_dim_k
     }
 
-    /// A KV cache of `slots` sequences of up to `capacity` positions each.
+    /// An f32 KV cache of `slots` sequences of up to `capacity` positions each.
     pub fn new_cache(&self, slots: usize, capacity: usize) -> KvCache {
+        self.new_cache_of(slots, capacity, KvType::F32)
+    }
+
+    /// A KV cache storing `kv` numbers.
+    pub fn new_cache_of(&self, slots: usize, capacity: usize, kv: KvType) -> KvCache {
         KvCache::new(
             slots,
             capacity,
             self.hp.n_layer,
             self.hp.n_head_kv * self.hp.head_dim_k,
             self.hp.n_head_kv * self.hp.head_dim_v,
+            kv,
         )
     }
 
     /// Bytes of KV cache one position of one sequence takes.
-    pub fn kv_bytes_per_position(&self) -> usize {
+    pub fn kv_bytes_per_position(&self, kv: KvType) -> usize {
         KvCache::bytes_per_position(
             self.hp.n_layer,
             self.hp.n_head_kv * self.hp.head_dim_k,
             self.hp.n_head_kv * self.hp.head_dim_v,
+            kv,
         )
     }
 
@@ -352,8 +359,17 @@ impl Transformer {
             let cache_ref: &KvCache = cache;
             let scale = self.flavor.attn_scale;
             let q_ref = &q;
-            pool::for_each_row(&mut att, dv, ROW_TASKS, |i, out| {
-                let (row, h) = (i / nh, i % nh);
+            // Units of query heads sharing a KV head, whose K/V rows are then read once;
+            // single heads when there are too few units to keep the threads busy. Each
+            // head's numbers are the same either way.
+            let group = nh / nkv;
+            let per = if r * nkv >= 2 * pool::global().threads() {
+                group
+            } else {
+                1
+            };
+            pool::for_each_row(&mut att, per * dv, ROW_TASKS, |i, out| {
+                let (row, h0) = (i * per / nh, i * per % nh);
                 let (slot, pos) = rows[row];
                 let start = match layer.window {
                     Some(w) => (pos + 1).saturating_sub(w),
@@ -361,15 +377,15 @@ impl Transformer {
                 };
                 let (k_cache, v_cache) = cache_ref.layer(li, slot);
                 let head = ops::Head {
-                    k_cache,
-                    v_cache,
+                    k: k_cache,
+                    v: v_cache,
                     kv_stride: nkv * dk,
-                    kv_head: h / (nh / nkv),
+                    kv_head: h0 / group,
                     head_dim: dk,
                 };
                 SCORES.with_borrow_mut(|scores| {
-                    let qh = &q_ref[i * dk..(i + 1) * dk];
-                    ops::attend_head(qh, &head, start, pos, scale, scores, out);
+                    let qh = &q_ref[i * per * dk..(i + 1) * per * dk];
+                    ops::attend_heads(qh, &head, start, pos, scale, scores, out);
                 });
             });
             matmul(&self.matrix(&layer.wo), &att, r, &mut o);

@@ -170,8 +170,9 @@ impl Pool {
             f(i);
             s.done.fetch_add(1, Ordering::Release);
         }
+        let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < n {
-            std::hint::spin_loop();
+            relax(&mut spins);
         }
         drop(guard);
         if s.panicked.swap(false, Ordering::Relaxed) {
@@ -200,6 +201,18 @@ fn claim(s: &Shared, epoch: u64) -> Option<usize> {
     }
 }
 
+/// One round of waiting: a pause instruction, and after the first few thousand rounds a
+/// yield as well, so a waiting thread gives its core away when other work (another
+/// process, a descheduled worker it waits for) could use it.
+fn relax(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if *spins > 4096 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
 fn worker(s: &Shared) {
     let mut seen = 0u64;
     loop {
@@ -211,8 +224,7 @@ fn worker(s: &Shared) {
             if e != seen {
                 break e;
             }
-            std::hint::spin_loop();
-            spins += 1;
+            relax(&mut spins);
             if spins.is_multiple_of(1024) && start.elapsed() > SPIN {
                 let mut l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
                 s.sleepers.fetch_add(1, Ordering::SeqCst);

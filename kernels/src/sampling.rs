@@ -326,8 +326,10 @@ mod tests {
 
     #[test]
     fn validate_refuses_bad_values() {
-        let mut p = SamplingParams::default();
-        p.temperature = -0.5;
+        let mut p = SamplingParams {
+            temperature: -0.5,
+            ..Default::default()
+        };
         assert_eq!(p.validate(), Err(SamplingError::Temperature(-0.5)));
         p = SamplingParams {
             top_p: 0.0,
@@ -458,7 +460,7 @@ mod tests {
         };
         // Token 1 only in the prompt: repetition penalty only.
         apply_penalties(&mut l, &p, &[1], &[0, 0, 2]);
-        assert_eq!(l, vec![2.0 / 2.0 - 0.5 - 0.5, 1.0, -1.0 * 2.0 - 0.25 - 0.5]);
+        assert_eq!(l, vec![2.0 / 2.0 - 0.5 - 0.5, 1.0, -2.0 - 0.25 - 0.5]);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 
 use crate::quant::{decode_block, dequantize_row, sub_blocks, Q8Row, QType, SubBlock};
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -59,12 +61,16 @@ pub enum Isa {
     AvxVnni,
     /// AVX-512 (F, BW, VL) with VNNI: two columns per register, the same bits again.
     Avx512,
+    /// aarch64 NEON (every aarch64 CPU has it).
+    Neon,
 }
 
 impl Isa {
     /// Every instruction set this CPU can run, the scalar reference first.
     pub fn available() -> Vec<Isa> {
         let mut v = vec![Isa::Scalar];
+        #[cfg(target_arch = "aarch64")]
+        v.push(Isa::Neon);
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2")
@@ -88,7 +94,7 @@ impl Isa {
     }
 }
 
-/// The fastest instruction set of this CPU. `TEACHER_ISA=scalar|avx2|avxvnni|avx512`
+/// The fastest instruction set of this CPU. `TEACHER_ISA=scalar|avx2|avxvnni|avx512|neon`
 /// caps it (for comparisons; all give the same bits).
 pub fn detected_isa() -> Isa {
     let available = Isa::available();
@@ -100,6 +106,7 @@ pub fn detected_isa() -> Isa {
         Some("avx2") => Some(Isa::Avx2),
         Some("avxvnni") => Some(Isa::AvxVnni),
         Some("avx512") => Some(Isa::Avx512),
+        Some("neon") => Some(Isa::Neon),
         _ => None,
     };
     match wanted {
@@ -203,7 +210,7 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
         #[cfg(target_arch = "x86_64")]
         {
             let code = match isa {
-                Isa::Scalar => None,
+                Isa::Scalar | Isa::Neon => None,
                 Isa::Avx2 => Some(x86::AVX2),
                 Isa::AvxVnni => Some(x86::AVX_VNNI),
                 Isa::Avx512 => Some(x86::AVX512),
@@ -214,6 +221,11 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
                 unsafe { x86::columns(code, w, c0, c1, &acts, out) };
                 return;
             }
+        }
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the columns c0..c1 belong to this task.
+        if isa == Isa::Neon && unsafe { neon::columns(w, c0, c1, &acts, out) } {
+            return;
         }
         let mut lanes = vec![[0f32; 8]; m];
         let mut macc = vec![0f32; m];

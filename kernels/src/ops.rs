@@ -434,6 +434,63 @@ mod tests {
     }
 
     #[test]
+    fn simd_build_of_attention_gives_the_baseline_bits() {
+        // `attend_heads` dispatches to the AVX2 build where the CPU has it;
+        // `attend_heads_impl` called from here is the baseline (SSE2) build of the same
+        // code, the reference.
+        let (nh, nkv, d, len) = (6, 2, 72, 45);
+        let q: Vec<f32> = (0..nh * d)
+            .map(|i| ((i * 37) % 19) as f32 / 9.0 - 1.0)
+            .collect();
+        let k: Vec<f32> = (0..len * nkv * d)
+            .map(|i| ((i * 13) % 23) as f32 / 7.0 - 1.5)
+            .collect();
+        let v: Vec<f32> = (0..len * nkv * d)
+            .map(|i| ((i * 7) % 29) as f32 / 5.0)
+            .collect();
+        let (mut kh, mut vh) = (vec![0u16; k.len()], vec![0u16; v.len()]);
+        f16_row(&k, &mut kh);
+        f16_row(&v, &mut vh);
+        let mut s = Vec::new();
+        for (kc, vc) in [
+            (KvSlice::F32(&k), KvSlice::F32(&v)),
+            (KvSlice::F16(&kh), KvSlice::F16(&vh)),
+        ] {
+            for kvh in 0..nkv {
+                let head = Head {
+                    k: kc,
+                    v: vc,
+                    kv_stride: nkv * d,
+                    kv_head: kvh,
+                    head_dim: d,
+                };
+                let qg = &q[kvh * 3 * d..(kvh + 1) * 3 * d];
+                let (mut a, mut b) = (vec![0f32; 3 * d], vec![0f32; 3 * d]);
+                attend_heads(qg, &head, 3, len - 1, 0.1, &mut s, &mut a);
+                attend_heads_impl(qg, &head, 3, len - 1, 0.1, &mut s, &mut b);
+                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+                // One head at a time gives each head's bits too.
+                for g in 0..3 {
+                    let mut one = vec![0f32; d];
+                    attend_heads(
+                        &qg[g * d..(g + 1) * d],
+                        &head,
+                        3,
+                        len - 1,
+                        0.1,
+                        &mut s,
+                        &mut one,
+                    );
+                    assert!(one
+                        .iter()
+                        .zip(&a[g * d..(g + 1) * d])
+                        .all(|(x, y)| x.to_bits() == y.to_bits()));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn exp_is_close_to_libm_everywhere() {
         let mut x = -87.0f32;
         while x < 88.0 {

@@ -412,6 +412,29 @@ mod tests {
     }
 
     #[test]
+    fn simd_build_of_quantization_gives_the_baseline_bits() {
+        let x: Vec<f32> = (0..32 * 40)
+            .map(|i| ((i * 7919) % 2003) as f32 / 97.0 - 10.0 + if i % 64 == 0 { 0.5 } else { 0.0 })
+            .collect();
+        let mut a = Q8Row::default();
+        Q8Row::quantize(&x, &mut a);
+        let mut b = Q8Row::default();
+        b.d.resize(40, 0.0);
+        b.sum.resize(40, 0);
+        b.qs.resize(32 * 40, 0);
+        b.qu.resize(32 * 40, 0);
+        quantize_into(&x, &mut b);
+        assert_eq!(a.qs, b.qs);
+        assert_eq!(a.qu, b.qu);
+        assert_eq!(a.sum, b.sum);
+        assert!(a
+            .d
+            .iter()
+            .zip(&b.d)
+            .all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
+    #[test]
     fn rounding_matches_roundf_on_every_half_and_neighbour() {
         let mut x = -130.0f32;
         while x <= 130.0 {

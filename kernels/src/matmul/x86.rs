@@ -50,7 +50,8 @@ const fn qtype(t: u8) -> QType {
     }
 }
 
-/// Whether the type carries a per-sub-block minimum (the separate `macc` term).
+/// Whether the type carries a per-sub-block minimum (the separate `macc` term); exactly
+/// these types decode to unsigned integers.
 const fn has_min(t: u8) -> bool {
     matches!(t, Q4_1 | Q5_1 | Q4K | Q5K)
 }
@@ -325,6 +326,21 @@ unsafe fn lane_dot<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
     _mm256_cvtepi32_ps(p32)
 }
 
+/// `lane_dot` for weights known to be unsigned (0..=31: the types with a minimum, whose
+/// decoders give the raw quants): they can be the unsigned operand themselves, so no
+/// sign juggling — the same integers in one instruction (AVX2: pair sums ≤ 2·31·127 fit
+/// the 16-bit step).
+#[inline(always)]
+unsafe fn lane_dot_unsigned<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
+    let a = _mm256_loadu_si256(a as *const __m256i);
+    let p32 = match ISA {
+        AVX512 => _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a),
+        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), w, a),
+        _ => _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1)),
+    };
+    _mm256_cvtepi32_ps(p32)
+}
+
 /// d0 in lanes 0–3, d1 in lanes 4–7.
 #[inline(always)]
 unsafe fn lane_scales(d: [f32; 2]) -> __m256 {
@@ -367,7 +383,11 @@ unsafe fn row1<const T: u8, const ISA: u8>(
             let dav = _mm256_set1_ps(da);
             let ap = a.qs.as_ptr().add(j * 32);
             for i in 0..COLS {
-                let p = lane_dot::<ISA>(wv[i][s], ap);
+                let p = if has_min(T) {
+                    lane_dot_unsigned::<ISA>(wv[i][s], ap)
+                } else {
+                    lane_dot::<ISA>(wv[i][s], ap)
+                };
                 let scale = _mm256_mul_ps(lane_scales(d[i][s]), dav);
                 lane[i] = _mm256_fmadd_ps(scale, p, lane[i]);
                 if has_min(T) {

@@ -167,13 +167,12 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
         assert_eq!(y.len(), m * w.rows, "output shape");
     }
     let acts: Vec<Q8Row> = if jobs.iter().any(|(w, _)| w.t.is_quantized()) {
-        (0..m)
-            .map(|r| {
-                let mut q = Q8Row::default();
-                Q8Row::quantize(&x[r * k..(r + 1) * k], &mut q);
-                q
-            })
-            .collect()
+        let mut acts: Vec<Q8Row> = (0..m).map(|_| Q8Row::default()).collect();
+        // Rows are independent: quantized in parallel once there are enough of them.
+        crate::pool::for_each_row(&mut acts, 1, 8, |r, a| {
+            Q8Row::quantize(&x[r * k..(r + 1) * k], &mut a[0])
+        });
+        acts
     } else {
         Vec::new()
     };

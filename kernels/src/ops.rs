@@ -222,6 +222,24 @@ fn widen(h: u16) -> f32 {
     f32::from_bits(mag.to_bits() | special | ((h & 0x8000) << 16))
 }
 
+/// Widen whole groups of eight with F16C (exact, as `widen`); returns how many.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn widen_f16c(src: &[u16], buf: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let whole = src.len() / 8 * 8;
+    let mut i = 0;
+    while i < whole {
+        // SAFETY: only reached from the avx2+f16c build; i + 8 ≤ src.len() ≤ buf.len().
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(buf.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+        i += 8;
+    }
+    whole
+}
+
 /// Row `t`'s `d` numbers at float offset `off` of a cache, as f32 (f16 rows are widened
 /// into `buf`).
 #[inline(always)]
@@ -235,20 +253,10 @@ fn kv_row<'s, const AVX: bool>(
         KvSlice::F32(x) => &x[at..at + d],
         KvSlice::F16(x) => {
             let src = &x[at..at + d];
-            let mut done = 0;
             #[cfg(target_arch = "x86_64")]
-            if AVX {
-                use std::arch::x86_64::*;
-                // F16C converts exactly, as `widen` does.
-                while done + 8 <= d {
-                    // SAFETY: only instantiated in the avx2+f16c build; in bounds.
-                    unsafe {
-                        let h = _mm_loadu_si128(src.as_ptr().add(done) as *const __m128i);
-                        _mm256_storeu_ps(buf.as_mut_ptr().add(done), _mm256_cvtph_ps(h));
-                    }
-                    done += 8;
-                }
-            }
+            let done = if AVX { widen_f16c(src, buf) } else { 0 };
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = 0;
             for (o, &h) in buf[done..d].iter_mut().zip(&src[done..]) {
                 *o = widen(h);
             }
@@ -345,14 +353,9 @@ fn attend_heads_impl<const AVX: bool>(
     }
 }
 
-/// `dot` for slices of equal length, written so the compiler sees whole 8-lane steps.
-#[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    dot8_with::<false>(a, b)
-}
-
-/// `dot8`, with explicit 256-bit registers in the AVX2 build (the compiler otherwise
-/// splits the eight lanes into pairs): multiply then add per lane, like the loop.
+/// `dot` for slices of equal length in whole 8-lane steps; the AVX2 build uses explicit
+/// 256-bit registers (the compiler otherwise splits the eight lanes into pairs):
+/// multiply then add per lane, like the loop.
 #[inline(always)]
 fn dot8_with<const AVX: bool>(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -560,7 +563,7 @@ mod tests {
         for n in [1usize, 7, 8, 9, 64, 67] {
             let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.37 - 3.0).collect();
             let b: Vec<f32> = (0..n).map(|i| 1.5 - i as f32 * 0.11).collect();
-            assert_eq!(dot8(&a, &b).to_bits(), dot(&a, &b).to_bits());
+            assert_eq!(dot8_with::<false>(&a, &b).to_bits(), dot(&a, &b).to_bits());
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 assert_eq!(dot8_with::<true>(&a, &b).to_bits(), dot(&a, &b).to_bits());

@@ -107,23 +107,12 @@ mod peak {
     }
 }
 
-const TYPES: [QType; 8] = [
-    QType::Q4_0,
-    QType::Q4_1,
-    QType::Q5_0,
-    QType::Q5_1,
-    QType::Q8_0,
-    QType::Q4K,
-    QType::Q5K,
-    QType::Q6K,
-];
-
 /// (type, isa) pairs: every type with the best instruction set, and the two weight
 /// types of the shipped models with every instruction set.
 fn cases() -> Vec<(QType, Isa)> {
     let avail = Isa::available();
     let best = *avail.last().unwrap();
-    let mut v: Vec<(QType, Isa)> = TYPES.iter().map(|&t| (t, best)).collect();
+    let mut v: Vec<(QType, Isa)> = QType::QUANTIZED.iter().map(|&t| (t, best)).collect();
     for t in [QType::Q4_1, QType::Q4K] {
         for &isa in &avail {
             if isa != best {

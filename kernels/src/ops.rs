@@ -452,21 +452,39 @@ mod tests {
         }
     }
 
+    /// Queries, keys and values of an attention test (values spread over ±`spread`),
+    /// with the keys and values also as f16.
+    struct Case {
+        q: Vec<f32>,
+        k: Vec<f32>,
+        v: Vec<f32>,
+        kh: Vec<u16>,
+        vh: Vec<u16>,
+    }
+
+    impl Case {
+        fn new(nh: usize, nkv: usize, d: usize, len: usize, spread: f32) -> Case {
+            let wave = |n: usize, a: usize, m: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|i| (((i * a) % m) as f32 / m as f32 - 0.5) * spread)
+                    .collect()
+            };
+            let (q, k, v) = (
+                wave(nh * d, 37, 19),
+                wave(len * nkv * d, 13, 23),
+                wave(len * nkv * d, 7, 29),
+            );
+            let (mut kh, mut vh) = (vec![0u16; k.len()], vec![0u16; v.len()]);
+            f16_row(&k, &mut kh);
+            f16_row(&v, &mut vh);
+            Case { q, k, v, kh, vh }
+        }
+    }
+
     #[test]
     fn f16_cache_attention_is_close_to_f32() {
         let (nh, nkv, d, len) = (4, 2, 64, 37);
-        let q: Vec<f32> = (0..nh * d)
-            .map(|i| ((i * 37) % 19) as f32 / 19.0 - 0.5)
-            .collect();
-        let k: Vec<f32> = (0..len * nkv * d)
-            .map(|i| ((i * 13) % 23) as f32 / 23.0 - 0.5)
-            .collect();
-        let v: Vec<f32> = (0..len * nkv * d)
-            .map(|i| ((i * 7) % 29) as f32 / 29.0)
-            .collect();
-        let (mut kh, mut vh) = (vec![0u16; k.len()], vec![0u16; v.len()]);
-        f16_row(&k, &mut kh);
-        f16_row(&v, &mut vh);
+        let Case { q, k, v, kh, vh } = Case::new(nh, nkv, d, len, 1.0);
         let mut s = Vec::new();
         for kvh in 0..nkv {
             let at = kvh * 2 * d..(kvh + 1) * 2 * d;
@@ -494,18 +512,7 @@ mod tests {
         // `attend_heads_impl` called from here is the baseline (SSE2) build of the same
         // code, the reference.
         let (nh, nkv, d, len) = (6, 2, 72, 45);
-        let q: Vec<f32> = (0..nh * d)
-            .map(|i| ((i * 37) % 19) as f32 / 9.0 - 1.0)
-            .collect();
-        let k: Vec<f32> = (0..len * nkv * d)
-            .map(|i| ((i * 13) % 23) as f32 / 7.0 - 1.5)
-            .collect();
-        let v: Vec<f32> = (0..len * nkv * d)
-            .map(|i| ((i * 7) % 29) as f32 / 5.0)
-            .collect();
-        let (mut kh, mut vh) = (vec![0u16; k.len()], vec![0u16; v.len()]);
-        f16_row(&k, &mut kh);
-        f16_row(&v, &mut vh);
+        let Case { q, k, v, kh, vh } = Case::new(nh, nkv, d, len, 3.0);
         let mut s = Vec::new();
         for (kc, vc) in [
             (KvSlice::F32(&k), KvSlice::F32(&v)),

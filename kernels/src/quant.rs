@@ -28,6 +28,18 @@ pub enum QType {
 }
 
 impl QType {
+    /// The block-quantized types the matmul kernels multiply.
+    pub const QUANTIZED: [QType; 8] = [
+        QType::Q4_0,
+        QType::Q4_1,
+        QType::Q5_0,
+        QType::Q5_1,
+        QType::Q8_0,
+        QType::Q4K,
+        QType::Q5K,
+        QType::Q6K,
+    ];
+
     pub fn from_ggml(id: u32) -> Option<QType> {
         Some(match id {
             0 => QType::F32,

@@ -344,23 +344,16 @@ mod tests {
             .collect()
     }
 
-    const TYPES: [QType; 11] = [
-        QType::Q4_0,
-        QType::Q4_1,
-        QType::Q5_0,
-        QType::Q5_1,
-        QType::Q8_0,
-        QType::Q4K,
-        QType::Q5K,
-        QType::Q6K,
-        QType::F32,
-        QType::F16,
-        QType::BF16,
-    ];
+    /// Every weight type: the block-quantized ones and the float ones.
+    fn all_types() -> Vec<QType> {
+        let mut v = QType::QUANTIZED.to_vec();
+        v.extend([QType::F32, QType::F16, QType::BF16]);
+        v
+    }
 
     #[test]
     fn every_type_matches_dequantized_f64_matmul() {
-        for t in TYPES {
+        for t in all_types() {
             let (n, k, m) = (37, 512, 5);
             let data = random_matrix(t, n, k, 7);
             let w = QMatrix::new(t, n, k, &data).unwrap();
@@ -392,7 +385,7 @@ mod tests {
         if detected_isa() == Isa::Scalar {
             return;
         }
-        for t in TYPES {
+        for t in all_types() {
             let (n, k, m) = (19, 768, 7);
             let data = random_matrix(t, n, k, 11);
             let w = QMatrix::new(t, n, k, &data).unwrap();
@@ -412,7 +405,7 @@ mod tests {
         // Odd column counts exercise the short last group of four; 1, 2, 5 and 9 rows
         // every row-tile shape of the 256- and 512-bit kernels.
         for isa in Isa::available() {
-            for t in TYPES {
+            for t in all_types() {
                 for (n, k, m) in [(21, 512, 1), (23, 256, 2), (6, 768, 5), (13, 512, 9)] {
                     let data = random_matrix(t, n, k, 17);
                     let w = QMatrix::new(t, n, k, &data).unwrap();

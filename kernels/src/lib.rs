@@ -6,6 +6,7 @@
 // Index loops mirror the ggml block layouts they decode; iterator chains would hide them.
 #![allow(clippy::needless_range_loop)]
 
+pub mod math;
 pub mod matmul;
 pub mod ops;
 pub mod philox;

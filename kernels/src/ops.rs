@@ -61,8 +61,9 @@ pub struct Rope {
 impl Rope {
     /// `dims` rotated dimensions (≤ head size), `base` the frequency base.
     pub fn new(style: RopeStyle, dims: usize, base: f32) -> Self {
+        // base^(−2i/d), through teacher's own f64 functions (same bits on every libm).
         let inv_freq = (0..dims / 2)
-            .map(|i| 1.0 / base.powf(2.0 * i as f32 / dims as f32))
+            .map(|i| crate::math::powf(base as f64, -(2.0 * i as f64) / dims as f64) as f32)
             .collect();
         Rope {
             style,
@@ -77,7 +78,8 @@ impl Rope {
         // The angles depend on the position only: computed once for all heads.
         for i in 0..half {
             let theta = pos as f32 * self.inv_freq[i];
-            let (sin, cos) = theta.sin_cos();
+            let (sin, cos) = crate::math::sin_cos(theta as f64);
+            let (sin, cos) = (sin as f32, cos as f32);
             let (a, b) = match self.style {
                 RopeStyle::Interleaved => (2 * i, 2 * i + 1),
                 RopeStyle::Halves => (i, i + half),

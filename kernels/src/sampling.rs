@@ -7,7 +7,7 @@
 //! depends only on the logits, the parameters and the uniform draw — never on the
 //! algorithm used to find the candidates.
 
-use crate::philox;
+use crate::{math, philox};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SamplingError {
@@ -187,18 +187,20 @@ fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
         return 0;
     }
     let max_l = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max) as f64;
-    // Softmax normaliser over the whole vocabulary (fixed index order: reproducible).
-    let z: f64 = cand
-        .iter()
-        .map(|c| ((c.1 as f64 - max_l) * inv_t).exp())
-        .sum();
+    // e^{(l−max)/T} once per token (by id), and the softmax normaliser over the whole
+    // vocabulary in index order (reproducible).
+    let mut e = vec![0f64; logits.len()];
+    for c in &cand {
+        e[c.0 as usize] = math::exp((c.1 as f64 - max_l) * inv_t);
+    }
+    let z: f64 = cand.iter().map(|c| e[c.0 as usize]).sum();
     let keep = if p.top_k > 0 {
         p.top_k.min(cand.len())
     } else {
         cand.len()
     };
     if keep == cand.len() && p.top_p >= 1.0 && p.min_p <= 0.0 {
-        return draw_untruncated(cand, u, inv_t, max_l, z);
+        return draw_untruncated(cand, u, &e, z);
     }
     // Only the head of the order can survive top-k/top-p; select it before sorting.
     let head = if keep < cand.len() {
@@ -213,10 +215,7 @@ fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
         cand.truncate(head);
     }
     cand.sort_unstable_by(order);
-    let mut probs: Vec<f64> = cand
-        .iter()
-        .map(|c| ((c.1 as f64 - max_l) * inv_t).exp() / z)
-        .collect();
+    let mut probs: Vec<f64> = cand.iter().map(|c| e[c.0 as usize] / z).collect();
     if head < keep.min(logits.len()) {
         // The partial head did not reach the nucleus mass: redo with everything.
         let mass: f64 = probs.iter().sum();
@@ -225,7 +224,7 @@ fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
                 top_k: 0,
                 ..p.clone()
             };
-            return sample_full(logits, &all, u, inv_t, max_l, z);
+            return sample_full(logits, &all, u, &e, z);
         }
     }
     if keep < cand.len() {
@@ -235,7 +234,8 @@ fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
     finish(&cand, &mut probs, p, u)
 }
 
-fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, inv_t: f64, max_l: f64, z: f64) -> u32 {
+/// `e`: e^{(l−max)/T} by token id; `z` their sum.
+fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, e: &[f64], z: f64) -> u32 {
     let mut cand: Vec<(u32, f32)> = logits
         .iter()
         .enumerate()
@@ -243,10 +243,7 @@ fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, inv_t: f64, max_l: f6
         .map(|(i, &l)| (i as u32, l))
         .collect();
     cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut probs: Vec<f64> = cand
-        .iter()
-        .map(|c| ((c.1 as f64 - max_l) * inv_t).exp() / z)
-        .collect();
+    let mut probs: Vec<f64> = cand.iter().map(|c| e[c.0 as usize] / z).collect();
     finish(&cand, &mut probs, p, u)
 }
 
@@ -254,9 +251,9 @@ fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, inv_t: f64, max_l: f6
 /// cumulative probability passes u·Σp (Σp in index order). The walk nearly always stops
 /// within the first few tokens, so only a head of the order is selected and sorted; the
 /// rest is sorted only when the walk runs past it. Same token as a full sort.
-fn draw_untruncated(mut cand: Vec<(u32, f32)>, u: f64, inv_t: f64, max_l: f64, z: f64) -> u32 {
+fn draw_untruncated(mut cand: Vec<(u32, f32)>, u: f64, e: &[f64], z: f64) -> u32 {
     let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let prob = |c: &(u32, f32)| ((c.1 as f64 - max_l) * inv_t).exp() / z;
+    let prob = |c: &(u32, f32)| e[c.0 as usize] / z;
     let total: f64 = cand.iter().map(prob).sum();
     let target = u * total;
     let head = PARTIAL.min(cand.len());
@@ -393,11 +390,12 @@ mod tests {
             let u = philox::uniform(1, 2, step, 0);
             let inv_t = 1.0 / 0.8f64;
             let max_l = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let z: f64 = logits
+            let e: Vec<f64> = logits
                 .iter()
-                .map(|&l| ((l as f64 - max_l) * inv_t).exp())
-                .sum();
-            let full = sample_full(&logits, &p, u, inv_t, max_l, z);
+                .map(|&l| math::exp((l as f64 - max_l) * inv_t))
+                .collect();
+            let z: f64 = e.iter().sum();
+            let full = sample_full(&logits, &p, u, &e, z);
             assert_eq!(sample_tempered(&logits, &p, u), full);
         }
     }
@@ -415,7 +413,7 @@ mod tests {
             };
             let inv_t = 1.0 / 0.9f64;
             let max_l = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let e = |l: f32| ((l as f64 - max_l) * inv_t).exp();
+            let e = |l: f32| math::exp((l as f64 - max_l) * inv_t);
             let z: f64 = logits.iter().map(|&l| e(l)).sum();
             let total: f64 = logits.iter().map(|&l| e(l) / z).sum();
             let mut sorted: Vec<(u32, f32)> = logits

@@ -6,13 +6,12 @@
 //! line is parsed and checked before the model is loaded.
 
 use crate::dedup::AtomicFile;
-use crate::engine::{Engine, EngineConfig, Output, Request};
+use crate::engine::{Engine, Output, Request};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
-use teacher_kernels::ops::KvType;
 use teacher_kernels::SamplingParams;
 use teacher_models::{Message, ModelFile};
 
@@ -206,18 +205,4 @@ pub fn run(
         Ok(())
     })?;
     writer.commit()
-}
-
-/// Engine settings shared by the commands that generate.
-pub fn engine_config(
-    batch: usize,
-    context: usize,
-    seed: u64,
-    kv_memory_gib: f64,
-    kv_type: KvType,
-) -> EngineConfig {
-    let mut cfg = EngineConfig::new(batch, context, seed);
-    cfg.kv_memory = (kv_memory_gib * (1u64 << 30) as f64) as usize;
-    cfg.kv_type = kv_type;
-    cfg
 }

@@ -5,8 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use teacher::engine::{Engine, Request};
-use teacher::generate::engine_config;
+use teacher::engine::{Engine, EngineConfig, Request};
 use teacher_kernels::SamplingParams;
 use teacher_models::catalog::Catalog;
 use teacher_models::fetch;
@@ -343,6 +342,15 @@ struct EngineArgs {
     kv_type: KvArg,
 }
 
+impl EngineArgs {
+    fn config(&self, seed: u64) -> EngineConfig {
+        let mut cfg = EngineConfig::new(self.batch, self.context, seed);
+        cfg.kv_memory = (self.kv_memory * (1u64 << 30) as f64) as usize;
+        cfg.kv_type = self.kv_type.into();
+        cfg
+    }
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum KvArg {
     F16,
@@ -581,13 +589,7 @@ fn self_instruct(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         seeds_sha256: seeds_sha,
     };
     let model = Transformer::load(file.gguf.clone())?;
-    let ecfg = engine_config(
-        a.engine.batch,
-        a.engine.context,
-        a.seed,
-        a.engine.kv_memory,
-        a.engine.kv_type.into(),
-    );
+    let ecfg = a.engine.config(a.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let bar = teacher::progress::bar(a.num as u64, "tasks");
     let started = std::time::Instant::now();
@@ -672,13 +674,7 @@ fn respond(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
         input_sha256: fetch::sha256_file(&a.input)?,
     };
     let model = Transformer::load(file.gguf.clone())?;
-    let ecfg = engine_config(
-        a.engine.batch,
-        a.engine.context,
-        a.sampling.seed,
-        a.engine.kv_memory,
-        a.engine.kv_type.into(),
-    );
+    let ecfg = a.engine.config(a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let bar = teacher::progress::bar(list.len() as u64, "responses");
     let started = std::time::Instant::now();
@@ -746,13 +742,7 @@ fn evolve(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         input_sha256: fetch::sha256_file(&a.input)?,
     };
     let model = Transformer::load(file.gguf.clone())?;
-    let ecfg = engine_config(
-        a.engine.batch,
-        a.engine.context,
-        a.seed,
-        a.engine.kv_memory,
-        a.engine.kv_type.into(),
-    );
+    let ecfg = a.engine.config(a.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let started = std::time::Instant::now();
     let bar = teacher::progress::bar((a.rounds * list.len()) as u64, "evolutions tried");
@@ -921,13 +911,7 @@ fn complete(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
     };
     let ids = file.encode_prompt(&text)?;
     let model = Transformer::load(file.gguf.clone())?;
-    let cfg = engine_config(
-        1,
-        model.hp.context_length.min(8192),
-        a.sampling.seed,
-        8.0,
-        teacher_kernels::ops::KvType::F16,
-    );
+    let cfg = EngineConfig::new(1, model.hp.context_length.min(8192), a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
     let mut result = None;
     engine.stream_to(Box::new(|_, piece| {
@@ -968,13 +952,7 @@ fn generate(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
     let records = teacher::generate::read_prompts(&a.input, &defaults, a.sampling.max_tokens)?;
     let file = a.model.open(offline)?;
     let model = Transformer::load(file.gguf.clone())?;
-    let cfg = engine_config(
-        a.engine.batch,
-        a.engine.context,
-        a.sampling.seed,
-        a.engine.kv_memory,
-        a.engine.kv_type.into(),
-    );
+    let cfg = a.engine.config(a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
     let bar = teacher::progress::counter("completions");
     let started = std::time::Instant::now();

@@ -319,7 +319,9 @@ fn attend_heads_impl<const AVX: bool>(
     let off = head.kv_head * d;
     let n = q.len() / d;
     let len = end + 1 - start;
-    scores.resize(n * len, 0.0);
+    // One scratch for the scores of every head and, after them, each head's 1/Σ.
+    scores.resize(n * len + n, 0.0);
+    let (scores, inv) = scores.split_at_mut(n * len);
     let mut stack = [0f32; 512];
     let mut heap = Vec::new();
     let buf: &mut [f32] = if d <= stack.len() {
@@ -335,7 +337,6 @@ fn attend_heads_impl<const AVX: bool>(
             scores[g * len + i] = dot8_with::<AVX>(&q[g * d..(g + 1) * d], k) * scale;
         }
     }
-    let mut inv = vec![0f32; n];
     for g in 0..n {
         let s = &mut scores[g * len..(g + 1) * len];
         let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));

@@ -312,33 +312,33 @@ unsafe fn decode<const T: u8>(
     }
 }
 
-/// Eight i32 lane sums of w·a (four products each), exact, as f32.
+/// Eight i32 lane sums of u·s (u unsigned, s signed bytes; four products each), exact,
+/// as f32 — one VNNI instruction, or the AVX2 pair (whose 16-bit step the callers keep
+/// from saturating).
 #[inline(always)]
-unsafe fn lane_dot<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
-    let a = _mm256_loadu_si256(a as *const __m256i);
-    let aw = _mm256_sign_epi8(w, w);
-    let sa = _mm256_sign_epi8(a, w);
+unsafe fn dot_u8_i8<const ISA: u8>(u: __m256i, s: __m256i) -> __m256 {
     let p32 = match ISA {
-        AVX512 => _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sa),
-        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), aw, sa),
-        _ => _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sa), _mm256_set1_epi16(1)),
+        AVX512 => _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
+        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s),
+        _ => _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
     };
     _mm256_cvtepi32_ps(p32)
 }
 
-/// `lane_dot` for weights known to be unsigned (0..=31: the types with a minimum, whose
-/// decoders give the raw quants): they can be the unsigned operand themselves, so no
-/// sign juggling — the same integers in one instruction (AVX2: pair sums ≤ 2·31·127 fit
-/// the 16-bit step).
+/// Eight i32 lane sums of w·a for signed weights: |w| is the unsigned operand and a takes
+/// w's sign (pair sums ≤ 2·128·127 fit the 16-bit step).
+#[inline(always)]
+unsafe fn lane_dot<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
+    let a = _mm256_loadu_si256(a as *const __m256i);
+    dot_u8_i8::<ISA>(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+}
+
+/// The same for weights known to be unsigned (0..=31: the types with a minimum, whose
+/// decoders give the raw quants): they are the unsigned operand themselves (pair sums
+/// ≤ 2·31·127).
 #[inline(always)]
 unsafe fn lane_dot_unsigned<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
-    let a = _mm256_loadu_si256(a as *const __m256i);
-    let p32 = match ISA {
-        AVX512 => _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a),
-        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), w, a),
-        _ => _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1)),
-    };
-    _mm256_cvtepi32_ps(p32)
+    dot_u8_i8::<ISA>(w, _mm256_loadu_si256(a as *const __m256i))
 }
 
 /// d0 in lanes 0–3, d1 in lanes 4–7.

@@ -17,8 +17,25 @@ pub fn model_path(name: &str) -> PathBuf {
 }
 
 /// `../shared` beside the checkout, where the reference data lives.
+/// The project's shared reference material: `../shared` beside the checkout, or
+/// `TEACHER_SHARED` for a checkout elsewhere.
 pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+    match std::env::var_os("TEACHER_SHARED") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    }
+}
+
+/// A file of the shared reference data, or a panic that says where it was looked for.
+pub fn shared_data(name: &str) -> String {
+    let path = shared_dir().join("data").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the shared reference data {} ({e}): the tests expect the project's \
+             shared/ folder beside the checkout, or its path in TEACHER_SHARED",
+            path.display()
+        )
+    })
 }
 
 pub fn teacher_bin() -> PathBuf {

@@ -7,10 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn write_input(dir: &Path) {
-    let text = std::fs::read_to_string(
-        crate::common::shared_dir().join("data/alpaca_cleaned_first4096.json"),
-    )
-    .unwrap();
+    let text = crate::common::shared_data("alpaca_cleaned_first4096.json");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let items: Vec<serde_json::Value> = rows[..6]
         .iter()

@@ -1,7 +1,7 @@
 //! Differential tests against `rouge-score` 0.1.2 itself (PyPI): identical scores,
 //! bit for bit, and identical keep/drop decisions on a stream of real instructions.
 
-use crate::common::{python_with, run_teacher, shared_dir};
+use crate::common::{python_with, run_teacher, shared_data};
 use std::io::Write;
 use teacher::filter::rouge_l::rouge_l;
 
@@ -31,8 +31,7 @@ fn reference(mode: &str, input: &str) -> Vec<serde_json::Value> {
 }
 
 fn alpaca() -> Vec<String> {
-    let text =
-        std::fs::read_to_string(shared_dir().join("data/alpaca_cleaned_first4096.json")).unwrap();
+    let text = shared_data("alpaca_cleaned_first4096.json");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     rows.iter()
         .map(|r| r["text"].as_str().unwrap().to_string())

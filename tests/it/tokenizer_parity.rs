@@ -1,7 +1,7 @@
 //! Encoding equals llama.cpp's on every line of the shared golden file, for both
 //! models, with and without special-token parsing; decode(encode(s)) round-trips.
 
-use crate::common::{model_path, shared_dir};
+use crate::common::{model_path, shared_data};
 use teacher_models::{LoadOptions, ModelFile};
 
 #[derive(serde::Deserialize)]
@@ -14,9 +14,7 @@ struct Golden {
 }
 
 fn golden() -> Vec<Golden> {
-    let path = shared_dir().join("data/tokenizer_golden.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = shared_data("tokenizer_golden.jsonl");
     text.lines()
         .map(|l| serde_json::from_str(l).expect("golden line parses"))
         .collect()

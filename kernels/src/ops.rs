@@ -50,25 +50,101 @@ pub enum RopeStyle {
     Halves,
 }
 
+/// How a model stretches RoPE beyond its training context (GGUF `rope.scaling.*`,
+/// `rope_freqs.weight`), as llama.cpp's `ggml_rope_ext` applies it.
+#[derive(Debug, Clone, Default)]
+pub struct RopeScaling {
+    /// Per rotated pair, a divisor of its frequency (Llama 3's `rope_freqs.weight`,
+    /// Phi-3's `rope_factors_*`).
+    pub freq_factors: Option<Vec<f32>>,
+    /// Positions are multiplied by this (1/factor for linear and YaRN scaling).
+    pub freq_scale: f32,
+    /// YaRN: the context the model was trained on, and the ramp's β bounds.
+    pub yarn: Option<Yarn>,
+    /// A factor on sin and cos (llama.cpp's attn_factor); 1 for none.
+    pub attn_factor: f32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Yarn {
+    pub original_context: usize,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+}
+
+impl RopeScaling {
+    pub fn none() -> Self {
+        RopeScaling {
+            freq_factors: None,
+            freq_scale: 1.0,
+            yarn: None,
+            attn_factor: 1.0,
+        }
+    }
+}
+
 /// Precomputed inverse frequencies for one head size and base.
 #[derive(Debug, Clone)]
 pub struct Rope {
     pub style: RopeStyle,
     pub dims: usize,
     inv_freq: Vec<f32>,
+    /// Multiplies sin and cos (YaRN's magnitude correction × attn_factor); 1 usually.
+    mscale: f32,
 }
 
 impl Rope {
     /// `dims` rotated dimensions (≤ head size), `base` the frequency base.
     pub fn new(style: RopeStyle, dims: usize, base: f32) -> Self {
+        Self::scaled(style, dims, base, &RopeScaling::none())
+    }
+
+    /// RoPE with frequency factors, linear or YaRN scaling. Each pair i turns at
+    /// θ_i = pos · base^(−2i/d) / factor_i, blended for YaRN between the interpolated
+    /// (θ·freq_scale) and extrapolated (θ) angle by llama.cpp's ramp over the
+    /// correction dimensions; sin and cos are then scaled by
+    /// attn_factor · (1 + 0.1·ln(1/freq_scale)) under YaRN.
+    pub fn scaled(style: RopeStyle, dims: usize, base: f32, sc: &RopeScaling) -> Self {
+        use crate::math::{ln, powf};
+        let half = dims / 2;
+        let ramp_dims = sc.yarn.map(|y| {
+            // ggml_rope_yarn_corr_dims.
+            let corr = |rot: f32| {
+                dims as f64
+                    * ln(y.original_context as f64 / (rot as f64 * 2.0 * std::f64::consts::PI))
+                    / (2.0 * ln(base as f64))
+            };
+            let lo = corr(y.beta_fast).floor().max(0.0);
+            let hi = corr(y.beta_slow).ceil().min(dims as f64 - 1.0);
+            (lo, hi)
+        });
         // base^(−2i/d), through teacher's own f64 functions (same bits on every libm).
-        let inv_freq = (0..dims / 2)
-            .map(|i| crate::math::powf(base as f64, -(2.0 * i as f64) / dims as f64) as f32)
+        let inv_freq = (0..half)
+            .map(|i| {
+                let mut f = powf(base as f64, -(2.0 * i as f64) / dims as f64);
+                if let Some(ff) = &sc.freq_factors {
+                    f /= ff[i] as f64;
+                }
+                let fs = sc.freq_scale as f64;
+                let mix = match ramp_dims {
+                    Some((lo, hi)) => {
+                        let y = (i as f64 - lo) / (hi - lo).max(0.001);
+                        1.0 - y.clamp(0.0, 1.0)
+                    }
+                    None => 0.0,
+                };
+                (f * (fs * (1.0 - mix) + mix)) as f32
+            })
             .collect();
+        let mut mscale = sc.attn_factor as f64;
+        if sc.yarn.is_some() && sc.freq_scale != 1.0 {
+            mscale *= 1.0 + 0.1 * ln(1.0 / sc.freq_scale as f64);
+        }
         Rope {
             style,
             dims,
             inv_freq,
+            mscale: mscale as f32,
         }
     }
 
@@ -79,7 +155,7 @@ impl Rope {
         for i in 0..half {
             let theta = pos as f32 * self.inv_freq[i];
             let (sin, cos) = crate::math::sin_cos(theta as f64);
-            let (sin, cos) = (sin as f32, cos as f32);
+            let (sin, cos) = (sin as f32 * self.mscale, cos as f32 * self.mscale);
             let (a, b) = match self.style {
                 RopeStyle::Interleaved => (2 * i, 2 * i + 1),
                 RopeStyle::Halves => (i, i + half),
@@ -120,6 +196,13 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// tanh(x) = 1 − 2/(e^{2x} + 1) with the platform-independent exp (same bits on every
+/// platform; saturates to ±1 like tanh).
+#[inline]
+pub fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
 /// GELU, tanh approximation (gelu_pytorch_tanh, as Gemma uses).
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
@@ -156,6 +239,7 @@ pub fn attend(
             kv_stride: n_head_kv * head_dim,
             kv_head: kvh,
             head_dim,
+            softcap: 0.0,
         };
         attend_heads(
             &q[at.clone()],
@@ -203,6 +287,9 @@ pub struct Head<'a> {
     pub kv_stride: usize,
     pub kv_head: usize,
     pub head_dim: usize,
+    /// Gemma 2's attention logit soft-capping: scores become cap·tanh(score/cap)
+    /// before the softmax; 0 leaves them as they are.
+    pub softcap: f32,
 }
 
 /// f32 → f16 bits, rounded to nearest even (for filling an f16 cache).
@@ -336,6 +423,10 @@ fn attend_heads_impl<const AVX: bool>(
         for g in 0..n {
             scores[g * len + i] = dot8_with::<AVX>(&q[g * d..(g + 1) * d], k) * scale;
         }
+    }
+    if head.softcap != 0.0 {
+        let cap = head.softcap;
+        scores.iter_mut().for_each(|x| *x = cap * tanh(*x / cap));
     }
     for g in 0..n {
         let s = &mut scores[g * len..(g + 1) * len];
@@ -498,6 +589,7 @@ mod tests {
                 kv_stride: nkv * d,
                 kv_head: kvh,
                 head_dim: d,
+                softcap: 0.0,
             };
             let h32 = mk(KvSlice::F32(&k), KvSlice::F32(&v));
             let h16 = mk(KvSlice::F16(&kh), KvSlice::F16(&vh));
@@ -528,6 +620,7 @@ mod tests {
                     kv_stride: nkv * d,
                     kv_head: kvh,
                     head_dim: d,
+                    softcap: if kvh == 1 { 5.0 } else { 0.0 },
                 };
                 let qg = &q[kvh * 3 * d..(kvh + 1) * 3 * d];
                 let (mut a, mut b) = (vec![0f32; 3 * d], vec![0f32; 3 * d]);

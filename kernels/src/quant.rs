@@ -14,31 +14,54 @@ use half::f16;
 /// The weight types teacher multiplies (ggml type ids in comments).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QType {
-    F32,  // 0
-    F16,  // 1
-    Q4_0, // 2
-    Q4_1, // 3
-    Q5_0, // 6
-    Q5_1, // 7
-    Q8_0, // 8
-    Q4K,  // 12
-    Q5K,  // 13
-    Q6K,  // 14
-    BF16, // 30
+    F32,   // 0
+    F16,   // 1
+    Q4_0,  // 2
+    Q4_1,  // 3
+    Q5_0,  // 6
+    Q5_1,  // 7
+    Q8_0,  // 8
+    Q4K,   // 12
+    Q5K,   // 13
+    Q6K,   // 14
+    Q2K,   // 10
+    Q3K,   // 11
+    IQ4NL, // 20
+    IQ4XS, // 23
+    BF16,  // 30
 }
+
+/// The non-linear 4-bit codebook of IQ4_NL and IQ4_XS (ggml `kvalues_iq4nl`).
+pub const IQ4_VALUES: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 impl QType {
     /// The block-quantized types the matmul kernels multiply.
-    pub const QUANTIZED: [QType; 8] = [
+    pub const QUANTIZED: [QType; 12] = [
         QType::Q4_0,
         QType::Q4_1,
         QType::Q5_0,
         QType::Q5_1,
         QType::Q8_0,
+        QType::Q2K,
+        QType::Q3K,
         QType::Q4K,
         QType::Q5K,
         QType::Q6K,
+        QType::IQ4NL,
+        QType::IQ4XS,
     ];
+
+    /// The minimum/offset terms of a 32-element sub-block: 0 (symmetric types), 1 (one
+    /// `m` for the sub-block) or 2 (Q2_K: one per 16 elements).
+    pub fn min_terms(self) -> usize {
+        match self {
+            QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K => 1,
+            QType::Q2K => 2,
+            _ => 0,
+        }
+    }
 
     pub fn from_ggml(id: u32) -> Option<QType> {
         Some(match id {
@@ -49,9 +72,13 @@ impl QType {
             6 => QType::Q5_0,
             7 => QType::Q5_1,
             8 => QType::Q8_0,
+            10 => QType::Q2K,
+            11 => QType::Q3K,
             12 => QType::Q4K,
             13 => QType::Q5K,
             14 => QType::Q6K,
+            20 => QType::IQ4NL,
+            23 => QType::IQ4XS,
             30 => QType::BF16,
             _ => return None,
         })
@@ -62,7 +89,8 @@ impl QType {
         match self {
             QType::F32 | QType::F16 | QType::BF16 => 1,
             QType::Q4_0 | QType::Q4_1 | QType::Q5_0 | QType::Q5_1 | QType::Q8_0 => 32,
-            QType::Q4K | QType::Q5K | QType::Q6K => 256,
+            QType::IQ4NL => 32,
+            QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS => 256,
         }
     }
 
@@ -79,6 +107,10 @@ impl QType {
             QType::Q4K => 144,
             QType::Q5K => 176,
             QType::Q6K => 210,
+            QType::Q2K => 84,
+            QType::Q3K => 110,
+            QType::IQ4NL => 18,
+            QType::IQ4XS => 136,
         }
     }
 
@@ -99,6 +131,10 @@ impl QType {
             QType::Q4K => "Q4_K",
             QType::Q5K => "Q5_K",
             QType::Q6K => "Q6_K",
+            QType::Q2K => "Q2_K",
+            QType::Q3K => "Q3_K",
+            QType::IQ4NL => "IQ4_NL",
+            QType::IQ4XS => "IQ4_XS",
         }
     }
 
@@ -114,13 +150,14 @@ pub(crate) fn f16_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
-/// One 32-element sub-block of weights as integers and factors: value_i = d·w_i + m
-/// (for Q6_K: d[0] for elements 0..16, d[1] for 16..32, m = 0).
+/// One 32-element sub-block of weights as integers and factors: value_i = d[h]·w_i + m[h]
+/// with h = i / 16 (the K-quants with 16-element scales — Q2_K, Q3_K, Q6_K — have two
+/// `d`s; only Q2_K has two different `m`s; every other type repeats one).
 #[derive(Debug, Clone, Copy)]
 pub struct SubBlock {
     pub w: [i8; 32],
     pub d: [f32; 2],
-    pub m: f32,
+    pub m: [f32; 2],
 }
 
 impl Default for SubBlock {
@@ -128,7 +165,7 @@ impl Default for SubBlock {
         SubBlock {
             w: [0; 32],
             d: [0.0; 2],
-            m: 0.0,
+            m: [0.0; 2],
         }
     }
 }
@@ -164,7 +201,7 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
                 sb.w[j + 16] = (qs[j] >> 4) as i8 - off;
             }
             sb.d = [d, d];
-            sb.m = m;
+            sb.m = [m, m];
         }
         QType::Q5_0 | QType::Q5_1 => {
             let d = f16_at(block, 0);
@@ -184,7 +221,7 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
                 sb.w[j + 16] = ((qs[j] >> 4) | h1) as i8 - off;
             }
             sb.d = [d, d];
-            sb.m = m;
+            sb.m = [m, m];
         }
         QType::Q8_0 => {
             let d = f16_at(block, 0);
@@ -193,7 +230,7 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
                 sb.w[j] = block[2 + j] as i8;
             }
             sb.d = [d, d];
-            sb.m = 0.0;
+            sb.m = [0.0; 2];
         }
         QType::Q4K | QType::Q5K => {
             let d = f16_at(block, 0);
@@ -221,7 +258,8 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
                     }
                     let dd = d * sc as f32;
                     sb.d = [dd, dd];
-                    sb.m = -(dmin * mn as f32);
+                    let mm = -(dmin * mn as f32);
+                    sb.m = [mm, mm];
                 }
             }
         }
@@ -250,14 +288,102 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
                     let s0 = sc[2 * part] as i8 as f32;
                     let s1 = sc[2 * part + 1] as i8 as f32;
                     sb.d = [d * s0, d * s1];
-                    sb.m = 0.0;
+                    sb.m = [0.0; 2];
                 }
+            }
+        }
+        QType::Q2K => {
+            // scales[16] (low nibble scale, high nibble min, per 16 elements),
+            // qs[64] (2-bit), d, dmin.
+            let scales = &block[0..16];
+            let qs = &block[16..80];
+            let d = f16_at(block, 80);
+            let dmin = f16_at(block, 82);
+            for n in 0..2 {
+                let q = &qs[n * 32..n * 32 + 32];
+                for j in 0..4 {
+                    let s = n * 4 + j;
+                    let sb = &mut out[s];
+                    for l in 0..32 {
+                        sb.w[l] = ((q[l] >> (2 * j)) & 3) as i8;
+                    }
+                    let (a, b) = (scales[2 * s], scales[2 * s + 1]);
+                    sb.d = [d * (a & 0xF) as f32, d * (b & 0xF) as f32];
+                    sb.m = [-(dmin * (a >> 4) as f32), -(dmin * (b >> 4) as f32)];
+                }
+            }
+        }
+        QType::Q3K => {
+            // hmask[32], qs[64] (low 2 bits), scales[12] (sixteen 6-bit scales), d.
+            let hm = &block[0..32];
+            let qs = &block[32..96];
+            let sc = q3k_scales(&block[96..108]);
+            let d = f16_at(block, 108);
+            for n in 0..2 {
+                let q = &qs[n * 32..n * 32 + 32];
+                for j in 0..4 {
+                    let s = n * 4 + j;
+                    let bit = 1u8 << s;
+                    let sb = &mut out[s];
+                    for l in 0..32 {
+                        let low = ((q[l] >> (2 * j)) & 3) as i8;
+                        sb.w[l] = low - if hm[l] & bit != 0 { 0 } else { 4 };
+                    }
+                    sb.d = [
+                        d * (sc[2 * s] as i32 - 32) as f32,
+                        d * (sc[2 * s + 1] as i32 - 32) as f32,
+                    ];
+                    sb.m = [0.0; 2];
+                }
+            }
+        }
+        QType::IQ4NL => {
+            let d = f16_at(block, 0);
+            let qs = &block[2..18];
+            let sb = &mut out[0];
+            for j in 0..16 {
+                sb.w[j] = IQ4_VALUES[(qs[j] & 0xF) as usize];
+                sb.w[j + 16] = IQ4_VALUES[(qs[j] >> 4) as usize];
+            }
+            sb.d = [d, d];
+            sb.m = [0.0; 2];
+        }
+        QType::IQ4XS => {
+            // d, scales_h (u16), scales_l[4], qs[128]: eight 32-element sub-blocks with
+            // 6-bit scales (offset 32) over the IQ4_NL codebook.
+            let d = f16_at(block, 0);
+            let sh = u16::from_le_bytes([block[2], block[3]]);
+            let sl = &block[4..8];
+            let qs = &block[8..136];
+            for (ib, sb) in out.iter_mut().enumerate().take(8) {
+                let ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 0xF) as i32
+                    | ((((sh >> (2 * ib)) & 3) as i32) << 4);
+                let dl = d * (ls - 32) as f32;
+                let q = &qs[ib * 16..ib * 16 + 16];
+                for j in 0..16 {
+                    sb.w[j] = IQ4_VALUES[(q[j] & 0xF) as usize];
+                    sb.w[j + 16] = IQ4_VALUES[(q[j] >> 4) as usize];
+                }
+                sb.d = [dl, dl];
+                sb.m = [0.0; 2];
             }
         }
         QType::F32 | QType::F16 | QType::BF16 => {
             unreachable!("float weights are not decoded into sub-blocks")
         }
     }
+}
+
+/// The sixteen 6-bit scales of a Q3_K block, unpacked from its 12 bytes (ggml's
+/// kmask shuffle: low 4 bits from bytes 0–7, high 2 bits from bytes 8–11).
+fn q3k_scales(b: &[u8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        let low = if i < 8 { b[i] & 0xF } else { b[i - 8] >> 4 };
+        let high = (b[8 + i % 4] >> (2 * (i / 4))) & 3;
+        *o = low | (high << 4);
+    }
+    out
 }
 
 /// Sub-blocks per block.
@@ -295,7 +421,7 @@ pub fn dequantize_row(t: QType, row: &[u8], k: usize, out: &mut [f32]) {
                 for (s, sb) in sbs[..nsb].iter().enumerate() {
                     let base = b * t.block_elems() + s * 32;
                     for i in 0..32 {
-                        out[base + i] = sb.d[i / 16] * sb.w[i] as f32 + sb.m;
+                        out[base + i] = sb.d[i / 16] * sb.w[i] as f32 + sb.m[i / 16];
                     }
                 }
             }

@@ -22,7 +22,8 @@ const MAX_ARRAY_DEPTH: usize = 2;
 #[derive(Debug, Clone)]
 pub struct TensorEntry {
     pub name: String,
-    pub dtype: GgmlDType,
+    /// The ggml type id (`enum ggml_type`); see [`type_layout`].
+    pub type_id: u32,
     /// Row-major shape (outermost first), as candle uses it; GGUF stores it reversed.
     pub shape: Vec<usize>,
     /// Offset of the data from the start of the tensor data section.
@@ -33,6 +34,11 @@ pub struct TensorEntry {
 impl TensorEntry {
     pub fn elem_count(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// llama.cpp's name of the tensor's type (`Q4_K`, `IQ4_XS`, …).
+    pub fn type_name(&self) -> &'static str {
+        type_layout(self.type_id).map_or("?", |l| l.name)
     }
 }
 
@@ -131,7 +137,7 @@ impl GgufFile {
             }
             shape.reverse();
             let type_id = r.u32()?;
-            let dtype = dtype_from_u32(type_id).ok_or_else(|| {
+            let layout = type_layout(type_id).ok_or_else(|| {
                 tensor_err(
                     &path,
                     &name,
@@ -143,23 +149,25 @@ impl GgufFile {
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
                 .ok_or_else(|| tensor_err(&path, &name, "has a shape whose size overflows"))?;
-            if elems % dtype.block_size() != 0 {
+            if elems % layout.block_elems != 0 {
                 return Err(tensor_err(
                     &path,
                     &name,
                     format!(
-                        "has {elems} elements, not a multiple of the {dtype:?} block size {}",
-                        dtype.block_size()
+                        "has {elems} elements, not a multiple of the {} block size {}",
+                        layout.name, layout.block_elems
                     ),
                 ));
             }
-            let nbytes = elems / dtype.block_size() * dtype.type_size();
+            let nbytes = (elems / layout.block_elems)
+                .checked_mul(layout.block_bytes)
+                .ok_or_else(|| tensor_err(&path, &name, "has a byte size that overflows"))?;
             if index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(tensor_err(&path, &name, "appears twice in the header"));
             }
             tensors.push(TensorEntry {
                 name,
-                dtype,
+                type_id,
                 shape,
                 offset,
                 nbytes,
@@ -319,8 +327,15 @@ impl GgufFile {
         let t = self
             .tensor(name)
             .ok_or_else(|| tensor_err(&self.path, name, "is missing from the file"))?;
+        let dtype = dtype_from_u32(t.type_id).ok_or_else(|| {
+            tensor_err(
+                &self.path,
+                name,
+                format!("has type {}, which candle cannot hold", t.type_name()),
+            )
+        })?;
         Ok(candle_core::quantized::ggml_file::qtensor_from_ggml(
-            t.dtype,
+            dtype,
             self.tensor_bytes(t),
             t.shape.clone(),
             device,
@@ -341,18 +356,20 @@ impl GgufFile {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            // Tensors of types candle cannot hold are left out (candle's loaders then
+            // report them missing).
             tensor_infos: self
                 .tensors
                 .iter()
-                .map(|t| {
-                    (
+                .filter_map(|t| {
+                    Some((
                         t.name.clone(),
                         gguf_file::TensorInfo {
-                            ggml_dtype: t.dtype,
+                            ggml_dtype: dtype_from_u32(t.type_id)?,
                             shape: candle_core::Shape::from(t.shape.clone()),
                             offset: t.offset,
                         },
-                    )
+                    ))
                 })
                 .collect(),
             tensor_data_offset: self.data_offset,
@@ -440,25 +457,43 @@ pub fn dtype_to_u32(d: GgmlDType) -> u32 {
     }
 }
 
-/// llama.cpp's names for the types, as users know them.
-pub fn dtype_name(d: GgmlDType) -> &'static str {
-    match d {
-        GgmlDType::F32 => "F32",
-        GgmlDType::F16 => "F16",
-        GgmlDType::BF16 => "BF16",
-        GgmlDType::Q4_0 => "Q4_0",
-        GgmlDType::Q4_1 => "Q4_1",
-        GgmlDType::Q5_0 => "Q5_0",
-        GgmlDType::Q5_1 => "Q5_1",
-        GgmlDType::Q8_0 => "Q8_0",
-        GgmlDType::Q8_1 => "Q8_1",
-        GgmlDType::Q2K => "Q2_K",
-        GgmlDType::Q3K => "Q3_K",
-        GgmlDType::Q4K => "Q4_K",
-        GgmlDType::Q5K => "Q5_K",
-        GgmlDType::Q6K => "Q6_K",
-        GgmlDType::Q8K => "Q8_K",
-    }
+/// How a ggml type lays out its data.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeLayout {
+    /// llama.cpp's name, as users know it.
+    pub name: &'static str,
+    pub block_elems: usize,
+    pub block_bytes: usize,
+}
+
+/// The layouts of the ggml types teacher can read (ggml.h `enum ggml_type`, block
+/// structs in ggml-common.h).
+pub fn type_layout(id: u32) -> Option<TypeLayout> {
+    let (name, block_elems, block_bytes) = match id {
+        0 => ("F32", 1, 4),
+        1 => ("F16", 1, 2),
+        2 => ("Q4_0", 32, 18),
+        3 => ("Q4_1", 32, 20),
+        6 => ("Q5_0", 32, 22),
+        7 => ("Q5_1", 32, 24),
+        8 => ("Q8_0", 32, 34),
+        9 => ("Q8_1", 32, 36),
+        10 => ("Q2_K", 256, 84),
+        11 => ("Q3_K", 256, 110),
+        12 => ("Q4_K", 256, 144),
+        13 => ("Q5_K", 256, 176),
+        14 => ("Q6_K", 256, 210),
+        15 => ("Q8_K", 256, 292),
+        20 => ("IQ4_NL", 32, 18),
+        23 => ("IQ4_XS", 256, 136),
+        30 => ("BF16", 1, 2),
+        _ => return None,
+    };
+    Some(TypeLayout {
+        name,
+        block_elems,
+        block_bytes,
+    })
 }
 
 /// A bounds-checked little-endian cursor.

@@ -10,11 +10,18 @@ use crate::gguf::{tensor_err, GgufFile};
 pub enum Arch {
     /// Llama 2/3, Mistral, TinyLlama, SmolLM2 and other llama-shaped models.
     Llama,
+    /// Qwen2 and Qwen2.5 (YaRN `rope.scaling` where the GGUF declares it).
     Qwen2,
+    /// Qwen3 dense models: q/k RMSNorm per head, no q/k/v biases.
+    Qwen3,
+    /// Phi-3, Phi-3.5 and Phi-4: fused qkv and gate/up tensors, partial rotary.
+    Phi3,
+    /// Gemma 2: logit soft-capping, alternating sliding-window layers.
+    Gemma2,
     Gemma3,
 }
 
-pub const SUPPORTED: &[&str] = &["llama", "qwen2", "gemma3"];
+pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"];
 
 impl Arch {
     pub fn parse(gguf: &GgufFile) -> Result<Arch> {
@@ -22,6 +29,9 @@ impl Arch {
         match name {
             "llama" => Ok(Arch::Llama),
             "qwen2" => Ok(Arch::Qwen2),
+            "qwen3" => Ok(Arch::Qwen3),
+            "phi3" => Ok(Arch::Phi3),
+            "gemma2" => Ok(Arch::Gemma2),
             "gemma3" => Ok(Arch::Gemma3),
             other => Err(Error::UnsupportedArchitecture {
                 path: gguf.path().to_path_buf(),
@@ -39,6 +49,9 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Phi3 => "phi3",
+            Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -58,8 +71,12 @@ pub struct HParams {
     pub rope_freq_base: f32,
     pub rms_norm_eps: f32,
     pub vocab_size: usize,
-    /// Gemma 3: window of the local-attention layers.
+    /// Gemma 2/3: window of the local-attention layers.
     pub sliding_window: Option<usize>,
+    /// Gemma 2: attention scores become c·tanh(s/c) before the softmax.
+    pub attn_softcap: Option<f32>,
+    /// Gemma 2: logits become c·tanh(l/c).
+    pub final_softcap: Option<f32>,
 }
 
 impl HParams {
@@ -116,6 +133,25 @@ impl HParams {
         let sliding_window = gguf
             .get_uint(&key("attention.sliding_window"))?
             .map(|v| v as usize);
+        let softcap = |k: &str| -> Result<Option<f32>> {
+            match gguf.get_f32(&key(k))? {
+                Some(c) if c.is_finite() && c > 0.0 => Ok(Some(c)),
+                Some(c) => Err(Error::Metadata {
+                    path: gguf.path().to_path_buf(),
+                    key: key(k),
+                    what: format!("is {c}, not a positive cap"),
+                }),
+                None => Ok(None),
+            }
+        };
+        let (attn_softcap, final_softcap) = if arch == Arch::Gemma2 {
+            (
+                softcap("attn_logit_softcapping")?,
+                softcap("final_logit_softcapping")?,
+            )
+        } else {
+            (None, None)
+        };
         let hp = HParams {
             arch,
             n_layer,
@@ -130,6 +166,8 @@ impl HParams {
             rms_norm_eps,
             vocab_size,
             sliding_window,
+            attn_softcap,
+            final_softcap,
         };
         hp.check_tensors(gguf)?;
         Ok(hp)
@@ -154,19 +192,33 @@ impl HParams {
             let b = |n: &str| format!("blk.{i}.{n}.weight");
             expect.extend([
                 (b("attn_norm"), vec![e]),
-                (b("attn_q"), vec![q, e]),
-                (b("attn_k"), vec![k, e]),
-                (b("attn_v"), vec![v, e]),
                 (b("attn_output"), vec![e, o]),
                 (b("ffn_norm"), vec![e]),
-                (b("ffn_gate"), vec![self.n_ff, e]),
-                (b("ffn_up"), vec![self.n_ff, e]),
                 (b("ffn_down"), vec![e, self.n_ff]),
             ]);
-            if self.arch == Arch::Gemma3 {
+            if self.arch == Arch::Phi3 {
+                // Fused projections: q, k and v rows in one matrix; gate then up.
+                expect.extend([
+                    (b("attn_qkv"), vec![q + k + v, e]),
+                    (b("ffn_up"), vec![2 * self.n_ff, e]),
+                ]);
+            } else {
+                expect.extend([
+                    (b("attn_q"), vec![q, e]),
+                    (b("attn_k"), vec![k, e]),
+                    (b("attn_v"), vec![v, e]),
+                    (b("ffn_gate"), vec![self.n_ff, e]),
+                    (b("ffn_up"), vec![self.n_ff, e]),
+                ]);
+            }
+            if matches!(self.arch, Arch::Gemma3 | Arch::Qwen3) {
                 expect.extend([
                     (b("attn_q_norm"), vec![self.head_dim_k]),
                     (b("attn_k_norm"), vec![self.head_dim_k]),
+                ]);
+            }
+            if matches!(self.arch, Arch::Gemma2 | Arch::Gemma3) {
+                expect.extend([
                     (b("post_attention_norm"), vec![e]),
                     (b("post_ffw_norm"), vec![e]),
                 ]);

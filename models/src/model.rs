@@ -6,11 +6,13 @@
 
 use crate::chat_template::{ChatTemplate, Message};
 use crate::error::{Error, Result};
-use crate::gguf::{dtype_name, GgufFile};
+use crate::gguf::GgufFile;
 use crate::hparams::{Arch, HParams};
 use crate::tokenizer::TextTokenizer;
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
+use candle_transformers::models::{
+    quantized_gemma3, quantized_llama, quantized_phi3, quantized_qwen2, quantized_qwen3,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -123,7 +125,7 @@ impl ModelFile {
     pub fn info(&self) -> ModelInfo {
         let mut quant: BTreeMap<String, usize> = BTreeMap::new();
         for t in &self.gguf.tensors {
-            *quant.entry(dtype_name(t.dtype).to_string()).or_default() += 1;
+            *quant.entry(t.type_name().to_string()).or_default() += 1;
         }
         ModelInfo {
             path: self.gguf.path().to_path_buf(),
@@ -181,6 +183,8 @@ pub struct ModelInfo {
 enum Weights {
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
+    Qwen3(quantized_qwen3::ModelWeights),
+    Phi3(quantized_phi3::ModelWeights),
     Gemma3(quantized_gemma3::ModelWeights),
 }
 
@@ -209,6 +213,21 @@ impl Model {
                 quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)
                     .map_err(wrap)?,
             ),
+            Arch::Qwen3 => Weights::Qwen3(
+                quantized_qwen3::ModelWeights::from_gguf(content, &mut reader, device)
+                    .map_err(wrap)?,
+            ),
+            Arch::Phi3 => Weights::Phi3(
+                quantized_phi3::ModelWeights::from_gguf(false, content, &mut reader, device)
+                    .map_err(wrap)?,
+            ),
+            Arch::Gemma2 => {
+                return Err(Error::Model {
+                    path,
+                    what: "candle-transformers has no quantized gemma2 model to compare with"
+                        .into(),
+                })
+            }
             Arch::Gemma3 => Weights::Gemma3(
                 quantized_gemma3::ModelWeights::from_gguf(content, &mut reader, device)
                     .map_err(wrap)?,
@@ -227,6 +246,8 @@ impl Model {
         let logits = match &mut self.weights {
             Weights::Llama(m) => m.forward(&x, pos)?,
             Weights::Qwen2(m) => m.forward(&x, pos)?,
+            Weights::Qwen3(m) => m.forward(&x, pos)?,
+            Weights::Phi3(m) => m.forward(&x, pos)?,
             Weights::Gemma3(m) => m.forward(&x, pos)?,
         };
         // The models return (batch, vocab) for the last position.

@@ -216,9 +216,11 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
             };
             if let Some(code) = code {
                 // SAFETY: a non-scalar Isa is only chosen after detecting its features;
-                // the columns c0..c1 belong to this task.
-                unsafe { x86::columns(code, w, c0, c1, &acts, out) };
-                return;
+                // the columns c0..c1 belong to this task. Types without a SIMD decoder
+                // fall through to the scalar reference.
+                if unsafe { x86::columns(code, w, c0, c1, &acts, out) } {
+                    return;
+                }
             }
         }
         #[cfg(target_arch = "aarch64")]
@@ -260,7 +262,7 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 fn column_scalar(w: &QMatrix, c: usize, acts: &[Q8Row], lanes: &mut [[f32; 8]], macc: &mut [f32]) {
     let t = w.t;
     let nsb = sub_blocks(t);
-    let has_min = matches!(t, QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K);
+    let min_terms = t.min_terms();
     let mut sbs = [SubBlock::default(); 8];
     for (b, block) in w.row(c).chunks_exact(t.block_bytes()).enumerate() {
         decode_block(t, block, &mut sbs[..nsb]);
@@ -277,12 +279,26 @@ fn column_scalar(w: &QMatrix, c: usize, acts: &[Q8Row], lanes: &mut [[f32; 8]], 
                     let scale = sb.d[l / 4] * da;
                     lanes[r][l] = scale.mul_add(p as f32, lanes[r][l]);
                 }
-                if has_min {
-                    macc[r] = (sb.m * da).mul_add(a.sum[j] as f32, macc[r]);
+                match min_terms {
+                    0 => {}
+                    1 => macc[r] = (sb.m[0] * da).mul_add(a.sum[j] as f32, macc[r]),
+                    _ => {
+                        let (lo, hi) = half_sums(qa);
+                        macc[r] = (sb.m[0] * da).mul_add(lo as f32, macc[r]);
+                        macc[r] = (sb.m[1] * da).mul_add(hi as f32, macc[r]);
+                    }
                 }
             }
         }
     }
+}
+
+/// Σa over the two 16-element halves of a sub-block (Q2_K's per-half minimum terms).
+#[inline]
+pub(crate) fn half_sums(qa: &[i8]) -> (i32, i32) {
+    let lo: i32 = qa[..16].iter().map(|&v| v as i32).sum();
+    let hi: i32 = qa[16..32].iter().map(|&v| v as i32).sum();
+    (lo, hi)
 }
 
 /// Random weight data for tests and benchmarks (here so other crates' tests can use it).
@@ -319,6 +335,12 @@ pub mod tests_support {
                     b[0..2].copy_from_slice(&f16b(small(next())));
                     b[2..4].copy_from_slice(&f16b(small(next())));
                 }
+                QType::Q2K => {
+                    b[80..82].copy_from_slice(&f16b(small(next())));
+                    b[82..84].copy_from_slice(&f16b(small(next())));
+                }
+                QType::Q3K => b[108..110].copy_from_slice(&f16b(small(next()))),
+                QType::IQ4NL | QType::IQ4XS => b[0..2].copy_from_slice(&f16b(small(next()))),
                 QType::Q6K => b[208..210].copy_from_slice(&f16b(small(next()))),
                 QType::F16 => b.copy_from_slice(&f16b((next() % 200) as f32 / 100.0 - 1.0)),
                 QType::F32 => {

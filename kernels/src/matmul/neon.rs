@@ -10,7 +10,7 @@
 //! row count); its speed has not been measured on ARM hardware.
 
 use super::{reduce, OutPtr, QMatrix};
-use crate::quant::{decode_block, sub_blocks, Q8Row, QType, SubBlock};
+use crate::quant::{decode_block, sub_blocks, Q8Row, SubBlock};
 use std::arch::aarch64::*;
 
 /// Columns `c0..c1` for all rows; false for float weights (the caller's path).
@@ -27,7 +27,7 @@ pub(super) unsafe fn columns(
     if !t.is_quantized() {
         return false;
     }
-    let has_min = matches!(t, QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K);
+    let min_terms = t.min_terms();
     let nsb = sub_blocks(t);
     let n = w.rows;
     let mut col = vec![SubBlock::default(); w.cols / 32];
@@ -45,8 +45,14 @@ pub(super) unsafe fn columns(
                 let da = *a.d.get_unchecked(j);
                 lo = vfmaq_f32(lo, vdupq_n_f32(sb.d[0] * da), vcvtq_f32_s32(p_lo));
                 hi = vfmaq_f32(hi, vdupq_n_f32(sb.d[1] * da), vcvtq_f32_s32(p_hi));
-                if has_min {
-                    mc = (sb.m * da).mul_add(*a.sum.get_unchecked(j) as f32, mc);
+                match min_terms {
+                    0 => {}
+                    1 => mc = (sb.m[0] * da).mul_add(*a.sum.get_unchecked(j) as f32, mc),
+                    _ => {
+                        let (s_lo, s_hi) = super::half_sums(&a.qs[j * 32..j * 32 + 32]);
+                        mc = (sb.m[0] * da).mul_add(s_lo as f32, mc);
+                        mc = (sb.m[1] * da).mul_add(s_hi as f32, mc);
+                    }
                 }
             }
             let mut l = [0f32; 8];

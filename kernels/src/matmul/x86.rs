@@ -86,7 +86,9 @@ pub(super) unsafe fn columns(
                 QType::Q4K => $f::<Q4K>(w, c0, c1, acts, out),
                 QType::Q5K => $f::<Q5K>(w, c0, c1, acts, out),
                 QType::Q6K => $f::<Q6K>(w, c0, c1, acts, out),
-                QType::F32 | QType::F16 | QType::BF16 => return false,
+                // Float weights (the caller's path) and types with only the scalar
+                // decoder.
+                _ => return false,
             }
         };
     }

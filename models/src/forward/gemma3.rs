@@ -8,7 +8,7 @@ use super::Flavor;
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::hparams::HParams;
-use teacher_kernels::ops::RopeStyle;
+use teacher_kernels::ops::{RopeScaling, RopeStyle};
 
 /// Every n-th layer is global (llama.cpp `set_swa_pattern(6)`).
 const GLOBAL_EVERY: usize = 6;
@@ -35,6 +35,7 @@ pub(crate) fn flavor(gguf: &GgufFile, hp: &HParams) -> Result<Flavor> {
         rope_style: RopeStyle::Halves,
         rope_dims: hp.head_dim_k,
         rope_base,
+        rope_scaling: RopeScaling::none(),
         window,
         // query_pre_attn_scalar = head_dim for every size but 27B.
         attn_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
@@ -43,5 +44,6 @@ pub(crate) fn flavor(gguf: &GgufFile, hp: &HParams) -> Result<Flavor> {
         qk_norm: true,
         post_norms: true,
         qkv_bias: false,
+        fused: false,
     })
 }

@@ -10,10 +10,13 @@
 //! (RoPE style, norms, activation, biases, sliding windows) live in `llama.rs`,
 //! `qwen2.rs` and `gemma3.rs`.
 
+mod gemma2;
 mod gemma3;
 mod kv_cache;
 mod llama;
+mod phi3;
 mod qwen2;
+mod qwen3;
 
 pub use kv_cache::KvCache;
 
@@ -21,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{tensor_err, GgufFile};
 use crate::hparams::{Arch, HParams};
 use std::sync::Arc;
-use teacher_kernels::ops::{self, KvType, Rope};
+use teacher_kernels::ops::{self, KvType, Rope, RopeScaling, Yarn};
 use teacher_kernels::pool;
 use teacher_kernels::{matmul, matmul_many, QMatrix, QType};
 
@@ -35,6 +38,19 @@ struct WeightRef {
     len: usize,
 }
 
+impl WeightRef {
+    /// Rows `first..first + n` (a part of a fused matrix; rows are contiguous).
+    fn rows(self, first: usize, n: usize) -> WeightRef {
+        let rb = self.t.row_bytes(self.cols);
+        WeightRef {
+            rows: n,
+            start: self.start + first * rb,
+            len: n * rb,
+            ..self
+        }
+    }
+}
+
 /// Architecture facts that shape the block.
 #[derive(Debug, Clone)]
 pub(crate) struct Flavor {
@@ -42,6 +58,8 @@ pub(crate) struct Flavor {
     pub rope_dims: usize,
     /// Per layer: the frequency base of its RoPE.
     pub rope_base: Vec<f32>,
+    /// Frequency factors, linear or YaRN scaling (every layer).
+    pub rope_scaling: RopeScaling,
     /// Per layer: attend only to this many most recent positions.
     pub window: Vec<Option<usize>>,
     pub attn_scale: f32,
@@ -50,6 +68,8 @@ pub(crate) struct Flavor {
     pub qk_norm: bool,
     pub post_norms: bool,
     pub qkv_bias: bool,
+    /// q, k, v in one `attn_qkv` matrix and gate, up in one `ffn_up` (Phi-3).
+    pub fused: bool,
 }
 
 impl Flavor {
@@ -62,14 +82,26 @@ impl Flavor {
         qkv_bias: bool,
     ) -> Result<Flavor> {
         let key = format!("{}.rope.dimension_count", hp.arch.as_str());
-        let rope_dims = gguf
-            .get_uint(&key)?
-            .map(|d| d as usize)
-            .unwrap_or(hp.head_dim_k);
+        let rope_dims = match gguf.get_uint(&key)? {
+            None => hp.head_dim_k,
+            Some(d) if d > 0 && d % 2 == 0 && d as usize <= hp.head_dim_k => d as usize,
+            Some(d) => {
+                return Err(Error::Metadata {
+                    path: gguf.path().to_path_buf(),
+                    key,
+                    what: format!(
+                        "is {d}; it must be even and at most the head size {}",
+                        hp.head_dim_k
+                    ),
+                })
+            }
+        };
+        let rope_scaling = rope_scaling(gguf, hp, rope_dims)?;
         Ok(Flavor {
             rope_style,
             rope_dims,
             rope_base: vec![hp.rope_freq_base; hp.n_layer],
+            rope_scaling,
             window: vec![None; hp.n_layer],
             attn_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
             gelu: false,
@@ -77,8 +109,92 @@ impl Flavor {
             qk_norm: false,
             post_norms: false,
             qkv_bias,
+            fused: false,
         })
     }
+}
+
+/// RoPE scaling as the GGUF declares it: `rope.scaling.type` (`linear`, `yarn`),
+/// `rope.scaling.factor`, `rope.scaling.original_context_length`, the YaRN β bounds
+/// and `rope.scaling.attn_factor`; frequency factors from `rope_freqs.weight` (Llama 3.1+)
+/// or `rope_factors_short.weight` (Phi-3 LongRoPE; llama.cpp switches to the long
+/// factors only for contexts beyond the original one).
+fn rope_scaling(gguf: &GgufFile, hp: &HParams, rope_dims: usize) -> Result<RopeScaling> {
+    let p = hp.arch.as_str();
+    let key = |k: &str| format!("{p}.rope.scaling.{k}");
+    let bad = |k: &str, what: String| Error::Metadata {
+        path: gguf.path().to_path_buf(),
+        key: key(k),
+        what,
+    };
+    let mut sc = RopeScaling::none();
+    let kind = gguf.get_str(&key("type"))?.unwrap_or("none").to_string();
+    let factor = gguf.get_f32(&key("factor"))?;
+    match (kind.as_str(), factor) {
+        ("none", _) | (_, None) => {}
+        ("linear" | "yarn", Some(f)) => {
+            if !(f.is_finite() && f >= 1.0) {
+                return Err(bad(
+                    "factor",
+                    format!("is {f}; a scaling factor is at least 1"),
+                ));
+            }
+            sc.freq_scale = 1.0 / f;
+            if kind == "yarn" {
+                let orig = gguf
+                    .get_uint(&key("original_context_length"))?
+                    .filter(|&n| n > 0 && n <= 1 << 31)
+                    .ok_or_else(|| {
+                        bad(
+                            "original_context_length",
+                            "is missing or not a sensible size; YaRN needs it".into(),
+                        )
+                    })?;
+                let beta = |k: &str, default: f32| -> Result<f32> {
+                    Ok(gguf
+                        .get_f32(&key(k))?
+                        .filter(|b| *b > 0.0)
+                        .unwrap_or(default))
+                };
+                sc.yarn = Some(Yarn {
+                    original_context: orig as usize,
+                    beta_fast: beta("yarn_beta_fast", 32.0)?,
+                    beta_slow: beta("yarn_beta_slow", 1.0)?,
+                });
+            }
+        }
+        (other, Some(_)) => {
+            return Err(bad(
+                "type",
+                format!("is `{other}`, which teacher does not implement (linear, yarn)"),
+            ))
+        }
+    }
+    if let Some(a) = gguf.get_f32(&key("attn_factor"))? {
+        if !(a.is_finite() && a > 0.0) {
+            return Err(bad("attn_factor", format!("is {a}, not a positive factor")));
+        }
+        sc.attn_factor = a;
+    }
+    for name in ["rope_freqs.weight", "rope_factors_short.weight"] {
+        if gguf.tensor(name).is_some() {
+            let f = vector(gguf, name)?;
+            if f.len() != rope_dims / 2 || f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(tensor_err(
+                    gguf.path(),
+                    name,
+                    format!(
+                        "should hold {} positive factors (one per rotated pair), has {} values",
+                        rope_dims / 2,
+                        f.len()
+                    ),
+                ));
+            }
+            sc.freq_factors = Some(f);
+            break;
+        }
+    }
+    Ok(sc)
 }
 
 struct Layer {
@@ -131,8 +247,16 @@ impl Transformer {
         let flavor = match hp.arch {
             Arch::Llama => llama::flavor(&gguf, &hp)?,
             Arch::Qwen2 => qwen2::flavor(&gguf, &hp)?,
+            Arch::Qwen3 => qwen3::flavor(&gguf, &hp)?,
+            Arch::Phi3 => phi3::flavor(&gguf, &hp)?,
+            Arch::Gemma2 => gemma2::flavor(&gguf, &hp)?,
             Arch::Gemma3 => gemma3::flavor(&gguf, &hp)?,
         };
+        let (q_rows, k_rows, v_rows) = (
+            hp.n_head * hp.head_dim_k,
+            hp.n_head_kv * hp.head_dim_k,
+            hp.n_head_kv * hp.head_dim_v,
+        );
         let w = |name: &str| weight(&gguf, name);
         let v = |name: &str| vector(&gguf, name);
         let opt_v = |name: &str| -> Result<Option<Vec<f32>>> {
@@ -182,11 +306,32 @@ impl Transformer {
             } else {
                 (None, None, None)
             };
+            // Fused matrices are used as row ranges of one tensor: each output is
+            // computed exactly as from a separate matrix.
+            let (wq, wk, wv, w_gate, w_up) = if flavor.fused {
+                let qkv = w(&n("attn_qkv.weight"))?;
+                let gate_up = w(&n("ffn_up.weight"))?;
+                (
+                    qkv.rows(0, q_rows),
+                    qkv.rows(q_rows, k_rows),
+                    qkv.rows(q_rows + k_rows, v_rows),
+                    gate_up.rows(0, hp.n_ff),
+                    gate_up.rows(hp.n_ff, hp.n_ff),
+                )
+            } else {
+                (
+                    w(&n("attn_q.weight"))?,
+                    w(&n("attn_k.weight"))?,
+                    w(&n("attn_v.weight"))?,
+                    w(&n("ffn_gate.weight"))?,
+                    w(&n("ffn_up.weight"))?,
+                )
+            };
             layers.push(Layer {
                 attn_norm: v(&n("attn_norm.weight"))?,
-                wq: w(&n("attn_q.weight"))?,
-                wk: w(&n("attn_k.weight"))?,
-                wv: w(&n("attn_v.weight"))?,
+                wq,
+                wk,
+                wv,
                 wo: w(&n("attn_output.weight"))?,
                 bq,
                 bk,
@@ -195,11 +340,16 @@ impl Transformer {
                 k_norm,
                 post_attn_norm,
                 ffn_norm: v(&n("ffn_norm.weight"))?,
-                w_gate: w(&n("ffn_gate.weight"))?,
-                w_up: w(&n("ffn_up.weight"))?,
+                w_gate,
+                w_up,
                 w_down: w(&n("ffn_down.weight"))?,
                 post_ffn_norm,
-                rope: Rope::new(flavor.rope_style, flavor.rope_dims, flavor.rope_base[i]),
+                rope: Rope::scaled(
+                    flavor.rope_style,
+                    flavor.rope_dims,
+                    flavor.rope_base[i],
+                    &flavor.rope_scaling,
+                ),
                 window: flavor.window[i],
             });
         }
@@ -265,6 +415,21 @@ impl Transformer {
 
     /// Run one step; returns the logits (vocab-sized) of each segment that asked.
     pub fn step(&self, cache: &mut KvCache, segs: &[Segment]) -> Result<Vec<Vec<f32>>> {
+        self.run_step(cache, segs, false)
+    }
+
+    /// Run one step; returns the logits of *every* token of each segment that asked,
+    /// in order (perplexity scoring). Each row's numbers are the same as `step` gives.
+    pub fn step_every_token(&self, cache: &mut KvCache, segs: &[Segment]) -> Result<Vec<Vec<f32>>> {
+        self.run_step(cache, segs, true)
+    }
+
+    fn run_step(
+        &self,
+        cache: &mut KvCache,
+        segs: &[Segment],
+        every_token: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let hp = &self.hp;
         let e = hp.n_embd;
         // Row bookkeeping: (slot, position) per row.
@@ -358,6 +523,7 @@ impl Transformer {
             }
             let cache_ref: &KvCache = cache;
             let scale = self.flavor.attn_scale;
+            let softcap = hp.attn_softcap.unwrap_or(0.0);
             let q_ref = &q;
             // Units of query heads sharing a KV head, whose K/V rows are then read once;
             // single heads when there are too few units to keep the threads busy. Each
@@ -382,6 +548,7 @@ impl Transformer {
                     kv_stride: nkv * dk,
                     kv_head: h0 / group,
                     head_dim: dk,
+                    softcap,
                 };
                 SCORES.with_borrow_mut(|scores| {
                     let qh = &q_ref[i * per * dk..(i + 1) * per * dk];
@@ -420,9 +587,14 @@ impl Transformer {
         let mut want: Vec<usize> = Vec::new();
         let mut row = 0;
         for s in segs {
+            let first = row;
             row += s.tokens.len();
             if s.logits && !s.tokens.is_empty() {
-                want.push(row - 1);
+                if every_token {
+                    want.extend(first..row);
+                } else {
+                    want.push(row - 1);
+                }
             }
         }
         let mut hs = vec![0f32; want.len() * e];
@@ -434,6 +606,11 @@ impl Transformer {
         let vocab = out.rows;
         let mut logits = vec![0f32; want.len() * vocab];
         matmul(&out, &hs, want.len(), &mut logits);
+        if let Some(cap) = hp.final_softcap {
+            logits
+                .iter_mut()
+                .for_each(|l| *l = cap * ops::tanh(*l / cap));
+        }
         Ok(logits.chunks(vocab).map(|c| c.to_vec()).collect())
     }
 }
@@ -474,13 +651,13 @@ fn weight(gguf: &GgufFile, name: &str) -> Result<WeightRef> {
     let t = gguf
         .tensor(name)
         .ok_or_else(|| tensor_err(gguf.path(), name, "is missing from the file"))?;
-    let qt = QType::from_ggml(crate::gguf::dtype_to_u32(t.dtype)).ok_or_else(|| {
+    let qt = QType::from_ggml(t.type_id).ok_or_else(|| {
         tensor_err(
             gguf.path(),
             name,
             format!(
                 "has type {}, which teacher's kernels do not multiply",
-                crate::gguf::dtype_name(t.dtype)
+                t.type_name()
             ),
         )
     })?;
@@ -504,7 +681,7 @@ fn vector(gguf: &GgufFile, name: &str) -> Result<Vec<f32>> {
     let t = gguf
         .tensor(name)
         .ok_or_else(|| tensor_err(gguf.path(), name, "is missing from the file"))?;
-    let qt = QType::from_ggml(crate::gguf::dtype_to_u32(t.dtype))
+    let qt = QType::from_ggml(t.type_id)
         .ok_or_else(|| tensor_err(gguf.path(), name, "has a type teacher cannot read"))?;
     let n = t.elem_count();
     if n % qt.block_elems() != 0 {

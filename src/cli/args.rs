@@ -1,0 +1,142 @@
+//! Flags several commands share: the model, the engine, sampling.
+
+use clap::Args;
+use std::path::PathBuf;
+use teacher::engine::EngineConfig;
+use teacher_kernels::SamplingParams;
+use teacher_models::fetch;
+use teacher_models::{LoadOptions, ModelFile};
+
+#[derive(Args, Clone)]
+pub(crate) struct ModelArgs {
+    /// A catalog name (`teacher models list`), a path to a `.gguf` file, or
+    /// `hf:OWNER/REPO/FILE.gguf`.
+    #[arg(
+        long,
+        short,
+        env = "TEACHER_MODEL",
+        default_value = "smollm2-135m-instruct"
+    )]
+    pub(crate) model: String,
+    /// A Hugging Face `tokenizer.json` to use instead of the GGUF's tokenizer.
+    #[arg(long)]
+    pub(crate) tokenizer: Option<PathBuf>,
+    /// A Jinja chat template file to use instead of the GGUF's.
+    #[arg(long)]
+    pub(crate) chat_template: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    pub(crate) fn open(&self, offline: bool) -> anyhow::Result<ModelFile> {
+        let resolved = fetch::resolve(&self.model, offline)?;
+        let opts = LoadOptions {
+            tokenizer: self.tokenizer.clone(),
+            chat_template: self.chat_template.clone(),
+        };
+        Ok(ModelFile::open(&resolved.path, &opts)?)
+    }
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct EngineArgs {
+    /// Most sequences decoded together.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) batch: usize,
+    /// Positions per sequence (prompt + completion); at most the model's context.
+    #[arg(long, default_value_t = 2048)]
+    pub(crate) context: usize,
+    /// Memory the KV cache may take, in GiB.
+    #[arg(long, default_value_t = 8.0)]
+    pub(crate) kv_memory: f64,
+    /// What the KV cache stores: f16 (llama.cpp's default; half the memory and
+    /// attention traffic) or f32 (exact activations).
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub(crate) kv_type: KvArg,
+}
+
+impl EngineArgs {
+    pub(crate) fn config(&self, seed: u64) -> EngineConfig {
+        let mut cfg = EngineConfig::new(self.batch, self.context, seed);
+        cfg.kv_memory = (self.kv_memory * (1u64 << 30) as f64) as usize;
+        cfg.kv_type = self.kv_type.into();
+        cfg
+    }
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum KvArg {
+    F16,
+    F32,
+}
+
+impl From<KvArg> for teacher_kernels::ops::KvType {
+    fn from(k: KvArg) -> Self {
+        match k {
+            KvArg::F16 => teacher_kernels::ops::KvType::F16,
+            KvArg::F32 => teacher_kernels::ops::KvType::F32,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct SamplingArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) top_p: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) top_k: usize,
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) repetition_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) frequency_penalty: f32,
+    /// The run seed: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}
+
+impl SamplingArgs {
+    pub(crate) fn params(&self) -> anyhow::Result<SamplingParams> {
+        let p = SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias: vec![],
+        };
+        p.validate().map_err(teacher::Error::from)?;
+        Ok(p)
+    }
+}
+
+/// The model file, its sha256 (from the catalog when known) and its name.
+pub(crate) fn open_for_pipeline(
+    m: &ModelArgs,
+    offline: bool,
+) -> anyhow::Result<(ModelFile, String)> {
+    let resolved = fetch::resolve(&m.model, offline)?;
+    let file = ModelFile::open(
+        &resolved.path,
+        &LoadOptions {
+            tokenizer: m.tokenizer.clone(),
+            chat_template: m.chat_template.clone(),
+        },
+    )?;
+    let sha = match &resolved.entry {
+        Some(e) => e.sha256.clone(),
+        None => fetch::sha256_file(&resolved.path)?,
+    };
+    Ok((file, sha))
+}

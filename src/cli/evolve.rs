@@ -1,0 +1,148 @@
+//! `teacher evolve`: Evol-Instruct over rounds, with responses and eliminations.
+
+use super::args::{open_for_pipeline, EngineArgs, ModelArgs};
+use anyhow::bail;
+use clap::Args;
+use std::path::PathBuf;
+use teacher::engine::Engine;
+use teacher_kernels::SamplingParams;
+use teacher_models::fetch;
+use teacher_models::forward::Transformer;
+
+#[derive(Args)]
+pub(crate) struct EvolveArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Instructions to evolve (any format `respond` reads).
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Write every failed evolution with its elimination reason here.
+    #[arg(long)]
+    rejected: Option<PathBuf>,
+    /// Evolution rounds (the paper uses 4).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Operations to draw from (default: all six).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    ops: Option<Vec<teacher::pipeline::evol::EvolOp>>,
+    /// Also write the original instructions (round 0).
+    #[arg(long)]
+    keep_originals: bool,
+    /// ROUGE-L F1 at which an evolution duplicates another kept one.
+    #[arg(long, default_value_t = 0.7)]
+    threshold: f64,
+    /// Items per committed wave.
+    #[arg(long, default_value_t = 64)]
+    wave_size: usize,
+    /// Evolution decoding (WizardLM: temperature 1, top-p 0.95).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Token limit of an evolved instruction.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Response decoding (the paper: temperature 1, top-p 0.9).
+    #[arg(long, default_value_t = 1.0)]
+    response_temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    response_top_p: f32,
+    /// Token limit of a response (the paper allows 2048).
+    #[arg(long, default_value_t = 512)]
+    response_max_tokens: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
+    use teacher::pipeline::{evol, items};
+    if a.rounds == 0 || a.wave_size == 0 || a.max_tokens == 0 || a.response_max_tokens == 0 {
+        bail!("--rounds, --wave-size, --max-tokens and --response-max-tokens must be at least 1");
+    }
+    if !(a.threshold > 0.0 && a.threshold <= 1.0) {
+        bail!("--threshold must be in (0, 1], got {}", a.threshold);
+    }
+    let evolve_sampling = SamplingParams {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        ..SamplingParams::default()
+    };
+    let response_sampling = SamplingParams {
+        temperature: a.response_temperature,
+        top_p: a.response_top_p,
+        ..SamplingParams::default()
+    };
+    evolve_sampling.validate().map_err(teacher::Error::from)?;
+    response_sampling.validate().map_err(teacher::Error::from)?;
+    let mut ops = a.ops.clone().unwrap_or_else(|| evol::ALL_OPS.to_vec());
+    ops.sort();
+    ops.dedup();
+    let list = items::load(&a.input)?;
+    let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
+    let cfg = evol::Config {
+        rounds: a.rounds,
+        ops,
+        seed: a.seed,
+        wave_size: a.wave_size,
+        keep_originals: a.keep_originals,
+        threshold: a.threshold,
+        evolve_sampling,
+        evolve_max_tokens: a.max_tokens,
+        response_sampling,
+        response_max_tokens: a.response_max_tokens,
+        model_name: a.model.model.clone(),
+        model_sha256,
+        input_sha256: fetch::sha256_file(&a.input)?,
+    };
+    let model = Transformer::load(file.gguf.clone())?;
+    let ecfg = a.engine.config(a.seed);
+    let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
+    let started = std::time::Instant::now();
+    let bar = teacher::progress::bar((a.rounds * list.len()) as u64, "evolutions tried");
+    let p = evol::run(
+        &mut engine,
+        &file,
+        &list,
+        &cfg,
+        &a.out,
+        a.rejected.as_deref(),
+        |p| {
+            let failed: u64 = p
+                .failed
+                .iter()
+                .filter(|(k, _)| *k != "equality_unclear")
+                .map(|(_, v)| v)
+                .sum();
+            match &bar {
+                Some(b) => {
+                    b.set_position(p.evolved + failed);
+                    b.set_message(format!(
+                        "round {} · {} evolved · {failed} eliminated",
+                        p.round, p.evolved
+                    ));
+                }
+                None => eprintln!(
+                    "teacher: round {} wave {}: {} evolved, eliminated {:?}",
+                    p.round, p.waves, p.evolved, p.failed
+                ),
+            }
+        },
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    eprintln!(
+        "teacher: {} evolved instructions in `{}` in {:.1} s; generation {:.1} s, filtering {:.2} s; eliminated {:?}",
+        p.evolved,
+        a.out.display(),
+        started.elapsed().as_secs_f64(),
+        p.generation_seconds,
+        p.filter_seconds,
+        p.failed
+    );
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! `teacher generate`: completions for a JSONL file of prompts.
+
+use super::args::{EngineArgs, ModelArgs, SamplingArgs};
+use anyhow::bail;
+use clap::Args;
+use std::path::PathBuf;
+use teacher::engine::Engine;
+use teacher_models::forward::Transformer;
+
+#[derive(Args)]
+pub(crate) struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// JSONL: `{"id", "prompt"}` or `{"id", "messages"}` per line, with optional
+    /// `temperature`, `top_p`, `top_k`, `min_p`, `max_tokens`, `stop`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where `{id, text, finish_reason, prompt_tokens, completion_tokens}` lines go.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+pub(crate) fn run(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
+    let defaults = a.sampling.params()?;
+    if a.sampling.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
+    }
+    let records = teacher::generate::read_prompts(&a.input, &defaults, a.sampling.max_tokens)?;
+    let file = a.model.open(offline)?;
+    let model = Transformer::load(file.gguf.clone())?;
+    let cfg = a.engine.config(a.sampling.seed);
+    let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
+    let bar = teacher::progress::counter("completions");
+    let started = std::time::Instant::now();
+    teacher::generate::run(&mut engine, &file, &records, &a.out, |n| {
+        if let Some(b) = &bar {
+            b.set_position(n as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let s = &engine.stats;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "teacher: {} completions, {} prompt + {} generated tokens in {:.1} s ({:.1} generated tok/s)",
+        records.len(),
+        s.prompt_tokens,
+        s.generated_tokens,
+        secs,
+        s.generated_tokens as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}

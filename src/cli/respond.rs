@@ -1,0 +1,76 @@
+//! `teacher respond`: a response from the teacher for every instruction of a file.
+
+use super::args::{open_for_pipeline, EngineArgs, ModelArgs, SamplingArgs};
+use anyhow::bail;
+use clap::Args;
+use std::path::PathBuf;
+use teacher::engine::Engine;
+use teacher_models::fetch;
+use teacher_models::forward::Transformer;
+
+#[derive(Args)]
+pub(crate) struct RespondArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Alpaca or teacher records, `messages`/ShareGPT records, or one instruction per line.
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// A system prompt for chat models (base models get it as a preamble).
+    #[arg(long)]
+    system: Option<String>,
+    /// Records per committed wave.
+    #[arg(long, default_value_t = 64)]
+    wave_size: usize,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
+    use teacher::pipeline::{items, respond as rs};
+    let sampling = a.sampling.params()?;
+    if a.wave_size == 0 || a.sampling.max_tokens == 0 {
+        bail!("--wave-size and --max-tokens must be at least 1");
+    }
+    let list = items::load(&a.input)?;
+    let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
+    let cfg = rs::Config {
+        sampling,
+        max_tokens: a.sampling.max_tokens,
+        seed: a.sampling.seed,
+        system: a.system.clone(),
+        wave_size: a.wave_size,
+        model_name: a.model.model.clone(),
+        model_sha256,
+        input_sha256: fetch::sha256_file(&a.input)?,
+    };
+    let model = Transformer::load(file.gguf.clone())?;
+    let ecfg = a.engine.config(a.sampling.seed);
+    let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
+    let bar = teacher::progress::bar(list.len() as u64, "responses");
+    let started = std::time::Instant::now();
+    let n = rs::run(
+        &mut engine,
+        &file,
+        &list,
+        &cfg,
+        &a.out,
+        |done, total| match &bar {
+            Some(b) => b.set_position(done as u64),
+            None => eprintln!("teacher: {done}/{total} responses"),
+        },
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    eprintln!(
+        "teacher: {n} responses in `{}` in {:.1} s ({} tokens generated)",
+        a.out.display(),
+        started.elapsed().as_secs_f64(),
+        engine.stats.generated_tokens
+    );
+    Ok(())
+}

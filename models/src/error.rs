@@ -20,6 +20,10 @@ pub enum Error {
     #[error("`{path}` is a malformed GGUF file: {what}\nhint: the file is damaged or truncated; download it again")]
     MalformedGguf { path: PathBuf, what: String },
 
+    /// A bad argument given to the library (a shape or type name, say).
+    #[error("{0}")]
+    Usage(String),
+
     #[error("`{path}`: metadata key `{key}` {what}")]
     Metadata {
         path: PathBuf,

@@ -7,8 +7,10 @@ pub mod error;
 pub mod fetch;
 pub mod forward;
 pub mod gguf;
+pub mod gguf_write;
 pub mod hparams;
 pub mod model;
+pub mod synth;
 pub mod tokenizer;
 
 pub use catalog::{Catalog, CatalogEntry};

@@ -29,6 +29,24 @@ pub(crate) enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic model: the shape of a real one with random weights (for
+    /// benchmarks and device checks where real weights cannot travel).
+    Synth {
+        /// A named shape (smollm2-135m, gemma3-270m, qwen3-0.6b, qwen2.5-1.5b,
+        /// gemma2-2b, phi3-mini, llama3-8b).
+        #[arg(long)]
+        shape: String,
+        /// Weight type of the layer matrices (q4_0, q4_k, q6_k, iq4_xs, f16, …).
+        #[arg(long = "type", default_value = "q4_k")]
+        wtype: String,
+        /// Weight type of the embedding and output matrices (default: q8_0).
+        #[arg(long, default_value = "q8_0")]
+        embd_type: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 pub(crate) fn run(cmd: ModelsCommand, offline: bool) -> anyhow::Result<()> {
@@ -99,6 +117,30 @@ pub(crate) fn run(cmd: ModelsCommand, offline: bool) -> anyhow::Result<()> {
                 let path = fetch::pull(e, offline, true)?;
                 writeln!(out, "{}\t{}", e.name, path.display())?;
             }
+        }
+        ModelsCommand::Synth {
+            shape,
+            wtype,
+            embd_type,
+            out: path,
+            seed,
+        } => {
+            use teacher_models::synth;
+            let sh = synth::Shape::preset(&shape)?;
+            let (w, e) = (synth::parse_type(&wtype)?, synth::parse_type(&embd_type)?);
+            let started = std::time::Instant::now();
+            synth::write(&path, &shape, &sh, w, e, seed)?;
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            writeln!(
+                out,
+                "{}: synthetic {shape} ({} parameters, {} layers / {} embeddings), {:.1} MB in {:.1} s",
+                path.display(),
+                sh.parameters(),
+                w.name(),
+                e.name(),
+                bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            )?;
         }
         ModelsCommand::Info { model, json } => {
             let resolved = fetch::resolve(&model, offline)?;

@@ -138,7 +138,17 @@ impl Shape {
                 true,
             ),
             "phi3-mini" => s(
-                Arch::Phi3, 32, 3072, 8192, 32, 32, 96, 32_064, 10_000.0, None, false,
+                Arch::Phi3,
+                32,
+                3072,
+                8192,
+                32,
+                32,
+                96,
+                32_064,
+                10_000.0,
+                None,
+                false,
             ),
             "llama3-8b" => s(
                 Arch::Llama,
@@ -267,14 +277,8 @@ impl Shape {
             md.push((format!("{a}.attention.sliding_window"), u(w)));
         }
         if self.arch == Arch::Gemma2 {
-            md.push((
-                format!("{a}.attn_logit_softcapping"),
-                Value::F32(50.0),
-            ));
-            md.push((
-                format!("{a}.final_logit_softcapping"),
-                Value::F32(30.0),
-            ));
+            md.push((format!("{a}.attn_logit_softcapping"), Value::F32(50.0)));
+            md.push((format!("{a}.final_logit_softcapping"), Value::F32(30.0)));
         }
         md
     }

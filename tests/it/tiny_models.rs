@@ -70,7 +70,10 @@ fn write_tiny(dir: &Path, m: &Tiny) -> (PathBuf, HashMap<String, (Vec<usize>, Ve
             format!("{arch}.attention.head_count_kv"),
             Value::U32(KV_HEADS as u32),
         ),
-        (format!("{arch}.attention.key_length"), Value::U32(hd as u32)),
+        (
+            format!("{arch}.attention.key_length"),
+            Value::U32(hd as u32),
+        ),
         (
             format!("{arch}.attention.value_length"),
             Value::U32(hd as u32),
@@ -198,10 +201,7 @@ fn assert_close(arch: &str, reference: &[Vec<f32>], got: &[Vec<f32>]) {
     for (step, (r, o)) in reference.iter().zip(got).enumerate() {
         assert_eq!(r.len(), o.len(), "{arch}: vocabulary size");
         let scale = r.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
-        let err = r
-            .iter()
-            .zip(o)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let err = r.iter().zip(o).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(
             err <= 1e-4 * scale,
             "{arch} step {step}: max |Δ| {err} (scale {scale})"
@@ -341,7 +341,10 @@ fn hf_tensors(
         v.insert(h("mlp.down_proj"), t(&g("ffn_down")));
         v.insert(h("input_layernorm"), norm(&g("attn_norm")));
         if arch == "gemma2" {
-            v.insert(h("post_attention_layernorm"), norm(&g("post_attention_norm")));
+            v.insert(
+                h("post_attention_layernorm"),
+                norm(&g("post_attention_norm")),
+            );
             v.insert(h("pre_feedforward_layernorm"), norm(&g("ffn_norm")));
             v.insert(h("post_feedforward_layernorm"), norm(&g("post_ffw_norm")));
         } else {
@@ -372,7 +375,10 @@ fn tiny_llama3_rope_frequency_factors_match_candle_llama3_scaling() {
             }
         })
         .collect();
-    assert!(freqs.iter().any(|&f| f != 1.0), "the test must exercise factors");
+    assert!(
+        freqs.iter().any(|&f| f != 1.0),
+        "the test must exercise factors"
+    );
     let mut m = Tiny::new("llama");
     m.rope_base = base as f32;
     m.rope_freqs = Some(freqs);
@@ -408,7 +414,10 @@ fn tiny_llama3_rope_frequency_factors_match_candle_llama3_scaling() {
     let model = cl::Llama::load(vb, &cfg).unwrap();
     let mut cache = cl::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
     let fwd = |toks: &[u32], pos: usize, cache: &mut cl::Cache| -> Vec<f32> {
-        let x = Tensor::new(toks, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let x = Tensor::new(toks, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let l = model.forward(&x, pos, cache).unwrap();
         l.squeeze(0).unwrap().to_vec1::<f32>().unwrap()
     };
@@ -432,10 +441,7 @@ fn tiny_gemma2_matches_candle_gemma2() {
     let mut m = Tiny::new("gemma2");
     m.tied = true;
     m.extra = vec![
-        (
-            "gemma2.attn_logit_softcapping".into(),
-            Value::F32(attn_cap),
-        ),
+        ("gemma2.attn_logit_softcapping".into(), Value::F32(attn_cap)),
         (
             "gemma2.final_logit_softcapping".into(),
             Value::F32(final_cap),
@@ -471,7 +477,10 @@ fn tiny_gemma2_matches_candle_gemma2() {
     );
     let mut model = cg::Model::new(false, &cfg, vb).unwrap();
     let mut fwd = |toks: &[u32], pos: usize| -> Vec<f32> {
-        let x = Tensor::new(toks, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let x = Tensor::new(toks, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let l = model.forward(&x, pos).unwrap();
         l.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     };
@@ -500,7 +509,10 @@ fn gemma2_alternates_local_and_global_layers() {
     let wide = write_tiny(d1.path(), &mk(64)).0;
     let narrow = write_tiny(d2.path(), &mk(2)).0;
     // Two tokens fit both windows: identical; longer prompts do not.
-    assert_eq!(ours(&wide, &PROMPT[..2], &[]), ours(&narrow, &PROMPT[..2], &[]));
+    assert_eq!(
+        ours(&wide, &PROMPT[..2], &[]),
+        ours(&narrow, &PROMPT[..2], &[])
+    );
     assert_ne!(ours(&wide, &PROMPT, &[]), ours(&narrow, &PROMPT, &[]));
 }
 
@@ -509,7 +521,10 @@ fn qwen2_yarn_rope_scaling_is_applied_where_declared() {
     let yarn = |factor: f32| {
         let mut m = Tiny::new("qwen2");
         m.extra = vec![
-            ("qwen2.rope.scaling.type".into(), Value::String("yarn".into())),
+            (
+                "qwen2.rope.scaling.type".into(),
+                Value::String("yarn".into()),
+            ),
             ("qwen2.rope.scaling.factor".into(), Value::F32(factor)),
             (
                 "qwen2.rope.scaling.original_context_length".into(),
@@ -530,13 +545,19 @@ fn qwen2_yarn_rope_scaling_is_applied_where_declared() {
     // A YaRN declaration without its original context is refused by name.
     let mut bad = Tiny::new("qwen2");
     bad.extra = vec![
-        ("qwen2.rope.scaling.type".into(), Value::String("yarn".into())),
+        (
+            "qwen2.rope.scaling.type".into(),
+            Value::String("yarn".into()),
+        ),
         ("qwen2.rope.scaling.factor".into(), Value::F32(4.0)),
     ];
     let d3 = tempfile::tempdir().unwrap();
     let p = write_tiny(d3.path(), &bad).0;
     let file = ModelFile::open(&p, &LoadOptions::default()).unwrap();
-    let err = Transformer::load(file.gguf.clone()).err().unwrap().to_string();
+    let err = Transformer::load(file.gguf.clone())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("original_context_length"), "{err}");
 }
 
@@ -547,7 +568,10 @@ fn bad_rope_dimension_count_is_refused_by_name() {
     let d = tempfile::tempdir().unwrap();
     let p = write_tiny(d.path(), &m).0;
     let file = ModelFile::open(&p, &LoadOptions::default()).unwrap();
-    let err = Transformer::load(file.gguf.clone()).err().unwrap().to_string();
+    let err = Transformer::load(file.gguf.clone())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("rope.dimension_count"), "{err}");
 }
 

@@ -28,6 +28,8 @@ pub struct TensorEntry {
     pub shape: Vec<usize>,
     /// Offset of the data from the start of the tensor data section.
     pub offset: u64,
+    /// Which file of a split model holds the data (0: the first, opened one).
+    pub part: usize,
     pub nbytes: usize,
 }
 
@@ -51,6 +53,14 @@ pub struct GgufFile {
     pub tensors: Vec<TensorEntry>,
     index: HashMap<String, usize>,
     pub data_offset: u64,
+    /// The other files of a split model (`NAME-00002-of-00003.gguf`, …), in order.
+    parts: Vec<Part>,
+}
+
+/// A further file of a split model: its map and where its tensor data starts.
+struct Part {
+    mmap: memmap2::Mmap,
+    data_offset: u64,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -75,6 +85,110 @@ impl GgufFile {
         }
         // SAFETY: the map is read-only; a file truncated by another process while mapped
         // would fault, which is the same contract every mmap-based model loader has.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let mut g = Self::parse(path.to_path_buf(), mmap)?;
+        g.open_splits()?;
+        Ok(g)
+    }
+
+    /// A model split by llama.cpp's `gguf-split` (`NAME-00001-of-00003.gguf`, …): the
+    /// first file holds the metadata, every file tensors; they are opened as one model.
+    fn open_splits(&mut self) -> Result<()> {
+        let count = self.get_uint("split.count")?.unwrap_or(1);
+        if count <= 1 {
+            return Ok(());
+        }
+        let no = self.get_uint("split.no")?.unwrap_or(0);
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let tail = format!("-{:05}-of-{count:05}.gguf", no + 1);
+        let prefix = name.strip_suffix(&tail).ok_or_else(|| {
+            self.md_err(
+                "split.count",
+                format!(
+                    "says this is part {} of {count}, but the file is not named PREFIX{tail}\nhint: keep the names gguf-split gave the parts",
+                    no + 1
+                ),
+            )
+        })?;
+        let part_path = |i: u64| {
+            self.path
+                .with_file_name(format!("{prefix}-{:05}-of-{count:05}.gguf", i + 1))
+        };
+        if no != 0 {
+            return Err(self.md_err(
+                "split.no",
+                format!(
+                    "is {no}: this is part {} of a split model\nhint: open the first part, `{}`",
+                    no + 1,
+                    part_path(0).display()
+                ),
+            ));
+        }
+        if count > 10_000 {
+            return Err(self.md_err("split.count", format!("is {count}, not a sensible count")));
+        }
+        for i in 1..count {
+            let p = part_path(i);
+            let g = GgufFile::open_one(&p).map_err(|e| match e {
+                Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+                    Error::Io {
+                        path,
+                        source: std::io::Error::other(format!(
+                            "part {} of {count} of the split model `{}` is missing",
+                            i + 1,
+                            self.path.display()
+                        )),
+                    }
+                }
+                other => other,
+            })?;
+            if g.get_uint("split.no")? != Some(i) || g.get_uint("split.count")? != Some(count) {
+                return Err(g.md_err(
+                    "split.no",
+                    format!("does not say part {} of {count}", i + 1),
+                ));
+            }
+            let part = self.parts.len() + 1;
+            for mut t in g.tensors {
+                t.part = part;
+                if self
+                    .index
+                    .insert(t.name.clone(), self.tensors.len())
+                    .is_some()
+                {
+                    return Err(tensor_err(
+                        &p,
+                        &t.name,
+                        "appears in two parts of the split model",
+                    ));
+                }
+                self.tensors.push(t);
+            }
+            self.parts.push(Part {
+                mmap: g.mmap,
+                data_offset: g.data_offset,
+            });
+        }
+        if let Some(n) = self.get_uint("split.tensors.count")? {
+            if n != self.tensors.len() as u64 {
+                return Err(self.md_err(
+                    "split.tensors.count",
+                    format!("is {n}, but the parts hold {} tensors", self.tensors.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One file, without following splits.
+    fn open_one(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: as in `open`.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         Self::parse(path.to_path_buf(), mmap)
     }
@@ -170,6 +284,7 @@ impl GgufFile {
                 type_id,
                 shape,
                 offset,
+                part: 0,
                 nbytes,
             });
         }
@@ -224,6 +339,7 @@ impl GgufFile {
             tensors,
             index,
             data_offset,
+            parts: Vec::new(),
         })
     }
 
@@ -231,8 +347,14 @@ impl GgufFile {
         &self.path
     }
 
+    /// Bytes of the model's file(s).
     pub fn file_size(&self) -> u64 {
-        self.mmap.len() as u64
+        self.mmap.len() as u64 + self.parts.iter().map(|p| p.mmap.len() as u64).sum::<u64>()
+    }
+
+    /// Files the model is split into (1 for an ordinary file).
+    pub fn split_count(&self) -> usize {
+        1 + self.parts.len()
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -312,15 +434,22 @@ impl GgufFile {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
 
-    /// The whole tensor data section (tensor offsets are relative to its start).
-    pub fn data_bytes(&self) -> &[u8] {
-        &self.mmap[self.data_offset as usize..]
+    /// The tensor data section of file `part` of the model (tensor offsets are relative
+    /// to its start).
+    pub fn data_bytes(&self, part: usize) -> &[u8] {
+        match part {
+            0 => &self.mmap[self.data_offset as usize..],
+            i => {
+                let p = &self.parts[i - 1];
+                &p.mmap[p.data_offset as usize..]
+            }
+        }
     }
 
     /// The raw bytes of a tensor, straight from the map (ranges were checked at open).
     pub fn tensor_bytes(&self, t: &TensorEntry) -> &[u8] {
-        let start = (self.data_offset + t.offset) as usize;
-        &self.mmap[start..start + t.nbytes]
+        let start = t.offset as usize;
+        &self.data_bytes(t.part)[start..start + t.nbytes]
     }
 
     pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
@@ -361,6 +490,7 @@ impl GgufFile {
             tensor_infos: self
                 .tensors
                 .iter()
+                .filter(|t| t.part == 0)
                 .filter_map(|t| {
                     Some((
                         t.name.clone(),

@@ -589,3 +589,70 @@ fn unsupported_architecture_names_the_supported_list() {
         assert!(err.contains(a), "{err}");
     }
 }
+
+/// Split a GGUF the way llama.cpp's `gguf-split` does: the first file keeps the
+/// metadata, every file gets `split.no`, `split.count`, `split.tensors.count` and a
+/// share of the tensors.
+fn split_gguf(src: &Path, dir: &Path, prefix: &str, count: usize) -> Vec<PathBuf> {
+    let g = teacher_models::GgufFile::open(src).unwrap();
+    let per = g.tensors.len().div_ceil(count);
+    let mut paths = Vec::new();
+    for i in 0..count {
+        let mut md: Vec<(String, Value)> = if i == 0 {
+            g.metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        md.push(("split.no".into(), Value::U16(i as u16)));
+        md.push(("split.count".into(), Value::U16(count as u16)));
+        md.push((
+            "split.tensors.count".into(),
+            Value::I32(g.tensors.len() as i32),
+        ));
+        let mine: Vec<_> = g.tensors.iter().skip(i * per).take(per).collect();
+        let specs: Vec<TensorSpec> = mine
+            .iter()
+            .map(|t| TensorSpec::new(t.name.clone(), t.type_id, &t.shape))
+            .collect();
+        let p = dir.join(format!("{prefix}-{:05}-of-{count:05}.gguf", i + 1));
+        gguf_write::write(&p, &md, &specs, |j, buf| {
+            buf.extend_from_slice(g.tensor_bytes(mine[j]));
+            Ok(())
+        })
+        .unwrap();
+        paths.push(p);
+    }
+    paths
+}
+
+#[test]
+fn split_gguf_opens_as_one_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, _) = write_tiny(dir.path(), &Tiny::new("qwen2"));
+    let parts = split_gguf(&whole, dir.path(), "tiny", 3);
+    let file = ModelFile::open(&parts[0], &LoadOptions::default()).unwrap();
+    assert_eq!(file.gguf.split_count(), 3);
+    assert_eq!(
+        ours(&whole, &PROMPT, &NEXT),
+        ours(&parts[0], &PROMPT, &NEXT)
+    );
+    // Opening a later part names the first one.
+    let err = ModelFile::open(&parts[1], &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("tiny-00001-of-00003.gguf"), "{err}");
+    // A missing part is named.
+    std::fs::remove_file(&parts[2]).unwrap();
+    let err = ModelFile::open(&parts[0], &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("part 3 of 3") && err.contains("missing"),
+        "{err}"
+    );
+}

@@ -34,6 +34,8 @@ struct WeightRef {
     t: QType,
     rows: usize,
     cols: usize,
+    /// The file of a split model that holds it.
+    part: usize,
     start: usize,
     len: usize,
 }
@@ -373,7 +375,7 @@ impl Transformer {
     }
 
     fn matrix(&self, w: &WeightRef) -> QMatrix<'_> {
-        let bytes = &self.gguf.data_bytes()[w.start..w.start + w.len];
+        let bytes = &self.gguf.data_bytes(w.part)[w.start..w.start + w.len];
         QMatrix {
             t: w.t,
             rows: w.rows,
@@ -672,6 +674,7 @@ fn weight(gguf: &GgufFile, name: &str) -> Result<WeightRef> {
         t: qt,
         rows: t.shape[0],
         cols: t.shape[1],
+        part: t.part,
         start: t.offset as usize,
         len: t.nbytes,
     })

@@ -51,8 +51,11 @@ impl Tiny {
     }
 }
 
-/// Writes the model; returns its path and every tensor (GGUF names, GGUF layout).
-fn write_tiny(dir: &Path, m: &Tiny) -> (PathBuf, HashMap<String, (Vec<usize>, Vec<f32>)>) {
+/// Every tensor of a tiny model by GGUF name: shape and values (GGUF layout).
+type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Writes the model; returns its path and every tensor.
+fn write_tiny(dir: &Path, m: &Tiny) -> (PathBuf, Tensors) {
     let arch = m.arch;
     let hd = m.head_dim;
     let s = |v: &str| Value::String(v.to_string());
@@ -285,11 +288,7 @@ fn partial_rotary_leaves_the_other_dimensions() {
 }
 
 /// Hugging Face tensors for candle's full-precision models, from the GGUF tensors.
-fn hf_tensors(
-    arch: &str,
-    m: &Tiny,
-    gguf: &HashMap<String, (Vec<usize>, Vec<f32>)>,
-) -> HashMap<String, Tensor> {
+fn hf_tensors(arch: &str, m: &Tiny, gguf: &Tensors) -> HashMap<String, Tensor> {
     let t = |name: &str| -> Tensor {
         let (sh, d) = &gguf[name];
         Tensor::from_vec(d.clone(), sh.as_slice(), &Device::Cpu).unwrap()

@@ -566,27 +566,6 @@ pub fn dtype_from_u32(u: u32) -> Option<GgmlDType> {
     })
 }
 
-/// The ggml type id of a dtype (inverse of [`dtype_from_u32`]).
-pub fn dtype_to_u32(d: GgmlDType) -> u32 {
-    match d {
-        GgmlDType::F32 => 0,
-        GgmlDType::F16 => 1,
-        GgmlDType::Q4_0 => 2,
-        GgmlDType::Q4_1 => 3,
-        GgmlDType::Q5_0 => 6,
-        GgmlDType::Q5_1 => 7,
-        GgmlDType::Q8_0 => 8,
-        GgmlDType::Q8_1 => 9,
-        GgmlDType::Q2K => 10,
-        GgmlDType::Q3K => 11,
-        GgmlDType::Q4K => 12,
-        GgmlDType::Q5K => 13,
-        GgmlDType::Q6K => 14,
-        GgmlDType::Q8K => 15,
-        GgmlDType::BF16 => 30,
-    }
-}
-
 /// How a ggml type lays out its data.
 #[derive(Debug, Clone, Copy)]
 pub struct TypeLayout {

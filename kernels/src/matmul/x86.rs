@@ -16,7 +16,7 @@
 //! integers as the scalar loop.
 
 use super::{reduce, OutPtr, QMatrix};
-use crate::quant::{scale_min_k4, Q8Row, QType};
+use crate::quant::{decode_block, scale_min_k4, Q8Row, QType, SubBlock};
 use std::arch::x86_64::*;
 
 /// Instruction sets, as const generic parameters.
@@ -36,6 +36,11 @@ const Q8_0: u8 = 4;
 const Q4K: u8 = 5;
 const Q5K: u8 = 6;
 const Q6K: u8 = 7;
+/// Types decoded by the scalar decoder, then multiplied by the SIMD lane dots (signed
+/// weights, no minimum).
+const Q3K: u8 = 8;
+const IQ4NL: u8 = 9;
+const IQ4XS: u8 = 10;
 
 const fn qtype(t: u8) -> QType {
     match t {
@@ -46,6 +51,9 @@ const fn qtype(t: u8) -> QType {
         Q8_0 => QType::Q8_0,
         Q4K => QType::Q4K,
         Q5K => QType::Q5K,
+        Q3K => QType::Q3K,
+        IQ4NL => QType::IQ4NL,
+        IQ4XS => QType::IQ4XS,
         _ => QType::Q6K,
     }
 }
@@ -58,7 +66,7 @@ const fn has_min(t: u8) -> bool {
 
 const fn nsb(t: u8) -> usize {
     match t {
-        Q4K | Q5K | Q6K => 8,
+        Q4K | Q5K | Q6K | Q3K | IQ4XS => 8,
         _ => 1,
     }
 }
@@ -86,6 +94,9 @@ pub(super) unsafe fn columns(
                 QType::Q4K => $f::<Q4K>(w, c0, c1, acts, out),
                 QType::Q5K => $f::<Q5K>(w, c0, c1, acts, out),
                 QType::Q6K => $f::<Q6K>(w, c0, c1, acts, out),
+                QType::Q3K => $f::<Q3K>(w, c0, c1, acts, out),
+                QType::IQ4NL => $f::<IQ4NL>(w, c0, c1, acts, out),
+                QType::IQ4XS => $f::<IQ4XS>(w, c0, c1, acts, out),
                 // Float weights (the caller's path) and types with only the scalar
                 // decoder.
                 _ => return false,
@@ -278,6 +289,17 @@ unsafe fn decode<const T: u8>(
                     d[is] = [ds, ds];
                     mins[is] = -(dmin * mn as f32);
                 }
+            }
+        }
+        Q3K | IQ4NL | IQ4XS => {
+            // The scalar decoder's integers and scales, loaded into registers.
+            let t = qtype(T);
+            let block = std::slice::from_raw_parts(p, t.block_bytes());
+            let mut sbs = [SubBlock::default(); 8];
+            decode_block(t, block, &mut sbs[..nsb(T)]);
+            for (s, sb) in sbs[..nsb(T)].iter().enumerate() {
+                wv[s] = _mm256_loadu_si256(sb.w.as_ptr() as *const __m256i);
+                d[s] = sb.d;
             }
         }
         _ => {

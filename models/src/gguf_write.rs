@@ -53,9 +53,9 @@ pub fn write(
     tensors: &[TensorSpec],
     mut data: impl FnMut(usize, &mut Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io {
+    let io = |e: std::io::Error| Error::Model {
         path: path.to_path_buf(),
-        source: e,
+        what: format!("writing the GGUF file failed: {e}"),
     };
     let mut sizes = Vec::with_capacity(tensors.len());
     for t in tensors {

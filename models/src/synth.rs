@@ -361,17 +361,20 @@ pub fn write(
     etype: QType,
     seed: u64,
 ) -> Result<()> {
-    let tensors = shape.tensors(wtype, etype);
-    for t in &tensors {
+    let mut tensors = shape.tensors(wtype, etype);
+    // As llama.cpp's quantizer does, a matrix whose rows are not whole blocks of the
+    // chosen type (576-wide rows and 256-element K-quant blocks) falls back to Q8_0.
+    for t in &mut tensors {
         let qt = QType::from_ggml(t.type_id).expect("synthetic types are teacher's own");
         let cols = *t.shape.last().unwrap_or(&0);
         if t.shape.len() == 2 && !cols.is_multiple_of(qt.block_elems()) {
-            return Err(Error::Usage(format!(
-                "`{}` has rows of {cols} values, not whole {} blocks of {}; pick another type",
-                t.name,
-                qt.name(),
-                qt.block_elems()
-            )));
+            if !cols.is_multiple_of(32) {
+                return Err(Error::Usage(format!(
+                    "`{}` has rows of {cols} values, not whole blocks of any quantized type",
+                    t.name
+                )));
+            }
+            t.type_id = ggml_id(QType::Q8_0);
         }
     }
     gguf_write::write(path, &shape.metadata(name), &tensors, |i, buf| {

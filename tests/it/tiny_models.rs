@@ -655,3 +655,55 @@ fn split_gguf_opens_as_one_model() {
         "{err}"
     );
 }
+
+#[test]
+fn synthetic_shapes_have_the_real_models_tensors() {
+    // The catalog models' own tensor directories are the reference for their shapes.
+    use teacher_models::synth;
+    for (shape, real) in [
+        ("smollm2-135m", crate::common::SMOLLM2),
+        ("gemma3-270m", crate::common::GEMMA3),
+    ] {
+        let real = teacher_models::GgufFile::open(&crate::common::model_path(real)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.gguf");
+        let sh = synth::Shape::preset(shape).unwrap();
+        synth::write(
+            &p,
+            shape,
+            &sh,
+            teacher_kernels::QType::Q4K,
+            teacher_kernels::QType::Q8_0,
+            1,
+        )
+        .unwrap();
+        let ours = teacher_models::GgufFile::open(&p).unwrap();
+        let dims = |g: &teacher_models::GgufFile| {
+            let mut v: Vec<(String, Vec<usize>)> = g
+                .tensors
+                .iter()
+                .filter(|t| t.name != "rope_freqs.weight")
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(dims(&ours), dims(&real), "{shape}");
+        // And it runs.
+        let file = ModelFile::open(&p, &LoadOptions::default()).unwrap();
+        let model = Transformer::load(file.gguf.clone()).unwrap();
+        let mut cache = model.new_cache(1, 8);
+        let l = model
+            .step(
+                &mut cache,
+                &[Segment {
+                    slot: 0,
+                    tokens: &[1, 2, 3],
+                    start: 0,
+                    logits: true,
+                }],
+            )
+            .unwrap();
+        assert!(l[0].iter().all(|v| v.is_finite()));
+    }
+}

@@ -110,14 +110,28 @@ impl HParams {
                 what: format!("is {n_head_kv}, which does not divide head_count {n_head}"),
             });
         }
-        let head_dim_k = match gguf.get_uint(&key("attention.key_length"))? {
-            Some(v) if v > 0 => v as usize,
-            _ => n_embd / n_head,
+        // Head sizes are at most a few hundred in any real model; bound them so the
+        // products below cannot overflow.
+        let head_size = |k: &str, default: usize| -> Result<usize> {
+            match gguf.get_uint(&key(k))? {
+                Some(v) if v > 0 && v <= 1 << 16 => Ok(v as usize),
+                Some(0) | None => Ok(default),
+                Some(v) => Err(Error::Metadata {
+                    path: gguf.path().to_path_buf(),
+                    key: key(k),
+                    what: format!("is {v}, not a sensible head size"),
+                }),
+            }
         };
-        let head_dim_v = match gguf.get_uint(&key("attention.value_length"))? {
-            Some(v) if v > 0 => v as usize,
-            _ => head_dim_k,
-        };
+        let head_dim_k = head_size("attention.key_length", n_embd / n_head)?;
+        let head_dim_v = head_size("attention.value_length", head_dim_k)?;
+        if head_dim_k == 0 {
+            return Err(Error::Metadata {
+                path: gguf.path().to_path_buf(),
+                key: key("attention.head_count"),
+                what: format!("is {n_head}, more heads than embedding dimensions ({n_embd})"),
+            });
+        }
         let context_length = req("context_length")?;
         let rope_freq_base = gguf.get_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0);
         let rms_norm_eps = gguf
@@ -127,7 +141,14 @@ impl HParams {
             tensor_err(gguf.path(), "token_embd.weight", "is missing from the file")
         })?;
         let vocab_size = match gguf.get_uint(&key("vocab_size"))? {
-            Some(v) => v as usize,
+            Some(v) if v > 0 && v <= 1 << 31 => v as usize,
+            Some(v) => {
+                return Err(Error::Metadata {
+                    path: gguf.path().to_path_buf(),
+                    key: key("vocab_size"),
+                    what: format!("is {v}, not a sensible vocabulary size"),
+                })
+            }
             None => embd.shape[0],
         };
         let sliding_window = gguf

@@ -40,15 +40,23 @@ pub struct ModelFile {
     pub hparams: HParams,
     pub tokenizer: TextTokenizer,
     pub chat_template: Option<ChatTemplate>,
+    /// sha256 of the `--tokenizer` file when one replaced the GGUF's tokenizer.
+    pub tokenizer_override_sha256: Option<String>,
 }
 
 impl ModelFile {
     pub fn open(path: &Path, opts: &LoadOptions) -> Result<Self> {
         let gguf = std::sync::Arc::new(GgufFile::open(path)?);
         let hparams = HParams::from_gguf(&gguf)?;
-        let tokenizer = match &opts.tokenizer {
-            Some(p) => TextTokenizer::from_file(p, Some(&gguf))?,
-            None => TextTokenizer::from_gguf(&gguf)?,
+        let (tokenizer, tokenizer_override_sha256) = match &opts.tokenizer {
+            Some(p) => {
+                let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+                (
+                    TextTokenizer::from_file(p, Some(&gguf))?,
+                    Some(sha256_hex(&bytes)),
+                )
+            }
+            None => (TextTokenizer::from_gguf(&gguf)?, None),
         };
         if tokenizer.vocab_size > hparams.vocab_size {
             return Err(Error::Model {
@@ -77,6 +85,17 @@ impl ModelFile {
             hparams,
             tokenizer,
             chat_template,
+            tokenizer_override_sha256,
+        })
+    }
+
+    /// What turns text into tokens and messages into prompts, as run parameters: the
+    /// tokenizer (the GGUF's, or the sha256 of a `--tokenizer` file) and the sha256 of
+    /// the chat template in use (null for none). A resume must match them.
+    pub fn text_fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "tokenizer": self.tokenizer_override_sha256.clone().unwrap_or_else(|| "gguf".into()),
+            "chat_template_sha256": self.chat_template.as_ref().map(|t| sha256_hex(t.source().as_bytes())),
         })
     }
 
@@ -259,4 +278,12 @@ impl Model {
         };
         Ok(logits.to_vec1::<f32>()?)
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -57,7 +57,9 @@ pub(crate) struct EngineArgs {
 impl EngineArgs {
     pub(crate) fn config(&self, seed: u64) -> EngineConfig {
         let mut cfg = EngineConfig::new(self.batch, self.context, seed);
-        cfg.kv_memory = (self.kv_memory * (1u64 << 30) as f64) as usize;
+        // A negative or NaN budget becomes 0 (then refused with the sizes); an absurd one
+        // saturates.
+        cfg.kv_memory = (self.kv_memory.max(0.0) * (1u64 << 30) as f64) as usize;
         cfg.kv_type = self.kv_type.into();
         cfg
     }

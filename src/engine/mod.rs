@@ -40,7 +40,7 @@ pub struct EngineConfig {
 impl EngineConfig {
     pub fn new(batch: usize, context: usize, seed: u64) -> Self {
         EngineConfig {
-            batch: batch.max(1),
+            batch,
             context,
             step_tokens: 512,
             seed,
@@ -78,8 +78,18 @@ impl<'m> Engine<'m> {
         tokenizer: &'m TextTokenizer,
         cfg: EngineConfig,
     ) -> Result<Self> {
-        let context = cfg.context.min(model.hp.context_length).max(1);
-        let need = cfg.batch * context * model.kv_bytes_per_position(cfg.kv_type);
+        if cfg.batch == 0 || cfg.context == 0 {
+            return Err(Error::Usage(format!(
+                "--batch and --context must be at least 1 (got --batch {} --context {})",
+                cfg.batch, cfg.context
+            )));
+        }
+        let context = cfg.context.min(model.hp.context_length);
+        let need = cfg
+            .batch
+            .checked_mul(context)
+            .and_then(|n| n.checked_mul(model.kv_bytes_per_position(cfg.kv_type)))
+            .unwrap_or(usize::MAX);
         if need > cfg.kv_memory {
             return Err(Error::Usage(format!(
                 "the KV cache for --batch {} × context {context} needs {:.1} GiB, over the {:.1} GiB budget\nhint: lower --batch or --context, or raise --kv-memory",

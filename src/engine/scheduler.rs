@@ -56,8 +56,9 @@ impl<I: Iterator<Item = Request>> Scheduler<I> {
             }
             if req.prompt.len() >= context {
                 let why = format!(
-                    "the prompt has {} tokens; the context is {context}",
-                    req.prompt.len()
+                    "the prompt is longer than the context ({} > {} tokens, with one position to generate)\nhint: raise --context",
+                    req.prompt.len(),
+                    context - 1
                 );
                 failed.push((req, why));
                 continue;

@@ -7,6 +7,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
+    /// The prompt did not fit the context (`--context`): nothing was generated.
+    PromptTooLong,
     /// The completion hit max_tokens (paper style drops the whole completion).
     Truncated,
     /// The completion did not have the expected shape.
@@ -34,6 +36,7 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::PromptTooLong => "prompt_too_long",
             Reason::Truncated => "truncated",
             Reason::Unparsable => "unparsable",
             Reason::Empty => "empty",

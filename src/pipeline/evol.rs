@@ -107,6 +107,8 @@ pub enum Elimination {
     NearDuplicate,
     /// The evolution or its response hit the token limit, or the evolution was empty.
     Truncated,
+    /// The evolving prompt or the response prompt did not fit the context.
+    PromptTooLong,
 }
 
 impl Elimination {
@@ -119,6 +121,7 @@ impl Elimination {
             Elimination::PromptLeak => "prompt_leak",
             Elimination::NearDuplicate => "near_duplicate",
             Elimination::Truncated => "truncated",
+            Elimination::PromptTooLong => "prompt_too_long",
         }
     }
 }
@@ -359,6 +362,8 @@ impl Config {
 #[derive(Debug, Clone)]
 struct Current {
     root: usize,
+    /// The input item's id: evolved ids are `{root_id}.r{round}`.
+    root_id: String,
     id: String,
     text: String,
 }
@@ -386,7 +391,7 @@ pub fn run(
         "evolve",
         out,
         rejected,
-        super::with_engine_params(cfg.params_json(), engine),
+        super::with_engine_params(cfg.params_json(), engine, file),
         super::run_info(engine),
     )?;
     let waves_per_round = items.len().div_ceil(cfg.wave_size).max(1) as u64;
@@ -395,6 +400,7 @@ pub fn run(
         .enumerate()
         .map(|(i, it)| Current {
             root: i,
+            root_id: it.id.clone(),
             id: it.id.clone(),
             text: it.prompt_text(),
         })
@@ -410,9 +416,16 @@ pub fn run(
     for r in &committed {
         if r["source"] == "evol" {
             let text = r["instruction"].as_str().unwrap_or_default().to_string();
-            let root = root_of[r["root_id"].as_str().unwrap_or_default()];
+            let root_id = r["root_id"].as_str().unwrap_or_default();
+            let Some(&root) = root_of.get(root_id) else {
+                return Err(crate::Error::Usage(format!(
+                    "`{}` holds an evolution of `{root_id}`, which is not an item of the input; it belongs to another run\nhint: run the original command again, or choose another --out",
+                    out.display()
+                )));
+            };
             pool[root] = Current {
                 root,
+                root_id: root_id.to_string(),
                 id: r["id"].as_str().unwrap_or_default().to_string(),
                 text: text.clone(),
             };
@@ -558,7 +571,9 @@ fn evolve_wave(
     };
     for ((c, o), &op) in pool.iter().zip(&evolved).zip(&ops) {
         let text = o.text.trim().to_string();
-        let why = if text.is_empty() || o.finish_reason != FinishReason::Stop {
+        let why = if o.finish_reason == FinishReason::Error {
+            Some(Elimination::PromptTooLong)
+        } else if text.is_empty() || o.finish_reason != FinishReason::Stop {
             Some(Elimination::Truncated)
         } else if leaks_prompt(&text) {
             Some(Elimination::PromptLeak)
@@ -651,9 +666,11 @@ fn evolve_wave(
         let text = alive[i].clone().unwrap_or_default();
         let resp = r.text.trim().to_string();
         let op = ops[i];
-        let why = if matches!(
+        let why = if r.finish_reason == FinishReason::Error {
+            Some(Elimination::PromptTooLong)
+        } else if matches!(
             r.finish_reason,
-            FinishReason::Length | FinishReason::Context | FinishReason::Error
+            FinishReason::Length | FinishReason::Context
         ) {
             Some(Elimination::Truncated)
         } else if struggles(&resp) {
@@ -681,7 +698,7 @@ fn evolve_wave(
             );
             continue;
         }
-        let root_id = root_id_of(&pool[i].id);
+        let root_id = pool[i].root_id.clone();
         let id = format!("{root_id}.r{round}");
         records.push(json!({
             "id": id,
@@ -700,6 +717,7 @@ fn evolve_wave(
         index_ids.push(id.clone());
         pool[i] = Current {
             root: pool[i].root,
+            root_id: pool[i].root_id.clone(),
             id,
             text,
         };
@@ -709,16 +727,6 @@ fn evolve_wave(
     secs.insert("generation".to_string(), gen_s);
     secs.insert("filter".to_string(), filter_s);
     Ok((records, rejects, counts, secs))
-}
-
-/// `p7.r2` → `p7`: evolved ids are the root's id plus `.r{round}`.
-fn root_id_of(id: &str) -> String {
-    match id.rfind(".r") {
-        Some(i) if id[i + 2..].chars().all(|c| c.is_ascii_digit()) && i + 2 < id.len() => {
-            root_id_of(&id[..i])
-        }
-        _ => id.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -748,13 +756,5 @@ mod tests {
         assert_eq!(parse_equal("Equal"), Some(true));
         assert_eq!(parse_equal(" Not Equal."), Some(false));
         assert_eq!(parse_equal("I think so"), None);
-    }
-
-    #[test]
-    fn lineage_ids() {
-        assert_eq!(root_id_of("p7.r2"), "p7");
-        assert_eq!(root_id_of("p7.r1.r2"), "p7");
-        assert_eq!(root_id_of("item.rx"), "item.rx");
-        assert_eq!(root_id_of("a.r"), "a.r");
     }
 }

@@ -25,9 +25,17 @@ pub fn run_info(engine: &Engine) -> serde_json::Value {
     })
 }
 
-/// A pipeline's parameters plus the engine settings that change its output.
-pub fn with_engine_params(mut params: serde_json::Value, engine: &Engine) -> serde_json::Value {
+/// A pipeline's parameters plus every engine and model setting that can change a byte
+/// of its output: the KV cache type, the context (a prompt longer than it fails), the
+/// tokenizer and the chat template.
+pub fn with_engine_params(
+    mut params: serde_json::Value,
+    engine: &Engine,
+    file: &teacher_models::ModelFile,
+) -> serde_json::Value {
     params["kv_cache"] = format!("{:?}", engine.kv_type()).to_lowercase().into();
+    params["context"] = engine.context().into();
+    params["text"] = file.text_fingerprint();
     params
 }
 

@@ -86,7 +86,7 @@ pub fn run(
         "respond",
         out,
         None,
-        super::with_engine_params(cfg.params_json(), engine),
+        super::with_engine_params(cfg.params_json(), engine, file),
         super::run_info(engine),
     )?;
     let mut done = committed.len();

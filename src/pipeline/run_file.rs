@@ -42,6 +42,24 @@ impl RunFile {
         extra: Value,
     ) -> Result<(RunFile, Vec<Value>)> {
         let manifest_path = manifest_path(out);
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if let Some(r) = rejected {
+            if abs(r) == abs(out) || abs(r) == abs(&manifest_path) {
+                return Err(Error::Usage(format!(
+                    "--rejected `{}` is the output or its manifest; give it a file of its own",
+                    r.display()
+                )));
+            }
+        }
+        for p in [out, &manifest_path] {
+            if p.is_dir() {
+                return Err(Error::Usage(format!(
+                    "`{}` is a directory; --out needs a file name",
+                    p.display()
+                )));
+            }
+        }
+        let rejected_name = rejected.map(|r| abs(r).display().to_string());
         let mut committed = Vec::new();
         let manifest = if out.exists() {
             let text = std::fs::read_to_string(&manifest_path).map_err(|_| {
@@ -64,6 +82,21 @@ impl RunFile {
                     describe_difference(&m["params"], &params)
                 )));
             }
+            if let Some(r) = rejected {
+                // Only the run's own rejected file may be cut back.
+                let ours = m["rejected_file"].as_str();
+                if r.exists() && ours != rejected_name.as_deref() {
+                    return Err(Error::Usage(format!(
+                        "`{}` exists and is not the rejected file of the run in `{}`{}; refusing to touch it\nhint: give the run's own --rejected file, or a new name",
+                        r.display(),
+                        out.display(),
+                        match ours {
+                            Some(o) => format!(" (that is `{o}`)"),
+                            None => " (it had none)".to_string(),
+                        }
+                    )));
+                }
+            }
             let out_bytes = m["output_bytes"].as_u64().unwrap_or(0);
             truncate_to(out, out_bytes)?;
             if let Some(r) = rejected {
@@ -82,8 +115,20 @@ impl RunFile {
                     what: format!("is not a valid record: {e}"),
                 })?);
             }
+            let mut m = m;
+            if rejected_name.is_some() {
+                m["rejected_file"] = json!(rejected_name);
+            }
             m
         } else {
+            if let Some(r) = rejected {
+                if r.exists() {
+                    return Err(Error::Usage(format!(
+                        "`{}` already exists and is not part of this run; refusing to overwrite it\nhint: choose another --rejected, or delete the file",
+                        r.display()
+                    )));
+                }
+            }
             std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
             if let Some(r) = rejected {
                 std::fs::File::create(r).map_err(|e| Error::io(r, e))?;
@@ -97,6 +142,7 @@ impl RunFile {
                 "waves_done": 0,
                 "output_bytes": 0,
                 "rejected_bytes": 0,
+                "rejected_file": rejected_name,
                 "counts": {},
                 "seconds": {},
             })

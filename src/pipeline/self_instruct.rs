@@ -165,7 +165,7 @@ pub fn run(
         "self-instruct",
         out,
         rejected,
-        super::with_engine_params(cfg.params_json(), engine),
+        super::with_engine_params(cfg.params_json(), engine, file),
         extra,
     )?;
     let mut state = State {
@@ -192,7 +192,17 @@ pub fn run(
         wave: rf.waves_done(),
         ..Progress::default()
     };
-    let mut stalled = 0;
+    // Waves in a row that accepted nothing, counted back from the last committed one,
+    // so a resumed (or finished and re-run) stalled run stops where it stopped.
+    let productive: std::collections::BTreeSet<u64> = committed
+        .iter()
+        .filter(|r| r["source"] == "self-instruct")
+        .filter_map(|r| r["wave"].as_u64())
+        .collect();
+    let mut stalled = (1..rf.waves_done())
+        .rev()
+        .take_while(|w| !productive.contains(w))
+        .count();
     while state.machine.len() < cfg.num && stalled < cfg.stall_waves {
         let wave = rf.waves_done();
         let (records, rejects, counts, secs) = run_wave(engine, file, &mut state, cfg, wave)?;
@@ -212,7 +222,20 @@ pub fn run(
         progress.filter_seconds += secs.get("filter").copied().unwrap_or(0.0);
         report(&progress);
     }
-    if state.machine.len() < cfg.num {
+    let too_long = progress
+        .rejected
+        .get("prompt_too_long")
+        .copied()
+        .unwrap_or(0);
+    if state.machine.len() < cfg.num && too_long > 0 {
+        eprintln!(
+            "teacher: stopped after {} waves in a row accepted nothing ({} of {} tasks); {too_long} prompts were longer than the context ({} tokens)\nhint: raise --context",
+            cfg.stall_waves,
+            state.machine.len(),
+            cfg.num,
+            engine.context()
+        );
+    } else if state.machine.len() < cfg.num {
         eprintln!(
             "teacher: stopped after {} waves in a row accepted nothing ({} of {} tasks); the model may be too weak for this style\nhint: try --style, --temperature, or a larger model",
             cfg.stall_waves,
@@ -281,6 +304,12 @@ fn run_wave(
     for (j, o) in outs.iter().enumerate() {
         let in_context = &prompts[j];
         let base = json!({"prompt": j, "in_context_ids": in_context});
+        if o.finish_reason == FinishReason::Error {
+            let mut v = base.clone();
+            v["error"] = json!(o.error);
+            reject(&mut counts, Reason::PromptTooLong, v);
+            continue;
+        }
         let truncated = matches!(
             o.finish_reason,
             FinishReason::Length | FinishReason::Context

@@ -315,7 +315,10 @@ impl RecordReader {
             use std::io::Read;
             match f.read(&mut first).map_err(|e| Error::io(path, e))? {
                 0 => break,
-                _ if first[0].is_ascii_whitespace() => continue,
+                // Whitespace and a UTF-8 byte-order mark (EF BB BF) before the data.
+                _ if first[0].is_ascii_whitespace() || matches!(first[0], 0xEF | 0xBB | 0xBF) => {
+                    continue
+                }
                 _ => {
                     is_array = first[0] == b'[';
                     break;
@@ -323,7 +326,7 @@ impl RecordReader {
             }
         }
         if is_array {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let text = crate::input::read_text(path)?;
             let items: Vec<serde_json::Value> =
                 serde_json::from_str(&text).map_err(|e| Error::Input {
                     path: path.to_path_buf(),
@@ -356,6 +359,7 @@ impl IntoIterator for RecordReader {
                 lines
                     .enumerate()
                     .map(move |(i, l)| match l {
+                        Ok(s) if i == 0 => Ok((1, crate::input::strip_bom(&s).to_string())),
                         Ok(s) => Ok((i + 1, s)),
                         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                             Err(Error::Input {

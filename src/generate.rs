@@ -5,9 +5,9 @@
 //! per-line `temperature`, `top_p`, `top_k`, `min_p`, `max_tokens` and `stop`. Every
 //! line is parsed and checked before the model is loaded.
 
-use crate::dedup::AtomicFile;
-use crate::engine::{Engine, Output, Request};
+use crate::engine::{Engine, Request};
 use crate::error::{Error, Result};
+use crate::pipeline::run_file::RunFile;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -70,6 +70,11 @@ pub fn read_prompts(
             what,
         };
         let line = line.map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let line = if line_no == 1 {
+            crate::input::strip_bom(&line).to_string()
+        } else {
+            line
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -153,6 +158,13 @@ pub fn read_prompts(
             stop,
         });
     }
+    if out.is_empty() {
+        return Err(Error::Input {
+            path: path.to_path_buf(),
+            line: 1,
+            what: "holds no prompts (the file is empty)".into(),
+        });
+    }
     Ok(out)
 }
 
@@ -165,44 +177,92 @@ pub fn encode(file: &ModelFile, p: &PromptText) -> Result<Vec<u32>> {
     Ok(file.encode_prompt(&text)?)
 }
 
+/// What determines a `generate` output besides the input records (the manifest's
+/// parameters, so a resume with anything else changed is refused).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub model_name: String,
+    pub model_sha256: String,
+    pub input_sha256: String,
+    pub seed: u64,
+    /// Records per committed wave (the output does not depend on it).
+    pub wave_size: usize,
+}
+
 /// Generate for every record and write `{id, text, finish_reason, prompt_tokens,
-/// completion_tokens}` lines to `out` in input order.
+/// completion_tokens}` lines to `out` in input order, committed wave by wave with a
+/// manifest: a killed run resumes where it stopped and ends with the same bytes.
 pub fn run(
     engine: &mut Engine,
     file: &ModelFile,
     records: &[PromptRecord],
     out: &Path,
+    cfg: &Config,
     mut progress: impl FnMut(usize),
 ) -> Result<()> {
-    let mut requests = Vec::with_capacity(records.len());
-    let mut index_of: BTreeMap<u64, usize> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        let stream = stream_of(&r.id);
-        index_of.insert(stream, i);
-        requests.push(Request {
-            id: stream,
-            prompt: encode(file, &r.prompt)?,
-            params: r.params.clone(),
-            max_tokens: r.max_tokens,
-            stop: r.stop.clone(),
-        });
-    }
-    let mut writer = AtomicFile::create(out)?;
-    let mut pending: BTreeMap<usize, Output> = BTreeMap::new();
-    let mut next = 0usize;
-    let mut done = 0usize;
-    engine.run(requests, |o| {
-        let i = index_of[&o.id];
-        pending.insert(i, o);
-        done += 1;
-        progress(done);
-        while let Some(o) = pending.remove(&next) {
-            let mut v = serde_json::to_value(&o).expect("outputs serialise");
-            v["id"] = records[next].id.clone();
-            writer.write_line(&v.to_string())?;
-            next += 1;
+    // Every per-record setting is part of the input file (its sha256); the defaults
+    // were applied to the records, so the records' hash stands for them too.
+    let params = serde_json::json!({
+        "model": cfg.model_name,
+        "model_sha256": cfg.model_sha256,
+        "input_sha256": cfg.input_sha256,
+        "records_sha256": records_digest(records),
+        "seed": cfg.seed,
+    });
+    let (mut rf, committed) = RunFile::open(
+        "generate",
+        out,
+        None,
+        crate::pipeline::with_engine_params(params, engine, file),
+        crate::pipeline::run_info(engine),
+    )?;
+    let mut done = committed.len().min(records.len());
+    progress(done);
+    while done < records.len() {
+        let wave = &records[done..(done + cfg.wave_size.max(1)).min(records.len())];
+        let mut requests = Vec::with_capacity(wave.len());
+        for r in wave {
+            requests.push(Request {
+                id: stream_of(&r.id),
+                prompt: encode(file, &r.prompt)?,
+                params: r.params.clone(),
+                max_tokens: r.max_tokens,
+                stop: r.stop.clone(),
+            });
         }
-        Ok(())
-    })?;
-    writer.commit()
+        let t0 = std::time::Instant::now();
+        let outs = crate::pipeline::generate_all(engine, requests)?;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let lines: Vec<Value> = wave
+            .iter()
+            .zip(outs)
+            .map(|(r, o)| {
+                *counts
+                    .entry(format!("finish_{:?}", o.finish_reason).to_lowercase())
+                    .or_default() += 1;
+                let mut v = serde_json::to_value(&o).expect("outputs serialise");
+                v["id"] = r.id.clone();
+                v
+            })
+            .collect();
+        let mut secs = BTreeMap::new();
+        secs.insert("generation".to_string(), t0.elapsed().as_secs_f64());
+        rf.commit_wave(&lines, &[], &counts, &secs)?;
+        done += wave.len();
+        progress(done);
+    }
+    Ok(())
+}
+
+/// A digest of the parsed records (ids, prompts, per-record settings).
+fn records_digest(records: &[PromptRecord]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for r in records {
+        h.update(format!(
+            "{:?}",
+            (r.line, &r.id, &r.prompt, &r.params, r.max_tokens, &r.stop)
+        ));
+    }
+    format!("{:x}", h.finalize())
 }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod export;
 pub mod filter;
 pub mod generate;
+pub mod input;
 pub mod perplexity;
 pub mod pipeline;
 pub mod progress;

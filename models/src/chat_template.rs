@@ -89,28 +89,55 @@ impl ChatTemplate {
             .env
             .get_template("chat")
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
-        let out = tmpl
-            .render(context! {
+        // Rendered into a bounded buffer: a template that grows its output without end
+        // stops at the bound instead of filling memory first.
+        let mut buf = Bounded(Vec::new());
+        let rendered = tmpl.render_captured_to(
+            context! {
                 messages => messages_value(messages),
                 add_generation_prompt => add_generation_prompt,
                 bos_token => bos_token,
                 eos_token => eos_token,
-            })
-            .map_err(|e| {
-                let hint = if e.kind() == ErrorKind::OutOfFuel {
-                    "\nhint: the template ran too long (a loop that never ends?); pass a working one with `--chat-template FILE`"
-                } else {
-                    "\nhint: pass a working template with `--chat-template FILE`"
-                };
-                Error::ChatTemplate(format!("rendering failed: {e:#}{hint}"))
-            })?;
-        if out.len() > MAX_RENDERED_BYTES {
+            },
+            &mut buf,
+        );
+        if let Err(e) = rendered {
+            if buf.0.len() > MAX_RENDERED_BYTES {
+                return Err(Error::ChatTemplate(format!(
+                    "the rendered prompt grew past the {MAX_RENDERED_BYTES}-byte bound\nhint: shorten the messages, or pass a working template with `--chat-template FILE`"
+                )));
+            }
+            let hint = if e.kind() == ErrorKind::OutOfFuel {
+                "\nhint: the template ran too long (a loop that never ends?); pass a working one with `--chat-template FILE`"
+            } else {
+                "\nhint: pass a working template with `--chat-template FILE`"
+            };
             return Err(Error::ChatTemplate(format!(
-                "the rendered prompt is {} bytes, over the {MAX_RENDERED_BYTES}-byte bound",
-                out.len()
+                "rendering failed: {e:#}{hint}"
             )));
         }
+        let out = String::from_utf8(buf.0)
+            .map_err(|_| Error::ChatTemplate("the template produced invalid UTF-8".into()))?;
         Ok(out)
+    }
+}
+
+/// A writer that refuses to grow past `MAX_RENDERED_BYTES` (the refusal stops the
+/// render).
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + b.len() > MAX_RENDERED_BYTES {
+            self.0.resize(MAX_RENDERED_BYTES + 1, 0);
+            return Err(std::io::Error::other("rendered prompt over the bound"));
+        }
+        self.0.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -73,6 +73,9 @@ pub enum Error {
     #[error("`{name}` is not in the local cache and the network is off (--offline / TEACHER_OFFLINE=1)\nhint: run `teacher models pull {name}` on a machine that is online and copy `{cache}` here, or pass a local `.gguf` path")]
     Offline { name: String, cache: PathBuf },
 
+    #[error("`{name}` is not in the Hugging Face cache and the network is off (--offline / TEACHER_OFFLINE=1 / HF_HUB_OFFLINE=1)\nhint: run any teacher command with `--model {name}` on a machine that is online (it downloads into the Hugging Face cache) and copy `{cache}` here, or pass a local `.gguf` path")]
+    OfflineHf { name: String, cache: PathBuf },
+
     #[error("model `{path}`: {what}")]
     Model { path: PathBuf, what: String },
 

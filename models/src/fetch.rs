@@ -106,7 +106,7 @@ fn resolve_hf(spec: &str, rest: &str, offline: bool) -> Result<Resolved> {
         });
     }
     if offline {
-        return Err(Error::Offline {
+        return Err(Error::OfflineHf {
             name: spec.to_string(),
             cache: cache.path().clone(),
         });
@@ -232,7 +232,10 @@ fn pip_download(name: &str, package: &str, version: &str, dir: &Path) -> Result<
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let py = python();
     let status = Command::new(&py)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"])
+        // Wheels only: a source archive would run its build code before the sha256
+        // check could refuse it.
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .arg("--disable-pip-version-check")
         .args(["--progress-bar", "on", "-d"])
         .arg(dir)
         .arg(format!("{package}=={version}"))

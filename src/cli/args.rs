@@ -108,6 +108,9 @@ pub(crate) struct SamplingArgs {
 
 impl SamplingArgs {
     pub(crate) fn params(&self) -> anyhow::Result<SamplingParams> {
+        if self.max_tokens == 0 {
+            anyhow::bail!("--max-tokens must be at least 1");
+        }
         let p = SamplingParams {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -141,4 +144,38 @@ pub(crate) fn open_for_pipeline(
         None => fetch::sha256_file(&resolved.path)?,
     };
     Ok((file, sha))
+}
+
+/// Refuse an output path that cannot be written before any work is done: a directory,
+/// a missing parent directory, or the same file as another path of the command.
+pub(crate) fn check_output(
+    flag: &str,
+    out: &std::path::Path,
+    others: &[(&str, &std::path::Path)],
+) -> anyhow::Result<()> {
+    if out.is_dir() {
+        anyhow::bail!(
+            "{flag} `{}` is a directory; give a file name",
+            out.display()
+        );
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            anyhow::bail!(
+                "{flag} `{}`: the directory `{}` does not exist",
+                out.display(),
+                parent.display()
+            );
+        }
+    }
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    for (other_flag, other) in others {
+        if abs(out) == abs(other) {
+            anyhow::bail!(
+                "{flag} and {other_flag} are the same file `{}`; give each its own",
+                out.display()
+            );
+        }
+    }
+    Ok(())
 }

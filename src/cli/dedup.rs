@@ -72,6 +72,10 @@ pub(crate) fn run(a: DedupArgs) -> anyhow::Result<()> {
         DedupMethod::Minhash => (Method::MinHash, 0.8),
         DedupMethod::Exact => (Method::Exact, 1.0),
     };
+    super::args::check_output("--out", &a.out, &[("--input", &a.input)])?;
+    if let Some(d) = &a.dropped {
+        super::args::check_output("--dropped", d, &[("--input", &a.input), ("--out", &a.out)])?;
+    }
     let threshold = a.threshold.unwrap_or(default_threshold);
     if !(threshold > 0.0 && threshold <= 1.0) {
         bail!("--threshold must be in (0, 1], got {threshold}");

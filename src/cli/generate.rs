@@ -1,7 +1,6 @@
 //! `teacher generate`: completions for a JSONL file of prompts.
 
-use super::args::{EngineArgs, ModelArgs, SamplingArgs};
-use anyhow::bail;
+use super::args::{check_output, open_for_pipeline, EngineArgs, ModelArgs, SamplingArgs};
 use clap::Args;
 use std::path::PathBuf;
 use teacher::engine::Engine;
@@ -18,6 +17,10 @@ pub(crate) struct GenerateArgs {
     /// Where `{id, text, finish_reason, prompt_tokens, completion_tokens}` lines go.
     #[arg(long)]
     out: PathBuf,
+    /// Records per committed wave: a killed run resumes from the last one (running
+    /// the same command again); the output does not depend on it.
+    #[arg(long, default_value_t = 256)]
+    wave_size: usize,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -26,17 +29,25 @@ pub(crate) struct GenerateArgs {
 
 pub(crate) fn run(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
     let defaults = a.sampling.params()?;
-    if a.sampling.max_tokens == 0 {
-        bail!("--max-tokens must be at least 1");
-    }
+    check_output("--out", &a.out, &[("--input", &a.input)])?;
     let records = teacher::generate::read_prompts(&a.input, &defaults, a.sampling.max_tokens)?;
-    let file = a.model.open(offline)?;
+    if a.wave_size == 0 {
+        anyhow::bail!("--wave-size must be at least 1");
+    }
+    let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
+    let gcfg = teacher::generate::Config {
+        model_name: a.model.model.clone(),
+        model_sha256,
+        input_sha256: teacher_models::fetch::sha256_file(&a.input)?,
+        seed: a.sampling.seed,
+        wave_size: a.wave_size,
+    };
     let model = Transformer::load(file.gguf.clone())?;
     let cfg = a.engine.config(a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
     let bar = teacher::progress::counter("completions");
     let started = std::time::Instant::now();
-    teacher::generate::run(&mut engine, &file, &records, &a.out, |n| {
+    teacher::generate::run(&mut engine, &file, &records, &a.out, &gcfg, |n| {
         if let Some(b) = &bar {
             b.set_position(n as u64);
         }

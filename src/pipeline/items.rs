@@ -31,7 +31,7 @@ impl Item {
 }
 
 pub fn load(path: &Path) -> Result<Vec<Item>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path)?;
     let bad = |line: usize, what: String| Error::Input {
         path: path.to_path_buf(),
         line,
@@ -59,6 +59,9 @@ pub fn load(path: &Path) -> Result<Vec<Item>> {
             .map(|(i, l)| (i + 1, serde_json::json!({"instruction": l.trim()})))
             .collect()
     };
+    if rows.is_empty() {
+        return Err(bad(1, "holds no records (the file is empty)".into()));
+    }
     let mut items = Vec::with_capacity(rows.len());
     let mut seen = std::collections::HashSet::new();
     for (line, r) in rows {

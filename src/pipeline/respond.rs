@@ -7,7 +7,7 @@ use super::items::Item;
 use super::prompt::respond_prompt;
 use super::run_file::RunFile;
 use super::{generate_all, stream_of_id};
-use crate::engine::{Engine, FinishReason, Request};
+use crate::engine::{Engine, FinishReason, Output, Request};
 use crate::error::Result;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -95,20 +95,46 @@ pub fn run(
         let wave: Vec<&Item> = items[done..(done + cfg.wave_size).min(items.len())]
             .iter()
             .collect();
-        let reqs = wave
+        // A record whose prompt cannot be built (a template error, a prompt over the
+        // size bound) fails alone, with the reason in its output record.
+        let built: Vec<std::result::Result<Request, String>> = wave
             .iter()
-            .map(|it| -> Result<Request> {
-                Ok(Request {
-                    id: stream_of_id(&it.id),
-                    prompt: file.encode_prompt(&item_prompt(file, it, cfg.system.as_deref())?)?,
-                    params: cfg.sampling.clone(),
-                    max_tokens: cfg.max_tokens,
-                    stop: stops.clone(),
-                })
+            .map(|it| {
+                let prompt = item_prompt(file, it, cfg.system.as_deref())
+                    .and_then(|p| Ok(file.encode_prompt(&p)?));
+                match prompt {
+                    Ok(prompt) => Ok(Request {
+                        id: stream_of_id(&it.id),
+                        prompt,
+                        params: cfg.sampling.clone(),
+                        max_tokens: cfg.max_tokens,
+                        stop: stops.clone(),
+                    }),
+                    Err(e) => Err(format!("input line {} (id `{}`): {e}", it.line, it.id)),
+                }
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
+        let reqs: Vec<Request> = built
+            .iter()
+            .filter_map(|b| b.as_ref().ok().cloned())
+            .collect();
         let t0 = Instant::now();
-        let outs = generate_all(engine, reqs)?;
+        let mut ran = generate_all(engine, reqs)?.into_iter();
+        let outs: Vec<Output> = built
+            .iter()
+            .map(|b| match b {
+                Ok(_) => ran.next().expect("one output per request"),
+                Err(why) => Output {
+                    id: 0,
+                    text: String::new(),
+                    tokens: Vec::new(),
+                    finish_reason: FinishReason::Error,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                    error: Some(why.clone()),
+                },
+            })
+            .collect();
         let secs = t0.elapsed().as_secs_f64();
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let records: Vec<Value> = wave

@@ -61,7 +61,7 @@ pub fn load(path: &Path, format: Option<SeedFormat>) -> Result<Vec<SeedTask>> {
             what: "is not valid UTF-8".into(),
         }
     })?;
-    let seeds = parse(path, &text, format)?;
+    let seeds = parse(path, crate::input::strip_bom(&text), format)?;
     if seeds.is_empty() {
         return Err(Error::Input {
             path: path.to_path_buf(),

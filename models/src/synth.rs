@@ -31,10 +31,13 @@ pub struct Shape {
     pub sliding_window: Option<usize>,
     /// No `output.weight`: the token embedding is reused.
     pub tied: bool,
+    /// Give the model a ChatML chat template (an "instruct" model).
+    pub chat: bool,
 }
 
 /// Named shapes of real models (their config.json / GGUF metadata).
 pub const PRESETS: &[&str] = &[
+    "tiny",
     "smollm2-135m",
     "gemma3-270m",
     "qwen3-0.6b",
@@ -70,8 +73,27 @@ impl Shape {
             rope_base,
             sliding_window,
             tied,
+            chat: false,
         };
         Ok(match name {
+            // A few-layer llama with a ChatML template: fast enough for tests that
+            // need a model but not its words.
+            "tiny" => Shape {
+                chat: true,
+                ..s(
+                    Arch::Llama,
+                    2,
+                    64,
+                    128,
+                    4,
+                    2,
+                    16,
+                    512,
+                    10_000.0,
+                    None,
+                    false,
+                )
+            },
             "smollm2-135m" => s(
                 Arch::Llama,
                 30,
@@ -273,6 +295,12 @@ impl Shape {
             ("tokenizer.ggml.merges".into(), Value::Array(vec![])),
             ("tokenizer.ggml.eos_token_id".into(), u(0)),
         ];
+        if self.chat {
+            md.push((
+                "tokenizer.chat_template".into(),
+                Value::String(CHATML.into()),
+            ));
+        }
         if let Some(w) = self.sliding_window {
             md.push((format!("{a}.attention.sliding_window"), u(w)));
         }
@@ -283,6 +311,9 @@ impl Shape {
         md
     }
 }
+
+/// ChatML, the template of SmolLM2 and Qwen (the `tiny` preset's).
+const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /// Token i of the placeholder vocabulary: the 256 byte pieces of GPT-2's byte-level
 /// BPE first (so any text encodes), then `t256`, `t257`, ….

@@ -173,6 +173,15 @@ impl RunFile {
         seconds: &BTreeMap<String, f64>,
     ) -> Result<()> {
         let out_bytes = append_lines(&self.out, records)?;
+        // Fault injection for the kill tests: die (as SIGKILL would) after the wave's
+        // records are appended but before the manifest commits them.
+        if std::env::var("TEACHER_TEST_ABORT_IN_COMMIT")
+            .ok()
+            .as_deref()
+            == Some(&self.waves_done().to_string())
+        {
+            std::process::abort();
+        }
         let rej_bytes = match &self.rejected {
             Some(r) => append_lines(r, rejected)?,
             None => 0,

@@ -9,6 +9,7 @@ mod evol;
 mod forward;
 mod gguf_errors;
 mod perplexity;
+mod reliability;
 mod rouge_parity;
 mod self_instruct;
 mod stats;

@@ -118,6 +118,43 @@ fn evolve_is_deterministic_resumable_and_keeps_lineage() {
     assert!(ok, "{err}");
     assert_eq!(read(dir, "c.jsonl"), a);
     assert_eq!(read(dir, "c.rej.jsonl"), read(dir, "a.rej.jsonl"));
+
+    // Evolving evolve's own output (ids ending in `.rN`) works, and every child gets an
+    // id of its own (issue 13: this panicked, and children took their parent's id).
+    assert!(
+        recs.iter().any(|r| r["source"] == "evol"),
+        "the first run kept evolutions"
+    );
+    let again = [
+        "evolve",
+        "--input",
+        "a.jsonl",
+        "--rounds",
+        "1",
+        "--max-tokens",
+        "48",
+        "--response-max-tokens",
+        "48",
+        "--wave-size",
+        "8",
+        "--out",
+        "d.jsonl",
+    ];
+    let (ok, err) = teacher(dir, &again, 8, 2);
+    assert!(ok, "{err}");
+    let d = read(dir, "d.jsonl");
+    for l in d.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_ne!(r["id"], r["parent_id"], "{r}");
+        assert!(ids.contains(r["root_id"].as_str().unwrap()), "{r}");
+    }
+    let (ok, err) = teacher(dir, &again, 8, 2);
+    assert!(ok, "{err}");
+    assert_eq!(
+        read(dir, "d.jsonl"),
+        d,
+        "a finished run is a no-op when run again"
+    );
 }
 
 #[test]

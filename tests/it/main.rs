@@ -8,6 +8,7 @@ mod engine;
 mod evol;
 mod forward;
 mod gguf_errors;
+mod kill_resume;
 mod perplexity;
 mod reliability;
 mod rouge_parity;

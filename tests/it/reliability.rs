@@ -550,3 +550,35 @@ fn crafted_gguf_sizes_are_errors_not_crashes() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cached_model_generates_inside_a_network_namespace_without_interfaces() {
+    // `unshare -n`: a fresh network namespace, only a downed loopback — any attempt to
+    // reach the network fails at once.
+    let probe = std::process::Command::new("unshare").args(["-n", "true"]).status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        eprintln!("SKIPPED: `unshare -n` is not available here (needs root or user namespaces)");
+        return;
+    }
+    crate::common::model_path(crate::common::SMOLLM2);
+    let o = std::process::Command::new("unshare")
+        .arg("-n")
+        .arg(teacher_bin())
+        .args([
+            "complete",
+            "--model",
+            crate::common::SMOLLM2,
+            "--chat",
+            "--prompt",
+            "What is 2 + 2?",
+            "--max-tokens",
+            "8",
+        ])
+        .env_remove("TEACHER_MODEL")
+        .env_remove("TEACHER_OFFLINE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("generated"), "{err}");
+}

@@ -8,6 +8,8 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod input;
 pub mod perplexity;

@@ -185,6 +185,22 @@ impl GgufFile {
         Ok(())
     }
 
+    /// A GGUF held in memory (fuzzing, tests): parsed exactly as a file is; split
+    /// models are not followed.
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
+        let path = PathBuf::from(name);
+        if bytes.is_empty() {
+            return Err(Error::NotGguf {
+                path,
+                found: String::new(),
+            });
+        }
+        let mut m = memmap2::MmapMut::map_anon(bytes.len()).map_err(|e| Error::io(&path, e))?;
+        m.copy_from_slice(bytes);
+        let mmap = m.make_read_only().map_err(|e| Error::io(&path, e))?;
+        Self::parse(path, mmap)
+    }
+
     /// One file, without following splits.
     fn open_one(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

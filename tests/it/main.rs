@@ -6,6 +6,7 @@ mod common;
 mod dedup_cli;
 mod engine;
 mod evol;
+mod fuzz_corpus;
 mod forward;
 mod gguf_errors;
 mod kill_resume;

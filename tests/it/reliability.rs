@@ -555,7 +555,9 @@ fn crafted_gguf_sizes_are_errors_not_crashes() {
 fn a_cached_model_generates_inside_a_network_namespace_without_interfaces() {
     // `unshare -n`: a fresh network namespace, only a downed loopback — any attempt to
     // reach the network fails at once.
-    let probe = std::process::Command::new("unshare").args(["-n", "true"]).status();
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .status();
     if !matches!(probe, Ok(s) if s.success()) {
         eprintln!("SKIPPED: `unshare -n` is not available here (needs root or user namespaces)");
         return;

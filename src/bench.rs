@@ -21,6 +21,9 @@ pub struct BenchRow {
     pub peak_rss_mb: Option<f64>,
 }
 
+/// KV memory bench may allocate (the engine's default `--kv-memory`).
+const BENCH_KV_BUDGET: usize = 8 << 30;
+
 /// Prompt-token budget of one prefill step (llama.cpp's -ub 512).
 const PREFILL_STEP: usize = 512;
 
@@ -36,6 +39,30 @@ pub fn run(
     let text = "The quick brown fox jumps over the lazy dog while the teacher writes new \
                 instructions, answers them carefully, and checks every answer twice. ";
     let base = tok.encode(&text.repeat(16), false, false)?;
+    if base.is_empty() {
+        return Err(crate::Error::Usage(
+            "the model's tokenizer gives no tokens for the benchmark text".into(),
+        ));
+    }
+    let positions = prompt_len.saturating_add(gen_len).saturating_add(1);
+    if positions > model.hp.context_length {
+        return Err(crate::Error::Usage(format!(
+            "--prompt-tokens + --gen-tokens ({positions} positions) exceed the model's context of {}",
+            model.hp.context_length
+        )));
+    }
+    for &b in batches {
+        // The same budget the engine's --kv-memory default enforces.
+        let need = b
+            .checked_mul(positions)
+            .and_then(|n| n.checked_mul(model.kv_bytes_per_position(kv)));
+        if need.is_none_or(|n| n > BENCH_KV_BUDGET) {
+            return Err(crate::Error::Usage(format!(
+                "batch {b} × {positions} positions needs more than the {} GiB KV budget of bench\nhint: lower --batch or the token counts",
+                BENCH_KV_BUDGET >> 30
+            )));
+        }
+    }
     let mut rows = Vec::new();
     for &b in batches {
         let prompts: Vec<Vec<u32>> = (0..b)

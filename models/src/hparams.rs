@@ -96,6 +96,19 @@ impl HParams {
             Ok(v as usize)
         };
         let n_layer = req("block_count")?;
+        // Every layer has at least four tensors (two norms, the attention output and
+        // the down projection): a count the tensor directory cannot back is refused
+        // before anything is sized from it.
+        if n_layer > gguf.tensors.len() / 4 {
+            return Err(Error::Metadata {
+                path: gguf.path().to_path_buf(),
+                key: key("block_count"),
+                what: format!(
+                    "is {n_layer}, but the file has only {} tensors",
+                    gguf.tensors.len()
+                ),
+            });
+        }
         let n_embd = req("embedding_length")?;
         let n_ff = req("feed_forward_length")?;
         let n_head = req("attention.head_count")?;

@@ -66,7 +66,7 @@ pub fn input_files(data: &[u8]) {
         threshold: 0.7,
         rule: crate::filter::DropRule::AtLeast,
         fields: vec!["instruction".into()],
-        skip_invalid: true,
+        skip_invalid: false,
         num_perm: 16,
         ngram: 1,
         verify: true,

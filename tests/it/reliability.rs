@@ -407,6 +407,40 @@ fn a_record_whose_prompt_cannot_be_built_fails_alone_with_its_line_and_id() {
     assert!(why.contains("line 2") && why.contains("`b`"), "{why}");
     assert_ne!(recs[0]["finish_reason"], "error");
     assert_ne!(recs[2]["finish_reason"], "error");
+    // A record over the 16 MiB prompt bound, with the model's own template.
+    let big = dir.path().join("big.jsonl");
+    std::fs::write(
+        &big,
+        format!(
+            "{{\"id\":\"small\",\"instruction\":\"fine\"}}\n{{\"id\":\"huge\",\"instruction\":\"{}\"}}\n",
+            "word ".repeat(17 << 18)
+        ),
+    )
+    .unwrap();
+    let out2 = dir.path().join("r2.jsonl");
+    let (ok, err) = run(&[
+        "respond",
+        "--model",
+        s(&model),
+        "--input",
+        s(&big),
+        "--max-tokens",
+        "2",
+        "--out",
+        s(&out2),
+    ]);
+    assert!(ok, "{err}");
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&out2)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs[1]["finish_reason"], "error");
+    let why = recs[1]["error"].as_str().unwrap();
+    assert!(
+        why.contains("line 2") && why.contains("`huge`") && why.contains("bound"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -139,6 +139,13 @@ impl OutPtr {
     unsafe fn write(self, i: usize, v: f32) {
         *self.0.add(i) = v;
     }
+
+    /// SAFETY (caller): as `write`; the element was written by this thread.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    unsafe fn read(self, i: usize) -> f32 {
+        *self.0.add(i)
+    }
 }
 
 /// y[r·n + c] = Σ_k x[r·k + k] · W[c][k] for r < m, c < n = w.rows.
@@ -173,6 +180,16 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
             Q8Row::quantize(&x[r * k..(r + 1) * k], &mut a[0])
         });
         acts
+    } else {
+        Vec::new()
+    };
+    // Σa over each 16-element half of every sub-block, per row: Q2_K's two minimum
+    // terms per sub-block (only computed when such a matrix is in the call).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    let halves: Vec<Vec<(i32, i32)>> = if jobs.iter().any(|(w, _)| w.t.min_terms() == 2) {
+        acts.iter()
+            .map(|a| a.qs.chunks_exact(32).map(half_sums).collect())
+            .collect()
     } else {
         Vec::new()
     };
@@ -219,6 +236,10 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
                 // the columns c0..c1 belong to this task. Types without a SIMD decoder
                 // fall through to the scalar reference.
                 if unsafe { x86::columns(code, w, c0, c1, &acts, out) } {
+                    if w.t.min_terms() == 2 {
+                        // SAFETY: the columns c0..c1 belong to this task.
+                        unsafe { add_half_min_terms(w, c0, c1, &acts, &halves, out) };
+                    }
                     return;
                 }
             }
@@ -241,6 +262,71 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
         }
     };
     crate::pool::run(tasks.len(), |i| run(&tasks[i]));
+}
+
+/// Q2_K's minimum terms, added to the lane sums a SIMD kernel wrote (it computes Q2_K as
+/// a type without minima). The scalar order is y = reduce(lanes) + macc with macc its
+/// own fma chain from +0.0: the kernel wrote reduce(lanes) + 0.0, and adding macc to
+/// that gives the same bits (macc is never −0.0, so only a −0.0 lane sum could differ,
+/// and +0.0 + macc = −0.0 + macc for every macc that is not −0.0).
+///
+/// SAFETY (caller): the columns c0..c1 belong to this task and were written by it; the
+/// CPU has FMA (every x86 instruction set teacher uses beyond the scalar one does).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn add_half_min_terms(
+    w: &QMatrix,
+    c0: usize,
+    c1: usize,
+    acts: &[Q8Row],
+    halves: &[Vec<(i32, i32)>],
+    out: OutPtr,
+) {
+    half_min_terms_body(w, c0, c1, acts, halves, out)
+}
+
+/// The body of `add_half_min_terms`, inlined into its FMA build (`mul_add` is then one
+/// instruction instead of a call; the same exactly rounded result either way).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn half_min_terms_body(
+    w: &QMatrix,
+    c0: usize,
+    c1: usize,
+    acts: &[Q8Row],
+    halves: &[Vec<(i32, i32)>],
+    out: OutPtr,
+) {
+    let n = w.rows;
+    let bb = w.t.block_bytes();
+    let nblocks = w.cols / w.t.block_elems();
+    let mut mins = vec![[0f32; 2]; nblocks * 8];
+    let mut macc = vec![0f32; acts.len()];
+    for c in c0..c1 {
+        for (b, block) in w.row(c).chunks_exact(bb).enumerate() {
+            let dmin = crate::quant::f16_at(block, 82);
+            for s in 0..8 {
+                // The same expression as `decode_block`.
+                let (x, y) = (block[2 * s], block[2 * s + 1]);
+                mins[b * 8 + s] = [-(dmin * (x >> 4) as f32), -(dmin * (y >> 4) as f32)];
+            }
+        }
+        // Rows side by side: each row's chain is the scalar order, and independent
+        // chains keep the fma units busy.
+        macc.iter_mut().for_each(|v| *v = 0.0);
+        for (j, m) in mins.iter().enumerate() {
+            for (r, a) in acts.iter().enumerate() {
+                let da = a.d[j];
+                let (lo, hi) = halves[r][j];
+                macc[r] = (m[0] * da).mul_add(lo as f32, macc[r]);
+                macc[r] = (m[1] * da).mul_add(hi as f32, macc[r]);
+            }
+        }
+        for (r, mc) in macc.iter().enumerate() {
+            let i = r * n + c;
+            out.write(i, out.read(i) + mc);
+        }
+    }
 }
 
 #[inline]

@@ -41,6 +41,8 @@ const Q6K: u8 = 7;
 const Q3K: u8 = 8;
 const IQ4NL: u8 = 9;
 const IQ4XS: u8 = 10;
+/// Q2_K's lane sums (its two minima per sub-block are added by the caller).
+const Q2K: u8 = 11;
 
 const fn qtype(t: u8) -> QType {
     match t {
@@ -54,6 +56,7 @@ const fn qtype(t: u8) -> QType {
         Q3K => QType::Q3K,
         IQ4NL => QType::IQ4NL,
         IQ4XS => QType::IQ4XS,
+        Q2K => QType::Q2K,
         _ => QType::Q6K,
     }
 }
@@ -66,7 +69,7 @@ const fn has_min(t: u8) -> bool {
 
 const fn nsb(t: u8) -> usize {
     match t {
-        Q4K | Q5K | Q6K | Q3K | IQ4XS => 8,
+        Q4K | Q5K | Q6K | Q3K | IQ4XS | Q2K => 8,
         _ => 1,
     }
 }
@@ -97,6 +100,7 @@ pub(super) unsafe fn columns(
                 QType::Q3K => $f::<Q3K>(w, c0, c1, acts, out),
                 QType::IQ4NL => $f::<IQ4NL>(w, c0, c1, acts, out),
                 QType::IQ4XS => $f::<IQ4XS>(w, c0, c1, acts, out),
+                QType::Q2K => $f::<Q2K>(w, c0, c1, acts, out),
                 // Float weights (the caller's path) and types with only the scalar
                 // decoder.
                 _ => return false,
@@ -291,7 +295,7 @@ unsafe fn decode<const T: u8>(
                 }
             }
         }
-        Q3K | IQ4NL | IQ4XS => {
+        Q3K | IQ4NL | IQ4XS | Q2K => {
             // The scalar decoder's integers and scales, loaded into registers.
             let t = qtype(T);
             let block = std::slice::from_raw_parts(p, t.block_bytes());

@@ -63,25 +63,48 @@ impl QType {
         }
     }
 
+    /// Every type teacher reads, floats first.
+    pub const ALL: [QType; 15] = [
+        QType::F32,
+        QType::F16,
+        QType::BF16,
+        QType::Q4_0,
+        QType::Q4_1,
+        QType::Q5_0,
+        QType::Q5_1,
+        QType::Q8_0,
+        QType::Q2K,
+        QType::Q3K,
+        QType::Q4K,
+        QType::Q5K,
+        QType::Q6K,
+        QType::IQ4NL,
+        QType::IQ4XS,
+    ];
+
+    /// The ggml type id (`enum ggml_type`).
+    pub fn ggml_id(self) -> u32 {
+        match self {
+            QType::F32 => 0,
+            QType::F16 => 1,
+            QType::Q4_0 => 2,
+            QType::Q4_1 => 3,
+            QType::Q5_0 => 6,
+            QType::Q5_1 => 7,
+            QType::Q8_0 => 8,
+            QType::Q2K => 10,
+            QType::Q3K => 11,
+            QType::Q4K => 12,
+            QType::Q5K => 13,
+            QType::Q6K => 14,
+            QType::IQ4NL => 20,
+            QType::IQ4XS => 23,
+            QType::BF16 => 30,
+        }
+    }
+
     pub fn from_ggml(id: u32) -> Option<QType> {
-        Some(match id {
-            0 => QType::F32,
-            1 => QType::F16,
-            2 => QType::Q4_0,
-            3 => QType::Q4_1,
-            6 => QType::Q5_0,
-            7 => QType::Q5_1,
-            8 => QType::Q8_0,
-            10 => QType::Q2K,
-            11 => QType::Q3K,
-            12 => QType::Q4K,
-            13 => QType::Q5K,
-            14 => QType::Q6K,
-            20 => QType::IQ4NL,
-            23 => QType::IQ4XS,
-            30 => QType::BF16,
-            _ => return None,
-        })
+        QType::ALL.into_iter().find(|t| t.ggml_id() == id)
     }
 
     /// Elements per block.

@@ -334,44 +334,12 @@ fn placeholder_piece(i: usize) -> String {
 
 /// The ggml type id of a weight type.
 pub fn ggml_id(t: QType) -> u32 {
-    match t {
-        QType::F32 => 0,
-        QType::F16 => 1,
-        QType::Q4_0 => 2,
-        QType::Q4_1 => 3,
-        QType::Q5_0 => 6,
-        QType::Q5_1 => 7,
-        QType::Q8_0 => 8,
-        QType::Q2K => 10,
-        QType::Q3K => 11,
-        QType::Q4K => 12,
-        QType::Q5K => 13,
-        QType::Q6K => 14,
-        QType::IQ4NL => 20,
-        QType::IQ4XS => 23,
-        QType::BF16 => 30,
-    }
+    t.ggml_id()
 }
 
 /// A weight type by llama.cpp's name (`q4_k`, `Q4_K`, `iq4_xs`, `f16`, …).
 pub fn parse_type(s: &str) -> Result<QType> {
-    let all = [
-        QType::F32,
-        QType::F16,
-        QType::BF16,
-        QType::Q4_0,
-        QType::Q4_1,
-        QType::Q5_0,
-        QType::Q5_1,
-        QType::Q8_0,
-        QType::Q2K,
-        QType::Q3K,
-        QType::Q4K,
-        QType::Q5K,
-        QType::Q6K,
-        QType::IQ4NL,
-        QType::IQ4XS,
-    ];
+    let all = QType::ALL;
     all.into_iter()
         .find(|t| t.name().eq_ignore_ascii_case(s))
         .ok_or_else(|| {

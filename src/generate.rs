@@ -187,9 +187,11 @@ pub struct Config {
     pub seed: u64,
     /// Records per committed wave (the output does not depend on it).
     pub wave_size: usize,
+    /// The part of the input this run writes (`--shard I/N`).
+    pub shard: crate::shard::Shard,
 }
 
-/// Generate for every record and write `{id, text, finish_reason, prompt_tokens,
+/// Generate for every record (of the shard) and write `{id, text, finish_reason, prompt_tokens,
 /// completion_tokens}` lines to `out` in input order, committed wave by wave with a
 /// manifest: a killed run resumes where it stopped and ends with the same bytes.
 pub fn run(
@@ -202,13 +204,16 @@ pub fn run(
 ) -> Result<()> {
     // Every per-record setting is part of the input file (its sha256); the defaults
     // were applied to the records, so the records' hash stands for them too.
-    let params = serde_json::json!({
+    let mut params = serde_json::json!({
         "model": cfg.model_name,
         "model_sha256": cfg.model_sha256,
         "input_sha256": cfg.input_sha256,
         "records_sha256": records_digest(records),
         "seed": cfg.seed,
     });
+    cfg.shard.add_to_params(&mut params);
+    cfg.shard.check_not_empty(records.len(), "prompts")?;
+    let records = &records[cfg.shard.range(records.len())];
     let (mut rf, committed) = RunFile::open(
         "generate",
         out,
@@ -251,7 +256,7 @@ pub fn run(
         done += wave.len();
         progress(done);
     }
-    Ok(())
+    rf.finish()
 }
 
 /// A digest of the parsed records (ids, prompts, per-record settings).

@@ -12,9 +12,11 @@ pub mod filter;
 pub mod fuzzing;
 pub mod generate;
 pub mod input;
+pub mod merge;
 pub mod perplexity;
 pub mod pipeline;
 pub mod progress;
+pub mod shard;
 pub mod stats;
 
 pub use error::{Error, Result};

@@ -18,9 +18,15 @@ pub(crate) struct EvolveArgs {
     input: PathBuf,
     #[arg(long)]
     out: PathBuf,
-    /// Write every failed evolution with its elimination reason here.
+    /// Every failed evolution with its elimination reason (default: OUT with
+    /// `.rejected.jsonl`; a resumed run reads its near-duplicate steps back from it).
     #[arg(long)]
     rejected: Option<PathBuf>,
+    /// Evolve only shard I of N (0-based): a contiguous slice of the roots, for array
+    /// jobs; `teacher merge` joins the shards (and filters near-duplicates across them)
+    /// into the single run's bytes.
+    #[arg(long, default_value = "0/1")]
+    shard: teacher::shard::Shard,
     /// Evolution rounds (the paper uses 4).
     #[arg(long, default_value_t = 4)]
     rounds: usize,
@@ -97,19 +103,25 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         model_name: a.model.model.clone(),
         model_sha256,
         input_sha256: fetch::sha256_file(&a.input)?,
+        shard: a.shard,
     };
+    let rejected = a
+        .rejected
+        .clone()
+        .unwrap_or_else(|| teacher::pipeline::run_file::default_rejected_path(&a.out));
     let model = Transformer::load(file.gguf.clone())?;
     let ecfg = a.engine.config(a.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let started = std::time::Instant::now();
-    let bar = teacher::progress::bar((a.rounds * list.len()) as u64, "evolutions tried");
+    let roots = a.shard.range(list.len()).len();
+    let bar = teacher::progress::bar((a.rounds * roots) as u64, "evolutions tried");
     let p = evol::run(
         &mut engine,
         &file,
         &list,
         &cfg,
         &a.out,
-        a.rejected.as_deref(),
+        Some(&rejected),
         |p| {
             let failed: u64 = p
                 .failed

@@ -21,6 +21,10 @@ pub(crate) struct GenerateArgs {
     /// the same command again); the output does not depend on it.
     #[arg(long, default_value_t = 256)]
     wave_size: usize,
+    /// Write only shard I of N (0-based): a contiguous slice of the input, for array
+    /// jobs; `teacher merge` joins the shards into the single run's bytes.
+    #[arg(long, default_value = "0/1")]
+    shard: teacher::shard::Shard,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -41,6 +45,7 @@ pub(crate) fn run(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
         input_sha256: teacher_models::fetch::sha256_file(&a.input)?,
         seed: a.sampling.seed,
         wave_size: a.wave_size,
+        shard: a.shard,
     };
     let model = Transformer::load(file.gguf.clone())?;
     let cfg = a.engine.config(a.sampling.seed);
@@ -59,7 +64,7 @@ pub(crate) fn run(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "teacher: {} completions, {} prompt + {} generated tokens in {:.1} s ({:.1} generated tok/s)",
-        records.len(),
+        a.shard.range(records.len()).len(),
         s.prompt_tokens,
         s.generated_tokens,
         secs,

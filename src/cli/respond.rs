@@ -23,6 +23,10 @@ pub(crate) struct RespondArgs {
     /// Records per committed wave.
     #[arg(long, default_value_t = 64)]
     wave_size: usize,
+    /// Answer only shard I of N (0-based): a contiguous slice of the input, for array
+    /// jobs; `teacher merge` joins the shards into the single run's bytes.
+    #[arg(long, default_value = "0/1")]
+    shard: teacher::shard::Shard,
     #[command(flatten)]
     sampling: SamplingArgs,
     #[command(flatten)]
@@ -46,11 +50,12 @@ pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
         model_name: a.model.model.clone(),
         model_sha256,
         input_sha256: fetch::sha256_file(&a.input)?,
+        shard: a.shard,
     };
     let model = Transformer::load(file.gguf.clone())?;
     let ecfg = a.engine.config(a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
-    let bar = teacher::progress::bar(list.len() as u64, "responses");
+    let bar = teacher::progress::bar(a.shard.range(list.len()).len() as u64, "responses");
     let started = std::time::Instant::now();
     let n = rs::run(
         &mut engine,

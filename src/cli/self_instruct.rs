@@ -63,6 +63,11 @@ pub(crate) struct SelfInstructArgs {
     /// The run seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Grow only shard I of N (0-based): its own pool from the seeds, with its own
+    /// stream of the run seed and its share of --num; `teacher merge` joins the shards
+    /// and drops near-duplicates across them.
+    #[arg(long, default_value = "0/1")]
+    shard: teacher::shard::Shard,
     /// Stop after this many waves in a row produce nothing.
     #[arg(long, default_value_t = 5)]
     stall_waves: usize,
@@ -78,6 +83,9 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
     if a.num == 0 || a.wave_size == 0 || a.num_tasks == 0 {
         bail!("--num, --wave-size and --num-tasks must be at least 1");
     }
+    a.shard
+        .check_not_empty(a.num, "tasks of --num")
+        .map_err(anyhow::Error::from)?;
     if !(a.threshold > 0.0 && a.threshold <= 1.0) {
         bail!("--threshold must be in (0, 1], got {}", a.threshold);
     }
@@ -139,11 +147,12 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         model_name: a.model.model.clone(),
         model_sha256,
         seeds_sha256: seeds_sha,
+        shard: a.shard,
     };
     let model = Transformer::load(file.gguf.clone())?;
-    let ecfg = a.engine.config(a.seed);
+    let ecfg = a.engine.config(a.shard.seed(a.seed));
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
-    let bar = teacher::progress::bar(a.num as u64, "tasks");
+    let bar = teacher::progress::bar(a.shard.share(a.num) as u64, "tasks");
     let started = std::time::Instant::now();
     let p = si::run(
         &mut engine,

@@ -4,10 +4,17 @@
 //!
 //! Every root instruction has one current form in the pool. In each round every pool
 //! item is evolved once, with an operation drawn by Philox from (seed, item, round); the
-//! evolution is answered in the same round; a failure leaves the item unevolved for the
-//! next round. Rounds are processed in waves committed in item order, so the output
-//! never depends on `--batch`, thread count or finishing order, and a killed run
-//! resumes to the same bytes.
+//! evolution is answered in the same round; an evolution the paper's rules eliminate
+//! leaves the item unevolved for the next round. The near-duplicate filter is a filter
+//! of the dataset, not of the chain: an evolution too close to one already kept is
+//! left out of the output (and written to the rejected file) but stays its root's
+//! current form. So each root's chain depends on nothing but its own item, and a run
+//! split into shards (`--shard`, each shard a slice of the roots) merges back to the
+//! same bytes: `teacher merge` applies the near-duplicate filter in the same order
+//! (round by round, roots in input order) that a single run applies it in. Rounds are
+//! processed in waves committed in item order, so the output never depends on
+//! `--batch`, thread count or finishing order, and a killed run resumes to the same
+//! bytes (the rejected file, always kept, holds the chains' near-duplicate steps).
 
 use super::items::Item;
 use super::respond::{completion_stops, item_prompt};
@@ -333,11 +340,18 @@ pub struct Config {
     pub model_name: String,
     pub model_sha256: String,
     pub input_sha256: String,
+    /// The roots this run evolves (`--shard I/N`); a shard leaves the near-duplicate
+    /// filter to `teacher merge`.
+    pub shard: crate::shard::Shard,
 }
+
+/// How near-duplicates act on the chains (see the module text); recorded in the
+/// parameters so a run of an older rule is not resumed by this one.
+const NEAR_DUPLICATE_RULE: &str = "dataset-filter";
 
 impl Config {
     fn params_json(&self) -> Value {
-        json!({
+        let mut p = json!({
             "rounds": self.rounds,
             "ops": self.ops,
             "seed": self.seed,
@@ -354,7 +368,60 @@ impl Config {
             "model_sha256": self.model_sha256,
             "input_sha256": self.input_sha256,
             "prompt_version": EVOL_PROMPT_VERSION,
-        })
+            "near_duplicates": NEAR_DUPLICATE_RULE,
+        });
+        self.shard.add_to_params(&mut p);
+        p
+    }
+}
+
+/// The near-duplicate filter over kept evolutions, in output order: one evolution is
+/// dropped when its ROUGE-L F1 with any kept evolution other than its own parent
+/// reaches the threshold. Used by the run itself and by `teacher merge` on shards.
+pub struct NearDuplicates {
+    index: RougeIndex,
+    ids: Vec<String>,
+    threshold: f64,
+}
+
+impl NearDuplicates {
+    pub fn new(threshold: f64) -> NearDuplicates {
+        NearDuplicates {
+            index: RougeIndex::new(),
+            ids: Vec::new(),
+            threshold,
+        }
+    }
+
+    /// Add a kept evolution without checking it (a resumed run's committed records).
+    pub fn keep(&mut self, record: &Value) {
+        let text = record["instruction"].as_str().unwrap_or_default();
+        self.index.insert(self.ids.len() as u64, text);
+        self.ids
+            .push(record["id"].as_str().unwrap_or_default().to_string());
+    }
+
+    /// Check an evolution record (`source: evol`) against the kept ones: None, and it
+    /// is kept, or the rejected record that says why it is not.
+    pub fn check(&mut self, record: &Value) -> Option<Value> {
+        let text = record["instruction"].as_str().unwrap_or_default();
+        let parent = record["parent_id"].as_str().unwrap_or_default();
+        let toks = self.index.tokens(text);
+        let dup = self
+            .index
+            .matches_above(&toks, self.threshold)
+            .into_iter()
+            .any(|m| self.ids[m.id as usize] != parent);
+        if dup {
+            return Some(json!({
+                "parent_id": record["parent_id"], "round": record["round"],
+                "op": record["op"], "reason": Elimination::NearDuplicate.as_str(),
+                "instruction": record["instruction"], "output": record["output"],
+                "id": record["id"], "root_id": record["root_id"],
+            }));
+        }
+        self.keep(record);
+        None
     }
 }
 
@@ -387,6 +454,7 @@ pub fn run(
     rejected: Option<&Path>,
     mut report: impl FnMut(&Progress),
 ) -> Result<Progress> {
+    cfg.shard.check_not_empty(items.len(), "input items")?;
     let (mut rf, committed) = RunFile::open(
         "evolve",
         out,
@@ -394,6 +462,7 @@ pub fn run(
         super::with_engine_params(cfg.params_json(), engine, file),
         super::run_info(engine),
     )?;
+    let items = &items[cfg.shard.range(items.len())];
     let waves_per_round = items.len().div_ceil(cfg.wave_size).max(1) as u64;
     let mut pool: Vec<Current> = items
         .iter()
@@ -410,27 +479,43 @@ pub fn run(
         .enumerate()
         .map(|(i, it)| (it.id.clone(), i))
         .collect();
-    let mut index = RougeIndex::new();
-    let mut index_ids: Vec<String> = Vec::new();
-    // Rebuild the pool and the index from what an earlier run committed.
-    for r in &committed {
-        if r["source"] == "evol" {
-            let text = r["instruction"].as_str().unwrap_or_default().to_string();
-            let root_id = r["root_id"].as_str().unwrap_or_default();
-            let Some(&root) = root_of.get(root_id) else {
-                return Err(crate::Error::Usage(format!(
-                    "`{}` holds an evolution of `{root_id}`, which is not an item of the input; it belongs to another run\nhint: run the original command again, or choose another --out",
-                    out.display()
-                )));
-            };
+    // A whole run filters near-duplicates as it goes; a shard leaves that to `merge`.
+    let mut dedup = cfg
+        .shard
+        .is_whole()
+        .then(|| NearDuplicates::new(cfg.threshold));
+    // Rebuild the pool and the filter from what an earlier run committed: each root's
+    // current form is its latest evolution, kept or dropped as a near-duplicate.
+    let chain_steps = rf.committed_rejected()?;
+    let steps = committed.iter().filter(|r| r["source"] == "evol").chain(
+        chain_steps
+            .iter()
+            .filter(|r| r["reason"] == Elimination::NearDuplicate.as_str() && r["id"].is_string()),
+    );
+    let mut latest_round = vec![0u64; pool.len()];
+    for r in steps {
+        let root_id = r["root_id"].as_str().unwrap_or_default();
+        let Some(&root) = root_of.get(root_id) else {
+            return Err(crate::Error::Usage(format!(
+                "`{}` holds an evolution of `{root_id}`, which is not an item of the input{}; it belongs to another run\nhint: run the original command again, or choose another --out",
+                out.display(),
+                if cfg.shard.is_whole() { String::new() } else { format!(" shard {}", cfg.shard) }
+            )));
+        };
+        let round = r["round"].as_u64().unwrap_or(0);
+        if round > latest_round[root] {
+            latest_round[root] = round;
             pool[root] = Current {
                 root,
                 root_id: root_id.to_string(),
                 id: r["id"].as_str().unwrap_or_default().to_string(),
-                text: text.clone(),
+                text: r["instruction"].as_str().unwrap_or_default().to_string(),
             };
-            index.insert(index_ids.len() as u64, &text);
-            index_ids.push(r["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    if let Some(d) = dedup.as_mut() {
+        for r in committed.iter().filter(|r| r["source"] == "evol") {
+            d.keep(r);
         }
     }
     let mut progress = Progress::default();
@@ -461,15 +546,8 @@ pub fn run(
         let round = ((wave - 1) / waves_per_round) as usize + 1;
         let w = ((wave - 1) % waves_per_round) as usize;
         let span = w * cfg.wave_size..((w + 1) * cfg.wave_size).min(items.len());
-        let (records, rejects, counts, secs) = evolve_wave(
-            engine,
-            file,
-            &mut pool[span],
-            &mut index,
-            &mut index_ids,
-            cfg,
-            round,
-        )?;
+        let (records, rejects, counts, secs) =
+            evolve_wave(engine, file, &mut pool[span], dedup.as_mut(), cfg, round)?;
         progress.evolved += records.len() as u64;
         for (k, v) in &counts {
             *progress.failed.entry(k.clone()).or_default() += v;
@@ -482,6 +560,7 @@ pub fn run(
         report(&progress);
         wave += 1;
     }
+    rf.finish()?;
     Ok(progress)
 }
 
@@ -512,8 +591,7 @@ fn evolve_wave(
     engine: &mut Engine,
     file: &ModelFile,
     pool: &mut [Current],
-    index: &mut RougeIndex,
-    index_ids: &mut Vec<String>,
+    mut dedup: Option<&mut NearDuplicates>,
     cfg: &Config,
     round: usize,
 ) -> Result<WaveResult> {
@@ -678,13 +756,7 @@ fn evolve_wave(
         } else if only_stop_words(&resp) {
             Some(Elimination::EmptyResponse)
         } else {
-            // Near-duplicate of any kept evolution other than its own parent.
-            let toks = index.tokens(&text);
-            let dup = index
-                .matches_above(&toks, cfg.threshold)
-                .into_iter()
-                .any(|m| index_ids[m.id as usize] != pool[i].id);
-            dup.then_some(Elimination::NearDuplicate)
+            None
         };
         if let Some(w) = why {
             fail(
@@ -700,7 +772,7 @@ fn evolve_wave(
         }
         let root_id = pool[i].root_id.clone();
         let id = format!("{root_id}.r{round}");
-        records.push(json!({
+        let record = json!({
             "id": id,
             "instruction": text,
             "input": "",
@@ -712,15 +784,22 @@ fn evolve_wave(
             "source": "evol",
             "model": cfg.model_name,
             "prompt_version": EVOL_PROMPT_VERSION,
-        }));
-        index.insert(index_ids.len() as u64, &text);
-        index_ids.push(id.clone());
+        });
+        // The chain goes on from this evolution whatever the dataset filter says.
         pool[i] = Current {
             root: pool[i].root,
             root_id: pool[i].root_id.clone(),
             id,
             text,
         };
+        if let Some(reject) = dedup.as_deref_mut().and_then(|d| d.check(&record)) {
+            *counts
+                .entry(Elimination::NearDuplicate.as_str().to_string())
+                .or_default() += 1;
+            rejects.push(reject);
+            continue;
+        }
+        records.push(record);
     }
     filter_s += t0.elapsed().as_secs_f64();
     let mut secs = BTreeMap::new();

@@ -26,11 +26,13 @@ pub struct Config {
     pub model_name: String,
     pub model_sha256: String,
     pub input_sha256: String,
+    /// The part of the input this run answers (`--shard I/N`).
+    pub shard: crate::shard::Shard,
 }
 
 impl Config {
     fn params_json(&self) -> Value {
-        json!({
+        let mut p = json!({
             "temperature": super::f32_json(self.sampling.temperature),
             "top_p": super::f32_json(self.sampling.top_p),
             "top_k": self.sampling.top_k,
@@ -43,7 +45,9 @@ impl Config {
             "model": self.model_name,
             "model_sha256": self.model_sha256,
             "input_sha256": self.input_sha256,
-        })
+        });
+        self.shard.add_to_params(&mut p);
+        p
     }
 }
 
@@ -82,6 +86,7 @@ pub fn run(
     out: &Path,
     mut report: impl FnMut(usize, usize),
 ) -> Result<usize> {
+    cfg.shard.check_not_empty(items.len(), "input items")?;
     let (mut rf, committed) = RunFile::open(
         "respond",
         out,
@@ -89,6 +94,7 @@ pub fn run(
         super::with_engine_params(cfg.params_json(), engine, file),
         super::run_info(engine),
     )?;
+    let items = &items[cfg.shard.range(items.len())];
     let mut done = committed.len();
     let stops = completion_stops(file);
     while done < items.len() {
@@ -169,5 +175,6 @@ pub fn run(
         done += wave.len();
         report(done, items.len());
     }
+    rf.finish()?;
     Ok(done)
 }

@@ -30,6 +30,17 @@ pub fn manifest_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// Where a pipeline that must keep its rejections puts them when the user names no
+/// file: `out.jsonl` → `out.rejected.jsonl`.
+pub fn default_rejected_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+    out.with_file_name(format!("{stem}.rejected.jsonl"))
+}
+
 impl RunFile {
     /// Open for a run with `params` (everything that determines the output). Returns
     /// the file and the records already committed by an earlier run of the same
@@ -106,15 +117,7 @@ impl RunFile {
                     std::fs::File::create(r).map_err(|e| Error::io(r, e))?;
                 }
             }
-            let f = std::fs::File::open(out).map_err(|e| Error::io(out, e))?;
-            for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-                let line = line.map_err(|e| Error::io(out, e))?;
-                committed.push(serde_json::from_str(&line).map_err(|e| Error::Input {
-                    path: out.to_path_buf(),
-                    line: i + 1,
-                    what: format!("is not a valid record: {e}"),
-                })?);
-            }
+            committed = read_records(out)?;
             let mut m = m;
             if rejected_name.is_some() {
                 m["rejected_file"] = json!(rejected_name);
@@ -145,6 +148,7 @@ impl RunFile {
                 "rejected_file": rejected_name,
                 "counts": {},
                 "seconds": {},
+                "complete": false,
             })
         };
         let rf = RunFile {
@@ -201,12 +205,58 @@ impl RunFile {
         self.write_manifest()
     }
 
+    /// Mark the run finished (`"complete": true`): `teacher merge` takes only complete
+    /// shards.
+    pub fn finish(&mut self) -> Result<()> {
+        self.manifest["complete"] = json!(true);
+        self.write_manifest()
+    }
+
+    /// The rejected records an earlier run committed (read after `open` cut the file
+    /// back to its commit point; empty without a rejected file).
+    pub fn committed_rejected(&self) -> Result<Vec<Value>> {
+        match &self.rejected {
+            Some(r) => read_records(r),
+            None => Ok(Vec::new()),
+        }
+    }
+
     fn write_manifest(&self) -> Result<()> {
         let tmp = self.manifest_path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(&self.manifest).expect("manifest serialises");
         std::fs::write(&tmp, text + "\n").map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, &self.manifest_path).map_err(|e| Error::io(&self.manifest_path, e))
     }
+}
+
+/// The manifest of the run whose output is `out`, with the errors `merge` and resume
+/// share.
+pub fn read_manifest(out: &Path) -> Result<Value> {
+    let path = manifest_path(out);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::Usage(format!(
+            "`{}` has no readable manifest `{}` ({e}); it is not the output of a teacher run",
+            out.display(),
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("`{}` is not a valid manifest: {e}", path.display())))
+}
+
+/// Every line of a JSONL file as a record, errors naming the file and line.
+pub fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        out.push(serde_json::from_str(&line).map_err(|e| Error::Input {
+            path: path.to_path_buf(),
+            line: i + 1,
+            what: format!("is not a valid record: {e}"),
+        })?);
+    }
+    Ok(out)
 }
 
 fn truncate_to(path: &Path, len: u64) -> Result<()> {

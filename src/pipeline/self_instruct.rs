@@ -62,6 +62,9 @@ pub struct Config {
     pub model_name: String,
     pub model_sha256: String,
     pub seeds_sha256: String,
+    /// This run's pool of a sharded Self-Instruct (`--shard I/N`): its own seed and a
+    /// share of `num`; `teacher merge` filters near-duplicates across the shards.
+    pub shard: crate::shard::Shard,
 }
 
 const MAX_INSTANCES: usize = 5;
@@ -76,6 +79,25 @@ fn answer_params() -> SamplingParams {
 }
 
 impl Config {
+    /// The seed of this run's draws: the run seed, or the shard's own.
+    pub fn draw_seed(&self) -> u64 {
+        self.shard.seed(self.seed)
+    }
+
+    /// Tasks this run grows: `num`, or the shard's share of it.
+    pub fn target(&self) -> usize {
+        self.shard.share(self.num)
+    }
+
+    /// Machine task ids: `si-7`, or `si-s2-7` in shard 2 (unique across shards).
+    fn task_id(&self, n: usize) -> String {
+        if self.shard.is_whole() {
+            format!("si-{n}")
+        } else {
+            format!("si-s{}-{n}", self.shard.index)
+        }
+    }
+
     fn gen_params(&self) -> (SamplingParams, usize, Vec<String>) {
         let (t, p, presence, max, stop): (f32, f32, f32, usize, &[&str]) = match self.style {
             // Self-Instruct: davinci, T 0.7, top_p 0.5, presence 2, 1024 tokens.
@@ -99,8 +121,8 @@ impl Config {
 
     /// Everything that determines the output (the manifest's `params`).
     pub fn params_json(&self) -> Value {
-        let (p, max, stop) = self.gen_params();
-        json!({
+        let (g, max, stop) = self.gen_params();
+        let mut p = json!({
             "style": self.style,
             "wave_size": self.wave_size,
             "seed": self.seed,
@@ -108,8 +130,8 @@ impl Config {
             "threshold": self.threshold,
             "drop_rule": format!("{:?}", self.rule),
             "capitalize": self.capitalize,
-            "temperature": super::f32_json(p.temperature),
-            "top_p": super::f32_json(p.top_p),
+            "temperature": super::f32_json(g.temperature),
+            "top_p": super::f32_json(g.top_p),
             "max_tokens": max,
             "answer_max_tokens": self.answer_max_tokens,
             "stop": stop,
@@ -118,7 +140,13 @@ impl Config {
             "model_sha256": self.model_sha256,
             "seeds_sha256": self.seeds_sha256,
             "prompt_version": PROMPT_VERSION,
-        })
+        });
+        if !self.shard.is_whole() {
+            // The shares depend on it, so every shard must have the same.
+            p["num"] = json!(self.num);
+        }
+        self.shard.add_to_params(&mut p);
+        p
     }
 }
 
@@ -187,7 +215,7 @@ pub fn run(
         }
     }
     let mut progress = Progress {
-        target: cfg.num,
+        target: cfg.target(),
         accepted: state.machine.len(),
         wave: rf.waves_done(),
         ..Progress::default()
@@ -203,7 +231,7 @@ pub fn run(
         .rev()
         .take_while(|w| !productive.contains(w))
         .count();
-    while state.machine.len() < cfg.num && stalled < cfg.stall_waves {
+    while state.machine.len() < cfg.target() && stalled < cfg.stall_waves {
         let wave = rf.waves_done();
         let (records, rejects, counts, secs) = run_wave(engine, file, &mut state, cfg, wave)?;
         if records.is_empty() {
@@ -222,25 +250,26 @@ pub fn run(
         progress.filter_seconds += secs.get("filter").copied().unwrap_or(0.0);
         report(&progress);
     }
+    rf.finish()?;
     let too_long = progress
         .rejected
         .get("prompt_too_long")
         .copied()
         .unwrap_or(0);
-    if state.machine.len() < cfg.num && too_long > 0 {
+    if state.machine.len() < cfg.target() && too_long > 0 {
         eprintln!(
             "teacher: stopped after {} waves in a row accepted nothing ({} of {} tasks); {too_long} prompts were longer than the context ({} tokens)\nhint: raise --context",
             cfg.stall_waves,
             state.machine.len(),
-            cfg.num,
+            cfg.target(),
             engine.context()
         );
-    } else if state.machine.len() < cfg.num {
+    } else if state.machine.len() < cfg.target() {
         eprintln!(
             "teacher: stopped after {} waves in a row accepted nothing ({} of {} tasks); the model may be too weak for this style\nhint: try --style, --temperature, or a larger model",
             cfg.stall_waves,
             state.machine.len(),
-            cfg.num
+            cfg.target()
         );
     }
     Ok(progress)
@@ -517,7 +546,7 @@ fn run_wave(
             continue;
         }
         let task = Task {
-            id: format!("si-{}", state.machine.len() + 1),
+            id: cfg.task_id(state.machine.len() + 1),
             instruction: inst,
             instances,
             is_classification: clf[k],
@@ -591,15 +620,15 @@ fn build_prompt(
             let n_machine = state.machine.len().min(2);
             let n_seed = (8 - n_machine).min(state.seeds.len());
             let mut chosen: Vec<(String, String)> = Vec::new();
-            for i in pick(cfg.seed, stream, 0, state.machine.len(), n_machine) {
+            for i in pick(cfg.draw_seed(), stream, 0, state.machine.len(), n_machine) {
                 let t = &state.machine[i];
                 chosen.push((t.id.clone(), t.instruction.clone()));
             }
-            for i in pick(cfg.seed, stream, 1, state.seeds.len(), n_seed) {
+            for i in pick(cfg.draw_seed(), stream, 1, state.seeds.len(), n_seed) {
                 let t = &state.seeds[i];
                 chosen.push((t.id.clone(), t.instruction.clone()));
             }
-            let order = pick(cfg.seed, stream, 2, chosen.len(), chosen.len());
+            let order = pick(cfg.draw_seed(), stream, 2, chosen.len(), chosen.len());
             let chosen: Vec<(String, String)> =
                 order.into_iter().map(|i| chosen[i].clone()).collect();
             let insts: Vec<&str> = chosen.iter().map(|c| c.1.as_str()).collect();
@@ -616,7 +645,7 @@ fn build_prompt(
                 .filter(|s| !s.instances.is_empty())
                 .collect();
             let picks = pick(
-                cfg.seed,
+                cfg.draw_seed(),
                 stream,
                 0,
                 with_instances.len(),

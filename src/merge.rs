@@ -1,0 +1,453 @@
+//! `teacher merge`: the shards of a run (`--shard I/N`) joined into one output, with
+//! one manifest.
+//!
+//! The shards must come from the same command, input, model (sha256) and parameters,
+//! all N must be there and complete, and each output must still be the length its
+//! manifest committed. Records are then written in the order a single run writes them:
+//!
+//! - `generate`, `respond`: the shards one after another (each is a contiguous slice of
+//!   the input), byte-identical to the single run.
+//! - `evolve`: round by round, and within a round the shards in order, so roots are in
+//!   input order; the near-duplicate filter, which shards leave undone, runs over that
+//!   order exactly as a single run runs it. Byte-identical to the single run; the
+//!   rejected file holds the same lines in another order (a single run writes them wave
+//!   by wave).
+//! - `self-instruct`: the seeds once, then each shard's tasks in shard order, dropping a
+//!   task whose ROUGE-L with a task kept before it (from an earlier shard) reaches the
+//!   threshold under the run's drop rule. A deterministic function of (seed, N,
+//!   parameters); not the single run's bytes, since each shard grew its own pool.
+//!
+//! Outputs are written to temporary files and renamed into place.
+
+use crate::error::{Error, Result};
+use crate::filter::rouge_l::{DropRule, PruneStats, RougeIndex};
+use crate::pipeline::evol::NearDuplicates;
+use crate::pipeline::run_file::{manifest_path, read_manifest, read_records};
+use crate::shard::Shard;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The commands whose runs can be sharded and merged.
+pub const MERGEABLE: [&str; 4] = ["generate", "respond", "evolve", "self-instruct"];
+
+/// One shard as found on disk.
+struct Part {
+    path: PathBuf,
+    shard: Shard,
+    manifest: Value,
+    records: Vec<Value>,
+    rejected: Vec<Value>,
+}
+
+/// What a merge wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub command: String,
+    pub shards: usize,
+    pub records: usize,
+    /// Records dropped as near-duplicates across shards (evolve, self-instruct).
+    pub near_duplicates: usize,
+    pub rejected_records: usize,
+}
+
+/// Merge the shard outputs `paths` (any order) into `out`, and their rejected files into
+/// `rejected` when given.
+pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Summary> {
+    if paths.is_empty() {
+        return Err(Error::Usage("no shard outputs given".into()));
+    }
+    check_destination(paths, out, rejected)?;
+    let parts = load_parts(paths, rejected.is_some())?;
+    let command = parts[0].manifest["command"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let params = &parts[0].manifest["params"];
+    let (records, rejects, near_duplicates) = match command.as_str() {
+        "generate" | "respond" => {
+            let records = parts.iter().flat_map(|p| p.records.clone()).collect();
+            let rejects = parts.iter().flat_map(|p| p.rejected.clone()).collect();
+            (records, rejects, Vec::new())
+        }
+        "evolve" => merge_evolve(&parts, params)?,
+        "self-instruct" => merge_self_instruct(&parts, params)?,
+        _ => unreachable!("load_parts admits only mergeable commands"),
+    };
+
+    let out_bytes = write_lines(out, &records)?;
+    let rejected_bytes = match rejected {
+        Some(r) => {
+            let all: Vec<Value> = rejects.iter().chain(&near_duplicates).cloned().collect();
+            Some(write_lines(r, &all)?)
+        }
+        None => None,
+    };
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seconds: BTreeMap<String, f64> = BTreeMap::new();
+    for p in &parts {
+        if let Some(c) = p.manifest["counts"].as_object() {
+            for (k, v) in c {
+                *counts.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+            }
+        }
+        if let Some(s) = p.manifest["seconds"].as_object() {
+            for (k, v) in s {
+                *seconds.entry(k.clone()).or_default() += v.as_f64().unwrap_or(0.0);
+            }
+        }
+    }
+    if !near_duplicates.is_empty() {
+        *counts
+            .entry("near_duplicate_across_shards".into())
+            .or_default() += near_duplicates.len() as u64;
+    }
+    let mut merged_params = params.clone();
+    if let Some(o) = merged_params.as_object_mut() {
+        o.remove("shard");
+    }
+    let abs = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let manifest = json!({
+        "tool": "teacher",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command": "merge",
+        "of": command,
+        "params": merged_params,
+        "shards": parts.iter().map(|p| json!({
+            "index": p.shard.index,
+            "output": abs(&p.path),
+            "records": p.records.len(),
+            "run": p.manifest["run"],
+            "counts": p.manifest["counts"],
+            "seconds": p.manifest["seconds"],
+        })).collect::<Vec<_>>(),
+        "records": records.len(),
+        "output_bytes": out_bytes,
+        "rejected_file": rejected.map(abs),
+        "rejected_bytes": rejected_bytes,
+        "counts": counts,
+        "seconds": seconds,
+        "complete": true,
+    });
+    let mpath = manifest_path(out);
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises") + "\n";
+    write_atomic(&mpath, text.as_bytes())?;
+    Ok(Summary {
+        command,
+        shards: parts.len(),
+        records: records.len(),
+        near_duplicates: near_duplicates.len(),
+        rejected_records: rejects.len() + near_duplicates.len(),
+    })
+}
+
+/// Refuse to write over a shard, or over a file that is not an earlier merge's output.
+fn check_destination(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<()> {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    for dest in std::iter::once(out).chain(rejected) {
+        if dest.is_dir() {
+            return Err(Error::Usage(format!(
+                "`{}` is a directory; give a file name",
+                dest.display()
+            )));
+        }
+        for p in paths {
+            if abs(p) == abs(dest)
+                || abs(&manifest_path(p)) == abs(dest)
+                || abs(&manifest_path(out)) == abs(p)
+            {
+                return Err(Error::Usage(format!(
+                    "`{}` is one of the shards; write the merge to a new file",
+                    dest.display()
+                )));
+            }
+        }
+    }
+    if rejected.is_some_and(|r| abs(r) == abs(out)) {
+        return Err(Error::Usage(
+            "--rejected is the same file as --out; give it a file of its own".into(),
+        ));
+    }
+    if out.exists() {
+        let earlier_merge = read_manifest(out)
+            .map(|m| m["command"] == "merge")
+            .unwrap_or(false);
+        if !earlier_merge {
+            return Err(Error::Usage(format!(
+                "`{}` already exists and is not the output of an earlier merge; refusing to overwrite it\nhint: choose another --out, or delete the file",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn load_parts(paths: &[PathBuf], want_rejected: bool) -> Result<Vec<Part>> {
+    let mut parts: Vec<Part> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let manifest = read_manifest(path)?;
+        let command = manifest["command"].as_str().unwrap_or_default();
+        if !MERGEABLE.contains(&command) {
+            return Err(Error::Usage(format!(
+                "`{}` is the output of `{command}`, which has no shards; merge takes the outputs of {}",
+                path.display(),
+                MERGEABLE.join(", ")
+            )));
+        }
+        let shard = Shard::from_params(&manifest["params"])
+            .map_err(|e| Error::Usage(format!("`{}`: {e}", manifest_path(path).display())))?;
+        parts.push(Part {
+            path: path.clone(),
+            shard,
+            manifest,
+            records: Vec::new(),
+            rejected: Vec::new(),
+        });
+    }
+    parts.sort_by_key(|p| p.shard.index);
+
+    // Same run: command and every parameter but the shard index.
+    let first = &parts[0];
+    let without_shard = |m: &Value| {
+        let mut p = m["params"].clone();
+        if let Some(o) = p.as_object_mut() {
+            o.remove("shard");
+        }
+        p
+    };
+    let base = without_shard(&first.manifest);
+    for p in &parts[1..] {
+        if p.manifest["command"] != first.manifest["command"] {
+            return Err(Error::Usage(format!(
+                "`{}` is a `{}` run but `{}` is a `{}` run; shards of one run have one command",
+                first.path.display(),
+                first.manifest["command"].as_str().unwrap_or_default(),
+                p.path.display(),
+                p.manifest["command"].as_str().unwrap_or_default()
+            )));
+        }
+        let params = without_shard(&p.manifest);
+        if params != base {
+            return Err(Error::Usage(format!(
+                "`{}` and `{}` are not shards of the same run:\n{}hint: every shard must be run with the same input, model and flags but --shard",
+                first.path.display(),
+                p.path.display(),
+                differences(&base, &params)
+            )));
+        }
+    }
+
+    // All N shards, each once.
+    let n = first.shard.count;
+    if let Some(p) = parts.iter().find(|p| p.shard.count != n) {
+        return Err(Error::Usage(format!(
+            "`{}` is shard {} but `{}` is shard {}; shards of one run have one N",
+            first.path.display(),
+            first.shard,
+            p.path.display(),
+            p.shard
+        )));
+    }
+    for w in parts.windows(2) {
+        if w[0].shard.index == w[1].shard.index {
+            return Err(Error::Usage(format!(
+                "`{}` and `{}` are both shard {}",
+                w[0].path.display(),
+                w[1].path.display(),
+                w[0].shard
+            )));
+        }
+    }
+    if parts.len() != n {
+        let have: Vec<usize> = parts.iter().map(|p| p.shard.index).collect();
+        let missing: Vec<String> = (0..n)
+            .filter(|i| !have.contains(i))
+            .map(|i| format!("{i}/{n}"))
+            .collect();
+        return Err(Error::Usage(format!(
+            "missing shard{} {} of {n}; run {} with the same flags, then merge all {n}",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        )));
+    }
+
+    // Complete and untouched.
+    for p in &mut parts {
+        if p.manifest["complete"] != true {
+            return Err(Error::Usage(format!(
+                "shard {} (`{}`) is not complete ({} waves committed); run its command again to finish it, then merge",
+                p.shard,
+                p.path.display(),
+                p.manifest["waves_done"].as_u64().unwrap_or(0)
+            )));
+        }
+        let committed = p.manifest["output_bytes"].as_u64().unwrap_or(0);
+        let len = std::fs::metadata(&p.path)
+            .map_err(|e| Error::io(&p.path, e))?
+            .len();
+        if len != committed {
+            return Err(Error::Usage(format!(
+                "shard {} (`{}`) is {len} bytes but its manifest committed {committed}; it was changed after the run\nhint: run the shard again into a new file",
+                p.shard,
+                p.path.display()
+            )));
+        }
+        p.records = read_records(&p.path)?;
+        if want_rejected {
+            p.rejected = match p.manifest["rejected_file"].as_str() {
+                Some(r) => {
+                    let r = PathBuf::from(r);
+                    let r = if r.exists() {
+                        r
+                    } else {
+                        // Shards written elsewhere: look beside the shard's output.
+                        p.path.with_file_name(r.file_name().unwrap_or_default())
+                    };
+                    let want = p.manifest["rejected_bytes"].as_u64().unwrap_or(0);
+                    let len = std::fs::metadata(&r).map_err(|e| Error::io(&r, e))?.len();
+                    if len != want {
+                        return Err(Error::Usage(format!(
+                            "shard {}'s rejected file `{}` is {len} bytes but its manifest committed {want}; it was changed after the run",
+                            p.shard,
+                            r.display()
+                        )));
+                    }
+                    read_records(&r)?
+                }
+                None => Vec::new(),
+            };
+        }
+    }
+    Ok(parts)
+}
+
+type Merged = (Vec<Value>, Vec<Value>, Vec<Value>);
+
+/// Round by round, shards in order; then the near-duplicate filter in that order.
+fn merge_evolve(parts: &[Part], params: &Value) -> Result<Merged> {
+    let round = |r: &Value| r["round"].as_u64().unwrap_or(0);
+    let max_round = parts
+        .iter()
+        .flat_map(|p| p.records.iter().chain(&p.rejected))
+        .map(round)
+        .max()
+        .unwrap_or(0);
+    let sharded = parts.len() > 1;
+    let threshold = params["threshold"].as_f64().ok_or_else(|| {
+        Error::Usage("the shards' manifests have no evolve `threshold` parameter".into())
+    })?;
+    let mut dedup = NearDuplicates::new(threshold);
+    let (mut records, mut rejects, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..=max_round {
+        for p in parts {
+            for rec in p.records.iter().filter(|x| round(x) == r) {
+                if rec["source"] != "evol" || !sharded {
+                    records.push(rec.clone());
+                } else if let Some(reject) = dedup.check(rec) {
+                    dropped.push(reject);
+                } else {
+                    records.push(rec.clone());
+                }
+            }
+            rejects.extend(p.rejected.iter().filter(|x| round(x) == r).cloned());
+        }
+    }
+    Ok((records, rejects, dropped))
+}
+
+/// The seeds once, then each shard's tasks, near-duplicates across shards dropped.
+fn merge_self_instruct(parts: &[Part], params: &Value) -> Result<Merged> {
+    let threshold = params["threshold"].as_f64().ok_or_else(|| {
+        Error::Usage("the shards' manifests have no self-instruct `threshold`".into())
+    })?;
+    let rule = match params["drop_rule"].as_str() {
+        Some("AtLeast") => DropRule::AtLeast,
+        Some("Above") => DropRule::Above,
+        other => {
+            return Err(Error::Usage(format!(
+                "the shards' manifests have an unknown `drop_rule` {other:?}"
+            )))
+        }
+    };
+    let mut records: Vec<Value> = parts[0]
+        .records
+        .iter()
+        .filter(|r| r["source"] == "seed")
+        .cloned()
+        .collect();
+    let mut index = RougeIndex::new();
+    let mut stats = PruneStats::default();
+    let (mut rejects, mut dropped) = (Vec::new(), Vec::new());
+    for p in parts {
+        for rec in p.records.iter().filter(|r| r["source"] != "seed") {
+            let text = rec["instruction"].as_str().unwrap_or_default();
+            let toks = index.tokens(text);
+            let best = index
+                .best_match(&toks, threshold, &mut stats)
+                .filter(|m| rule.drops(m.score, threshold));
+            if let Some(m) = best {
+                let mut v = rec.clone();
+                v["reason"] = json!("near_duplicate_across_shards");
+                v["rouge_l"] = json!(m.score);
+                v["shard"] = json!(p.shard.index);
+                dropped.push(v);
+                continue;
+            }
+            index.insert(0, text);
+            records.push(rec.clone());
+        }
+        rejects.extend(p.rejected.iter().cloned());
+    }
+    Ok((records, rejects, dropped))
+}
+
+fn differences(a: &Value, b: &Value) -> String {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return String::new();
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut s = String::new();
+    for k in keys {
+        if a.get(k) != b.get(k) {
+            let show = |v: Option<&Value>| v.map_or("absent".to_string(), |v| v.to_string());
+            s.push_str(&format!(
+                "  `{k}`: {} vs {}\n",
+                show(a.get(k)),
+                show(b.get(k))
+            ));
+        }
+    }
+    s
+}
+
+fn write_lines(path: &Path, lines: &[Value]) -> Result<u64> {
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l.to_string().as_bytes());
+        buf.push(b'\n');
+    }
+    write_atomic(path, &buf)?;
+    Ok(buf.len() as u64)
+}
+
+/// Write to a temporary file beside `path`, sync, and rename into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_data().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}

@@ -451,3 +451,99 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(index: usize, count: usize, records: Vec<Value>, rejected: Vec<Value>) -> Part {
+        Part {
+            path: PathBuf::from(format!("s{index}.jsonl")),
+            shard: Shard { index, count },
+            manifest: Value::Null,
+            records,
+            rejected,
+        }
+    }
+
+    fn task(id: &str, text: &str) -> Value {
+        json!({"id": id, "instruction": text, "source": "self-instruct"})
+    }
+
+    #[test]
+    fn self_instruct_drops_near_duplicates_of_earlier_shards_only() {
+        let seed = json!({"id": "seed_1", "instruction": "Name a fruit.", "source": "seed"});
+        let a = part(
+            0,
+            2,
+            vec![
+                seed.clone(),
+                task("si-s0-1", "Write a poem about the sea at night."),
+            ],
+            vec![json!({"reason": "unparsable"})],
+        );
+        let b = part(
+            1,
+            2,
+            vec![
+                seed,
+                task("si-s1-1", "Write a poem about the sea at night time."),
+                task("si-s1-2", "List three prime numbers."),
+            ],
+            vec![],
+        );
+        let params = json!({"threshold": 0.7, "drop_rule": "Above"});
+        let (records, rejects, dropped) = merge_self_instruct(&[a, b], &params).unwrap();
+        let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["seed_1", "si-s0-1", "si-s1-2"]);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0]["id"], "si-s1-1");
+        assert_eq!(dropped[0]["shard"], 1);
+        assert!(dropped[0]["rouge_l"].as_f64().unwrap() > 0.7);
+        let bad = merge_self_instruct(&[], &json!({"threshold": 0.7, "drop_rule": "Maybe"}));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn evolve_interleaves_rounds_and_filters_in_that_order() {
+        let evo = |id: &str, round: u64, text: &str| {
+            json!({"id": id, "parent_id": id.split('.').next().unwrap(),
+                   "root_id": id.split('.').next().unwrap(), "round": round,
+                   "instruction": text, "output": "x", "op": "breadth", "source": "evol"})
+        };
+        let orig = |id: &str| json!({"id": id, "round": 0, "source": "original"});
+        let a = part(
+            0,
+            2,
+            vec![
+                orig("a"),
+                evo("a.r1", 1, "Explain how tides work on Earth."),
+                evo("a.r2", 2, "Compare tides on Earth and Mars."),
+            ],
+            vec![json!({"round": 2, "reason": "truncated"})],
+        );
+        let b = part(
+            1,
+            2,
+            vec![
+                orig("b"),
+                evo("b.r1", 1, "Explain how tides work on the Earth."),
+                evo("b.r2", 2, "Write a haiku about autumn leaves."),
+            ],
+            vec![json!({"round": 1, "reason": "prompt_leak"})],
+        );
+        let (records, rejects, dropped) =
+            merge_evolve(&[a, b], &json!({"threshold": 0.7})).unwrap();
+        let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "a.r1", "a.r2", "b.r2"]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0]["id"], "b.r1");
+        assert_eq!(dropped[0]["reason"], "near_duplicate");
+        let reasons: Vec<&str> = rejects
+            .iter()
+            .map(|r| r["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["prompt_leak", "truncated"]);
+    }
+}

@@ -14,6 +14,7 @@ mod perplexity;
 mod reliability;
 mod rouge_parity;
 mod self_instruct;
+mod shard;
 mod stats;
 mod tiny_models;
 mod tokenizer_parity;

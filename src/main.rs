@@ -44,6 +44,8 @@ enum Command {
     Respond(cli::respond::RespondArgs),
     /// Evolve instructions into harder ones over rounds (Evol-Instruct), with responses.
     Evolve(cli::evolve::EvolveArgs),
+    /// Conversations drawn from a chat model with nothing but its pre-query template (Magpie).
+    Magpie(cli::magpie::MagpieArgs),
     /// Join the shards of a `--shard I/N` run into one output, as the single run writes it.
     Merge(cli::merge::MergeArgs),
     /// Perplexity of a text, computed as llama.cpp's llama-perplexity does.
@@ -88,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SelfInstruct(a) => cli::self_instruct::run(a, offline),
         Command::Respond(a) => cli::respond::run(a, offline),
         Command::Evolve(a) => cli::evolve::run(a, offline),
+        Command::Magpie(a) => cli::magpie::run(a, offline),
         Command::Merge(a) => cli::merge::run(a),
         Command::Perplexity(a) => cli::perplexity::run(a, offline),
         Command::Stats(a) => cli::stats::run(a),

@@ -12,10 +12,11 @@
 //!   order exactly as a single run runs it. Byte-identical to the single run; the
 //!   rejected file holds the same lines in another order (a single run writes them wave
 //!   by wave).
-//! - `self-instruct`: the seeds once, then each shard's tasks in shard order, dropping a
-//!   task whose ROUGE-L with a task kept before it (from an earlier shard) reaches the
-//!   threshold under the run's drop rule. A deterministic function of (seed, N,
-//!   parameters); not the single run's bytes, since each shard grew its own pool.
+//! - `self-instruct`, `magpie`: the seeds once (Self-Instruct), then each shard's records
+//!   in shard order, dropping one whose ROUGE-L with an instruction kept before it (from
+//!   an earlier shard) reaches the threshold under the run's drop rule. A deterministic
+//!   function of (seed, N, parameters); not the single run's bytes, since each shard
+//!   drew its own pool.
 //!
 //! Outputs are written to temporary files and renamed into place.
 
@@ -30,7 +31,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The commands whose runs can be sharded and merged.
-pub const MERGEABLE: [&str; 4] = ["generate", "respond", "evolve", "self-instruct"];
+pub const MERGEABLE: [&str; 5] = ["generate", "respond", "evolve", "self-instruct", "magpie"];
 
 /// One shard as found on disk.
 struct Part {
@@ -72,7 +73,7 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
             (records, rejects, Vec::new())
         }
         "evolve" => merge_evolve(&parts, params)?,
-        "self-instruct" => merge_self_instruct(&parts, params)?,
+        "self-instruct" | "magpie" => merge_pools(&parts, params)?,
         _ => unreachable!("load_parts admits only mergeable commands"),
     };
 
@@ -362,10 +363,11 @@ fn merge_evolve(parts: &[Part], params: &Value) -> Result<Merged> {
     Ok((records, rejects, dropped))
 }
 
-/// The seeds once, then each shard's tasks, near-duplicates across shards dropped.
-fn merge_self_instruct(parts: &[Part], params: &Value) -> Result<Merged> {
+/// Self-Instruct and Magpie shards grow their own pools: the seeds once (Self-Instruct),
+/// then each shard's records in shard order, near-duplicates across shards dropped.
+fn merge_pools(parts: &[Part], params: &Value) -> Result<Merged> {
     let threshold = params["threshold"].as_f64().ok_or_else(|| {
-        Error::Usage("the shards' manifests have no self-instruct `threshold`".into())
+        Error::Usage("the shards' manifests have no `threshold` parameter".into())
     })?;
     let rule = match params["drop_rule"].as_str() {
         Some("AtLeast") => DropRule::AtLeast,
@@ -493,7 +495,7 @@ mod tests {
             vec![],
         );
         let params = json!({"threshold": 0.7, "drop_rule": "Above"});
-        let (records, rejects, dropped) = merge_self_instruct(&[a, b], &params).unwrap();
+        let (records, rejects, dropped) = merge_pools(&[a, b], &params).unwrap();
         let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["seed_1", "si-s0-1", "si-s1-2"]);
         assert_eq!(rejects.len(), 1);
@@ -501,7 +503,7 @@ mod tests {
         assert_eq!(dropped[0]["id"], "si-s1-1");
         assert_eq!(dropped[0]["shard"], 1);
         assert!(dropped[0]["rouge_l"].as_f64().unwrap() > 0.7);
-        let bad = merge_self_instruct(&[], &json!({"threshold": 0.7, "drop_rule": "Maybe"}));
+        let bad = merge_pools(&[], &json!({"threshold": 0.7, "drop_rule": "Maybe"}));
         assert!(bad.is_err());
     }
 

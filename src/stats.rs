@@ -118,6 +118,9 @@ pub fn compute(path: &Path, rejected: Option<&Path>) -> Result<Value> {
         out["output_words"] = distribution(machine.iter().map(|r| words(r, "output")).collect());
         out["with_input"] = json!(machine.iter().filter(|r| words(r, "input") > 0).count());
         out["leading_verbs"] = leading_verbs(&machine, 20);
+        if by_source.contains_key("magpie") {
+            out["magpie"] = magpie_stats(&machine);
+        }
         if !seeds.is_empty() && !machine.is_empty() {
             let mut idx = RougeIndex::new();
             for (i, s) in seeds.iter().enumerate() {
@@ -138,6 +141,32 @@ pub fn compute(path: &Path, rejected: Option<&Path>) -> Result<Value> {
         }
     }
     Ok(out)
+}
+
+/// Magpie conversations: turns per conversation and words per user and assistant turn.
+fn magpie_stats(records: &[&Value]) -> Value {
+    let mut turns = Vec::new();
+    let (mut user, mut assistant) = (Vec::new(), Vec::new());
+    for r in records {
+        let Some(ms) = r["messages"].as_array() else {
+            continue;
+        };
+        turns.push(ms.iter().filter(|m| m["role"] == "user").count());
+        for m in ms {
+            let n = words(m, "content");
+            match m["role"].as_str() {
+                Some("user") => user.push(n),
+                Some("assistant") => assistant.push(n),
+                _ => {}
+            }
+        }
+    }
+    json!({
+        "conversations": turns.len(),
+        "user_turns": distribution(turns),
+        "user_words": distribution(user),
+        "assistant_words": distribution(assistant),
+    })
 }
 
 fn evol_stats(records: &[Value], rejected: &[Value]) -> Value {

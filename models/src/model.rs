@@ -126,6 +126,39 @@ impl ModelFile {
         )
     }
 
+    /// Magpie's pre-query template: the text of `history` followed by the opening of a
+    /// new user turn, cut where the user's words would begin. Rendered by the model's
+    /// own template with a placeholder user message (no generation prompt), so it is
+    /// right for any template, not a table of known ones.
+    pub fn pre_query(&self, history: &[Message]) -> Result<String> {
+        const PLACEHOLDER: &str = "TEACHERMAGPIEQUERY7f3a9c";
+        let tmpl = self.chat_template.as_ref().ok_or_else(|| Error::Model {
+            path: self.gguf.path().to_path_buf(),
+            what: "has no chat template, so it has no user turn to open (Magpie needs an instruction-tuned chat model)\nhint: use a chat model, or give its template with `--chat-template FILE`".into(),
+        })?;
+        let text = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.token_text(i))
+                .unwrap_or("")
+                .to_string()
+        };
+        let mut all = history.to_vec();
+        all.push(Message::new("user", PLACEHOLDER));
+        let rendered = tmpl.render(
+            &all,
+            false,
+            &text(self.tokenizer.bos),
+            &text(self.tokenizer.eos),
+        )?;
+        let mut hits = rendered.match_indices(PLACEHOLDER);
+        match (hits.next(), hits.next()) {
+            (Some((at, _)), None) if at > 0 => Ok(rendered[..at].to_string()),
+            _ => Err(Error::Model {
+                path: self.gguf.path().to_path_buf(),
+                what: "has a chat template that does not write the user's message once and after some text, so no pre-query template can be cut from it\nhint: give a template that renders messages as they are with `--chat-template FILE`".into(),
+            }),
+        }
+    }
+
     /// Token ids for a prompt: chat text parses special tokens (the template wrote
     /// them); BOS is added when the model asks for it and the text does not already
     /// start with it.

@@ -4,6 +4,7 @@
 
 pub mod evol;
 pub mod items;
+pub mod magpie;
 pub mod prompt;
 pub mod respond;
 pub mod run_file;

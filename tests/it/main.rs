@@ -10,6 +10,7 @@ mod forward;
 mod fuzz_corpus;
 mod gguf_errors;
 mod kill_resume;
+mod magpie;
 mod perplexity;
 mod reliability;
 mod rouge_parity;

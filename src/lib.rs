@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) is a thin clap layer over this library.
 
 pub mod bench;
+pub mod constrain;
 pub mod dedup;
 pub mod engine;
 pub mod error;

@@ -36,6 +36,7 @@ use tokenizers::{
 const TOKEN_TYPE_NORMAL: i64 = 1;
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+const TOKEN_TYPE_BYTE: i64 = 6;
 
 /// Texts of tokens that end a turn in the chat formats teacher knows; used when the
 /// GGUF names no `eot_token_id` (llama.cpp applies the same list).
@@ -84,6 +85,9 @@ pub struct TextTokenizer {
     pub vocab_size: usize,
     /// Token texts as stored in the GGUF (for chat-template variables such as bos_token).
     tokens: Vec<String>,
+    /// Tokens that are not text (control, unused and undefined types): never part of
+    /// a constrained output.
+    not_text: Vec<bool>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -214,6 +218,12 @@ impl TextTokenizer {
         }
         stop_tokens.sort_unstable();
         stop_tokens.dedup();
+        let not_text = types
+            .iter()
+            .map(|&t| {
+                t != TOKEN_TYPE_NORMAL && t != TOKEN_TYPE_USER_DEFINED && t != TOKEN_TYPE_BYTE
+            })
+            .collect();
         Ok(TextTokenizer {
             inner,
             plain: OnceLock::new(),
@@ -224,6 +234,7 @@ impl TextTokenizer {
             add_bos,
             vocab_size: n,
             tokens,
+            not_text,
         })
     }
 
@@ -241,6 +252,10 @@ impl TextTokenizer {
             Some(t) => (t.bos, t.eos, t.stop_tokens.clone(), t.add_bos),
             None => (None, None, vec![], false),
         };
+        let special = inner.get_added_tokens_decoder();
+        let not_text = (0..vocab_size as u32)
+            .map(|i| special.get(&i).is_some_and(|t| t.special))
+            .collect();
         Ok(TextTokenizer {
             inner,
             plain: OnceLock::new(),
@@ -251,6 +266,7 @@ impl TextTokenizer {
             add_bos,
             vocab_size,
             tokens,
+            not_text,
         })
     }
 
@@ -290,6 +306,39 @@ impl TextTokenizer {
     /// The stored text of one token (`<|im_start|>`, `▁the`, …).
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(|s| s.as_str())
+    }
+
+    /// The bytes each token adds to the output, by id; None for tokens that are not
+    /// text (control tokens, end of turn, unused ids). For constrained generation,
+    /// which matches the output byte by byte.
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        (0..self.vocab_size)
+            .map(|i| {
+                if self.not_text.get(i).copied().unwrap_or(true) {
+                    return None;
+                }
+                let t = self.tokens.get(i)?;
+                let bytes = match self.kind {
+                    TokenizerKind::Gpt2 => t
+                        .chars()
+                        .map(gpt2_byte)
+                        .collect::<Option<Vec<u8>>>()
+                        .unwrap_or_else(|| t.as_bytes().to_vec()),
+                    TokenizerKind::Llama => match byte_token(t) {
+                        Some(b) => vec![b],
+                        None => t.replace('\u{2581}', " ").into_bytes(),
+                    },
+                    TokenizerKind::HuggingFace => {
+                        let s = self.inner.decode(&[i as u32], false).ok()?;
+                        if s.contains('\u{FFFD}') {
+                            return None;
+                        }
+                        s.into_bytes()
+                    }
+                };
+                (!bytes.is_empty()).then_some(bytes)
+            })
+            .collect()
     }
 
     pub fn is_stop(&self, id: u32) -> bool {
@@ -504,6 +553,30 @@ fn build_spm(
     }
     t.with_decoder(Some(DecoderSequence::new(decoders)));
     Ok(t)
+}
+
+/// The byte a GPT-2 byte-level character stands for (its `bytes_to_unicode` table:
+/// printable Latin-1 bytes are themselves, the other 68 are U+0100 onwards in order).
+fn gpt2_byte(c: char) -> Option<u8> {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let cp = c as u32;
+    if printable(cp) {
+        return Some(cp as u8);
+    }
+    let k = cp.checked_sub(256)?;
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth(k as usize)
+        .map(|b| b as u8)
+}
+
+/// SentencePiece byte-fallback pieces: `<0x0A>` is byte 10.
+fn byte_token(t: &str) -> Option<u8> {
+    let hex = t.strip_prefix("<0x")?.strip_suffix('>')?;
+    (hex.len() == 2)
+        .then(|| u8::from_str_radix(hex, 16).ok())
+        .flatten()
 }
 
 fn add_special_tokens(t: &mut Tokenizer, tokens: &[String], types: &[i64]) -> Result<()> {

@@ -25,6 +25,74 @@ pub struct PromptRecord {
     pub params: SamplingParams,
     pub max_tokens: usize,
     pub stop: Vec<String>,
+    /// What the completion must match (`regex`, `json_schema` or an OpenAI-style
+    /// `response_format` on the line).
+    pub constraint: Option<ConstraintSpec>,
+}
+
+/// A constraint as written in an input line or request, before compilation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConstraintSpec {
+    Regex(String),
+    Schema(crate::constrain::schema::Json),
+}
+
+impl ConstraintSpec {
+    /// The regular expression the output must match.
+    pub fn pattern(&self) -> Result<String> {
+        match self {
+            ConstraintSpec::Regex(r) => Ok(r.clone()),
+            ConstraintSpec::Schema(s) => crate::constrain::schema::to_regex(s),
+        }
+    }
+
+    /// Read `regex`, `json_schema` or `response_format` from a request object: `raw` is
+    /// the object's JSON text (read again to keep a schema's property order).
+    pub fn from_request(obj: &serde_json::Map<String, Value>, raw: &str) -> std::result::Result<Option<ConstraintSpec>, String> {
+        use crate::constrain::schema::Json;
+        let ordered = || Json::parse(raw).map_err(|e| format!("not valid JSON: {e}"));
+        let given: Vec<&str> = ["regex", "json_schema", "response_format"]
+            .into_iter()
+            .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
+            .collect();
+        if given.len() > 1 {
+            return Err(format!("has both `{}` and `{}`; give one constraint", given[0], given[1]));
+        }
+        match given.first().copied() {
+            None => Ok(None),
+            Some("regex") => match &obj["regex"] {
+                Value::String(r) => Ok(Some(ConstraintSpec::Regex(r.clone()))),
+                other => Err(format!("`regex` must be a string, found {other}")),
+            },
+            Some("json_schema") => {
+                let o = ordered()?;
+                let s = o.get("json_schema").cloned().unwrap_or(Json::Null);
+                Ok(Some(ConstraintSpec::Schema(s)))
+            }
+            _ => {
+                let rf = &obj["response_format"];
+                match rf["type"].as_str() {
+                    Some("text") => Ok(None),
+                    Some("json_schema") => {
+                        let o = ordered()?;
+                        let s = o
+                            .get("response_format")
+                            .and_then(|r| r.get("json_schema"))
+                            .and_then(|j| j.get("schema"))
+                            .cloned()
+                            .ok_or("`response_format.json_schema.schema` is missing")?;
+                        Ok(Some(ConstraintSpec::Schema(s)))
+                    }
+                    Some("regex") => match rf["regex"].as_str() {
+                        Some(r) => Ok(Some(ConstraintSpec::Regex(r.to_string()))),
+                        None => Err("`response_format.regex` must be a string".into()),
+                    },
+                    Some("json_object") => Err("`response_format` `json_object` (any JSON) cannot be enforced by teacher's regular constraints; give a `json_schema`".into()),
+                    _ => Err(format!("`response_format` must have `type` text, json_schema or regex, found {rf}")),
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +130,7 @@ pub fn read_prompts(
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut checked: Vec<ConstraintSpec> = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line_no = i + 1;
         let bad = |what: String| Error::Input {
@@ -149,6 +218,18 @@ pub fn read_prompts(
                 )))
             }
         };
+        let constraint = ConstraintSpec::from_request(obj, &line).map_err(bad)?;
+        if let Some(c) = constraint.as_ref().filter(|c| !checked.contains(*c)) {
+            // A bad pattern or schema is named now, before the model loads.
+            checked.push(c.clone());
+            c.pattern()
+                .and_then(|p| {
+                    regex_automata::dfa::dense::DFA::new(&format!("(?s:{p})"))
+                        .map(|_| ())
+                        .map_err(|e| Error::Usage(format!("the constraint cannot be compiled: {e}")))
+                })
+                .map_err(|e| bad(e.to_string()))?;
+        }
         out.push(PromptRecord {
             line: line_no,
             id,
@@ -156,6 +237,7 @@ pub fn read_prompts(
             params,
             max_tokens: max,
             stop,
+            constraint,
         });
     }
     if out.is_empty() {
@@ -223,16 +305,34 @@ pub fn run(
     )?;
     let mut done = committed.len().min(records.len());
     progress(done);
+    // Constraints compiled once each; identical ones share their per-state masks.
+    let vocab = std::sync::Arc::new(crate::constrain::Vocab::new(&file.tokenizer));
+    let mut compiled: Vec<(ConstraintSpec, std::sync::Arc<crate::constrain::Constraint>)> = Vec::new();
     while done < records.len() {
         let wave = &records[done..(done + cfg.wave_size.max(1)).min(records.len())];
         let mut requests = Vec::with_capacity(wave.len());
         for r in wave {
+            let constraint = match &r.constraint {
+                None => None,
+                Some(spec) => Some(match compiled.iter().find(|(s, _)| s == spec) {
+                    Some((_, c)) => c.clone(),
+                    None => {
+                        let c = std::sync::Arc::new(crate::constrain::Constraint::regex(
+                            &spec.pattern()?,
+                            vocab.clone(),
+                        )?);
+                        compiled.push((spec.clone(), c.clone()));
+                        c
+                    }
+                }),
+            };
             requests.push(Request {
                 id: stream_of(&r.id),
                 prompt: encode(file, &r.prompt)?,
                 params: r.params.clone(),
                 max_tokens: r.max_tokens,
                 stop: r.stop.clone(),
+                constraint,
             });
         }
         let t0 = std::time::Instant::now();
@@ -268,6 +368,9 @@ fn records_digest(records: &[PromptRecord]) -> String {
             "{:?}",
             (r.line, &r.id, &r.prompt, &r.params, r.max_tokens, &r.stop)
         ));
+        if let Some(c) = &r.constraint {
+            h.update(format!("{c:?}"));
+        }
     }
     format!("{:x}", h.finalize())
 }

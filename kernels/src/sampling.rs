@@ -94,6 +94,8 @@ impl SamplingParams {
 
 /// Sample one token from `logits` (modified in place by penalties and bias).
 ///
+/// A NaN logit is never drawn: constrained generation masks disallowed tokens with NaN.
+///
 /// `prompt` and `generated` are the sequence so far: the repetition penalty looks at
 /// both (as Hugging Face and vLLM do), presence and frequency penalties at the
 /// generated tokens only (the OpenAI semantics the reference pipelines were run with);
@@ -310,6 +312,28 @@ fn finish(cand: &[(u32, f32)], probs: &mut Vec<f64>, p: &SamplingParams, u: f64)
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nan_logits_are_never_drawn() {
+        let mut base = vec![f32::NAN; 64];
+        base[5] = -30.0;
+        base[40] = -31.0;
+        for (t, p, k) in [(0.0, 1.0, 0), (1.0, 1.0, 0), (1.5, 0.9, 0), (1.0, 1.0, 3), (2.0, 0.5, 0)] {
+            let params = SamplingParams {
+                temperature: t,
+                top_p: p,
+                top_k: k,
+                repetition_penalty: 1.3,
+                ..SamplingParams::default()
+            };
+            for step in 0..200 {
+                let mut l = base.clone();
+                let tok = sample(&mut l, &params, &[5, 7], &[40], 9, 1, step);
+                assert!(tok == 5 || tok == 40, "drew {tok} at T={t} top_p={p} top_k={k}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

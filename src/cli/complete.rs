@@ -76,6 +76,7 @@ pub(crate) fn run(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
         params: sampling,
         max_tokens: a.sampling.max_tokens,
         stop: Vec::new(),
+        constraint: None,
     };
     engine.run([req], |o| {
         result = Some(o);

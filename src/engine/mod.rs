@@ -187,6 +187,9 @@ impl<'m> Engine<'m> {
             pool::for_each_row(&mut work, 1, 2, |j, item| {
                 let (l, pick) = &mut item[0];
                 let s = &running[wanting[j]];
+                if let (Some(c), Some(state)) = (&s.req.constraint, s.constraint_state) {
+                    c.mask(state, l);
+                }
                 *pick = sample(
                     l,
                     &s.req.params,
@@ -206,6 +209,17 @@ impl<'m> Engine<'m> {
                 if self.tokenizer.is_stop(tok) {
                     finished.push((i, FinishReason::Stop));
                     continue;
+                }
+                if let (Some(c), Some(state)) = (&s.req.constraint, s.constraint_state) {
+                    // The mask allowed only tokens that advance; a dead end (no token
+                    // of the vocabulary continues the match) ends the sequence.
+                    match c.advance(state, tok) {
+                        Some(next) => s.constraint_state = Some(next),
+                        None => {
+                            finished.push((i, FinishReason::Stop));
+                            continue;
+                        }
+                    }
                 }
                 s.generated.push(tok);
                 let text = self.tokenizer.decode(&s.generated)?;

@@ -14,6 +14,8 @@ pub struct Request {
     pub max_tokens: usize,
     /// Stop when the text contains one of these (the text ends before it).
     pub stop: Vec<String>,
+    /// The output must match this (regular expression or JSON schema).
+    pub constraint: Option<std::sync::Arc<crate::constrain::Constraint>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,18 +70,21 @@ pub(crate) struct Sequence {
     checked: usize,
     /// Bytes of `text` already streamed to the caller.
     pub streamed: usize,
+    /// Where the output stands in the request's constraint.
+    pub constraint_state: Option<crate::constrain::State>,
 }
 
 impl Sequence {
     pub fn new(req: Request, slot: usize) -> Self {
         Sequence {
-            req,
             slot,
             cached: 0,
             generated: Vec::new(),
             text: String::new(),
             checked: 0,
             streamed: 0,
+            constraint_state: req.constraint.as_ref().map(|c| c.start()),
+            req,
         }
     }
 
@@ -140,6 +145,7 @@ mod tests {
             params: SamplingParams::default(),
             max_tokens: 10,
             stop: vec!["\n\n".into(), "16.".into()],
+            constraint: None,
         };
         let mut s = Sequence::new(req, 0);
         assert!(!s.set_text("1. one\n".into()));

@@ -625,6 +625,7 @@ fn evolve_wave(
                 params: cfg.evolve_sampling.clone(),
                 max_tokens: cfg.evolve_max_tokens,
                 stop: stops.clone(),
+                constraint: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -688,6 +689,7 @@ fn evolve_wave(
                 params: SamplingParams::greedy(),
                 max_tokens: 4,
                 stop: vec!["\n".into()],
+                constraint: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -732,6 +734,7 @@ fn evolve_wave(
                 params: cfg.response_sampling.clone(),
                 max_tokens: cfg.response_max_tokens,
                 stop: completion_stops(file),
+                constraint: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -322,6 +322,7 @@ fn run_wave(
                     params: cfg.instruction_sampling.clone(),
                     max_tokens: cfg.instruction_max_tokens,
                     stop: instruction_stops.clone(),
+                    constraint: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -351,6 +352,7 @@ fn run_wave(
                     params: cfg.response_sampling.clone(),
                     max_tokens: cfg.response_max_tokens,
                     stop: Vec::new(),
+                    constraint: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -115,6 +115,7 @@ pub fn run(
                         params: cfg.sampling.clone(),
                         max_tokens: cfg.max_tokens,
                         stop: stops.clone(),
+                        constraint: None,
                     }),
                     Err(e) => Err(format!("input line {} (id `{}`): {e}", it.line, it.id)),
                 }

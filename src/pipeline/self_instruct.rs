@@ -314,6 +314,7 @@ fn run_wave(
             params: params.clone(),
             max_tokens,
             stop: stop.clone(),
+            constraint: None,
         });
         prompts.push(ids);
     }
@@ -435,6 +436,7 @@ fn run_wave(
                     params: SamplingParams::greedy(),
                     max_tokens: 3,
                     stop: vec!["\n".into(), "Task".into()],
+                    constraint: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -456,6 +458,7 @@ fn run_wave(
                     },
                     max_tokens: if clf[k] { 300 } else { 350 },
                     stop: vec!["Example 6".into(), "Task:".into()],
+                    constraint: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -496,6 +499,7 @@ fn run_wave(
                         params: answer_params(),
                         max_tokens: cfg.answer_max_tokens,
                         stop: Vec::new(),
+                        constraint: None,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

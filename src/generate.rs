@@ -48,7 +48,10 @@ impl ConstraintSpec {
 
     /// Read `regex`, `json_schema` or `response_format` from a request object: `raw` is
     /// the object's JSON text (read again to keep a schema's property order).
-    pub fn from_request(obj: &serde_json::Map<String, Value>, raw: &str) -> std::result::Result<Option<ConstraintSpec>, String> {
+    pub fn from_request(
+        obj: &serde_json::Map<String, Value>,
+        raw: &str,
+    ) -> std::result::Result<Option<ConstraintSpec>, String> {
         use crate::constrain::schema::Json;
         let ordered = || Json::parse(raw).map_err(|e| format!("not valid JSON: {e}"));
         let given: Vec<&str> = ["regex", "json_schema", "response_format"]
@@ -56,7 +59,10 @@ impl ConstraintSpec {
             .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
             .collect();
         if given.len() > 1 {
-            return Err(format!("has both `{}` and `{}`; give one constraint", given[0], given[1]));
+            return Err(format!(
+                "has both `{}` and `{}`; give one constraint",
+                given[0], given[1]
+            ));
         }
         match given.first().copied() {
             None => Ok(None),
@@ -226,7 +232,9 @@ pub fn read_prompts(
                 .and_then(|p| {
                     regex_automata::dfa::dense::DFA::new(&format!("(?s:{p})"))
                         .map(|_| ())
-                        .map_err(|e| Error::Usage(format!("the constraint cannot be compiled: {e}")))
+                        .map_err(|e| {
+                            Error::Usage(format!("the constraint cannot be compiled: {e}"))
+                        })
                 })
                 .map_err(|e| bad(e.to_string()))?;
         }
@@ -306,25 +314,14 @@ pub fn run(
     let mut done = committed.len().min(records.len());
     progress(done);
     // Constraints compiled once each; identical ones share their per-state masks.
-    let vocab = std::sync::Arc::new(crate::constrain::Vocab::new(&file.tokenizer));
-    let mut compiled: Vec<(ConstraintSpec, std::sync::Arc<crate::constrain::Constraint>)> = Vec::new();
+    let mut constraints = crate::constrain::Cache::new(&file.tokenizer);
     while done < records.len() {
         let wave = &records[done..(done + cfg.wave_size.max(1)).min(records.len())];
         let mut requests = Vec::with_capacity(wave.len());
         for r in wave {
             let constraint = match &r.constraint {
                 None => None,
-                Some(spec) => Some(match compiled.iter().find(|(s, _)| s == spec) {
-                    Some((_, c)) => c.clone(),
-                    None => {
-                        let c = std::sync::Arc::new(crate::constrain::Constraint::regex(
-                            &spec.pattern()?,
-                            vocab.clone(),
-                        )?);
-                        compiled.push((spec.clone(), c.clone()));
-                        c
-                    }
-                }),
+                Some(spec) => Some(constraints.get(&spec.pattern()?)?),
             };
             requests.push(Request {
                 id: stream_of(&r.id),
@@ -352,6 +349,7 @@ pub fn run(
             .collect();
         let mut secs = BTreeMap::new();
         secs.insert("generation".to_string(), t0.elapsed().as_secs_f64());
+        rf.note_tokens(&engine.stats);
         rf.commit_wave(&lines, &[], &counts, &secs)?;
         done += wave.len();
         progress(done);

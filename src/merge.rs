@@ -99,6 +99,13 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
             }
         }
     }
+    let tokens = |k: &str| -> u64 {
+        parts
+            .iter()
+            .map(|p| p.manifest["tokens"][k].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let tokens = json!({"prompt": tokens("prompt"), "generated": tokens("generated")});
     if !near_duplicates.is_empty() {
         *counts
             .entry("near_duplicate_across_shards".into())
@@ -134,6 +141,7 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
         "rejected_bytes": rejected_bytes,
         "counts": counts,
         "seconds": seconds,
+        "tokens": tokens,
         "complete": true,
     });
     let mpath = manifest_path(out);

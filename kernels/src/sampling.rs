@@ -318,7 +318,13 @@ mod tests {
         let mut base = vec![f32::NAN; 64];
         base[5] = -30.0;
         base[40] = -31.0;
-        for (t, p, k) in [(0.0, 1.0, 0), (1.0, 1.0, 0), (1.5, 0.9, 0), (1.0, 1.0, 3), (2.0, 0.5, 0)] {
+        for (t, p, k) in [
+            (0.0, 1.0, 0),
+            (1.0, 1.0, 0),
+            (1.5, 0.9, 0),
+            (1.0, 1.0, 3),
+            (2.0, 0.5, 0),
+        ] {
             let params = SamplingParams {
                 temperature: t,
                 top_p: p,
@@ -329,7 +335,10 @@ mod tests {
             for step in 0..200 {
                 let mut l = base.clone();
                 let tok = sample(&mut l, &params, &[5, 7], &[40], 9, 1, step);
-                assert!(tok == 5 || tok == 40, "drew {tok} at T={t} top_p={p} top_k={k}");
+                assert!(
+                    tok == 5 || tok == 40,
+                    "drew {tok} at T={t} top_p={p} top_k={k}"
+                );
             }
         }
     }

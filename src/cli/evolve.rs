@@ -60,6 +60,10 @@ pub(crate) struct EvolveArgs {
     response_max_tokens: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Constrain evolutions to one paragraph without `#` markers and equality verdicts
+    /// to their two answers, so fewer generated tokens are thrown away.
+    #[arg(long)]
+    constrained: bool,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -104,6 +108,7 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         model_sha256,
         input_sha256: fetch::sha256_file(&a.input)?,
         shard: a.shard,
+        constrained: a.constrained,
     };
     let rejected = a
         .rejected

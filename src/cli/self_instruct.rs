@@ -68,6 +68,10 @@ pub(crate) struct SelfInstructArgs {
     /// and drops near-duplicates across them.
     #[arg(long, default_value = "0/1")]
     shard: teacher::shard::Shard,
+    /// Constrain the model's task lists (and paper style's classification answers) to
+    /// the shape the parser reads, so fewer generated tokens are thrown away.
+    #[arg(long)]
+    constrained: bool,
     /// Stop after this many waves in a row produce nothing.
     #[arg(long, default_value_t = 5)]
     stall_waves: usize,
@@ -148,6 +152,7 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         model_sha256,
         seeds_sha256: seeds_sha,
         shard: a.shard,
+        constrained: a.constrained,
     };
     let model = Transformer::load(file.gguf.clone())?;
     let ecfg = a.engine.config(a.shard.seed(a.seed));

@@ -181,6 +181,30 @@ impl Constraint {
     }
 }
 
+/// Constraints compiled once per pattern for one model, shared by every request.
+pub struct Cache {
+    vocab: Arc<Vocab>,
+    by_pattern: HashMap<String, Arc<Constraint>>,
+}
+
+impl Cache {
+    pub fn new(tok: &TextTokenizer) -> Cache {
+        Cache {
+            vocab: Arc::new(Vocab::new(tok)),
+            by_pattern: HashMap::new(),
+        }
+    }
+
+    pub fn get(&mut self, pattern: &str) -> Result<Arc<Constraint>> {
+        if let Some(c) = self.by_pattern.get(pattern) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Constraint::regex(pattern, self.vocab.clone())?);
+        self.by_pattern.insert(pattern.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
 /// The most DFA states a constraint may reach.
 const MAX_STATES: usize = 200_000;
 

@@ -34,6 +34,12 @@ use teacher_models::{Message, ModelFile};
 
 pub const EVOL_PROMPT_VERSION: &str = "teacher-evol-1";
 
+/// `--constrained`: an evolution is one paragraph with no `#` (the evolving prompts'
+/// markers, whose copies rule 4 eliminates); the equality verdict is one of its two
+/// answers.
+const EVOLVED_CONSTRAINT: &str = r"[ \n]?[^\s#][^\n#]{9,}\n?";
+const EQUAL_CONSTRAINT: &str = r"(?i) ?(?:equal|not equal)";
+
 const DEPTH: &str = include_str!("prompts/evol_depth.txt");
 const BREADTH: &str = include_str!("prompts/evol_breadth.txt");
 const EQUAL: &str = include_str!("prompts/evol_equal.txt");
@@ -343,6 +349,8 @@ pub struct Config {
     /// The roots this run evolves (`--shard I/N`); a shard leaves the near-duplicate
     /// filter to `teacher merge`.
     pub shard: crate::shard::Shard,
+    /// Constrain evolutions and equality verdicts (`--constrained`).
+    pub constrained: bool,
 }
 
 /// How near-duplicates act on the chains (see the module text); recorded in the
@@ -350,6 +358,18 @@ pub struct Config {
 const NEAR_DUPLICATE_RULE: &str = "dataset-filter";
 
 impl Config {
+    /// The prompt version records carry: constrained runs add the constraint version.
+    pub fn prompt_version(&self) -> String {
+        if self.constrained {
+            format!(
+                "{EVOL_PROMPT_VERSION}+{}",
+                super::prompt::CONSTRAINT_VERSION
+            )
+        } else {
+            EVOL_PROMPT_VERSION.to_string()
+        }
+    }
+
     fn params_json(&self) -> Value {
         let mut p = json!({
             "rounds": self.rounds,
@@ -367,9 +387,12 @@ impl Config {
             "model": self.model_name,
             "model_sha256": self.model_sha256,
             "input_sha256": self.input_sha256,
-            "prompt_version": EVOL_PROMPT_VERSION,
+            "prompt_version": self.prompt_version(),
             "near_duplicates": NEAR_DUPLICATE_RULE,
         });
+        if self.constrained {
+            p["constrained"] = json!(super::prompt::CONSTRAINT_VERSION);
+        }
         self.shard.add_to_params(&mut p);
         p
     }
@@ -554,6 +577,7 @@ pub fn run(
         }
         progress.generation_seconds += secs["generation"];
         progress.filter_seconds += secs["filter"];
+        rf.note_tokens(&engine.stats);
         rf.commit_wave(&records, &rejects, &counts, &secs)?;
         progress.round = round;
         progress.waves = wave;
@@ -600,6 +624,15 @@ fn evolve_wave(
     let mut gen_s = 0.0;
     let mut filter_s = 0.0;
     let chat = file.chat_template.is_some();
+    let (evolved_c, equal_c) = if cfg.constrained {
+        let mut cache = crate::constrain::Cache::new(&file.tokenizer);
+        (
+            Some(cache.get(EVOLVED_CONSTRAINT)?),
+            Some(cache.get(EQUAL_CONSTRAINT)?),
+        )
+    } else {
+        (None, None)
+    };
     // 1. Evolve every item of the wave with its drawn operation.
     let draws: Vec<u64> = pool
         .iter()
@@ -625,7 +658,7 @@ fn evolve_wave(
                 params: cfg.evolve_sampling.clone(),
                 max_tokens: cfg.evolve_max_tokens,
                 stop: stops.clone(),
-                constraint: None,
+                constraint: evolved_c.clone(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -687,9 +720,9 @@ fn evolve_wave(
                 id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 2,
                 prompt: file.encode_prompt(&text)?,
                 params: SamplingParams::greedy(),
-                max_tokens: 4,
+                max_tokens: if cfg.constrained { 8 } else { 4 },
                 stop: vec!["\n".into()],
-                constraint: None,
+                constraint: equal_c.clone(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -786,7 +819,7 @@ fn evolve_wave(
             "op": op.name(),
             "source": "evol",
             "model": cfg.model_name,
-            "prompt_version": EVOL_PROMPT_VERSION,
+            "prompt_version": cfg.prompt_version(),
         });
         // The chain goes on from this evolution whatever the dataset filter says.
         pool[i] = Current {

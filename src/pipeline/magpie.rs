@@ -241,6 +241,7 @@ pub fn run(
         stalled = if records.is_empty() { stalled + 1 } else { 0 };
         let mut s = BTreeMap::new();
         s.insert("generation".to_string(), secs);
+        rf.note_tokens(&engine.stats);
         rf.commit_wave(&records, &rejects, &counts, &s)?;
         progress.wave = wave;
         progress.attempts += cfg.wave_size as u64;

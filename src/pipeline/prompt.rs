@@ -144,6 +144,46 @@ pub fn alpaca_user_message(examples: &[(&str, &str, &str)], num_tasks: usize) ->
         .replace("{examples}", &ex)
 }
 
+/// Version of the output constraints `--constrained` puts on pipeline generations
+/// (recorded with the prompt version).
+pub const CONSTRAINT_VERSION: &str = "c1";
+
+/// The shape of an alpaca-style completion after the primer `{first}. Instruction:`:
+/// complete tasks (instruction line, `Input:` and `Output:` fields, `###`), numbered on
+/// from `first` up to `last`, so every task the model finishes is one the parser reads.
+pub fn alpaca_constraint(first: usize, last: usize) -> String {
+    let task = |k: usize| {
+        format!(r" [^\n]+\n{k}\. Input:\n[^\n]+\n{k}\. Output:\n[^\n]+(?:\n[^#\n][^\n]*)*\n###")
+    };
+    let mut re = String::new();
+    for k in (first..=last.max(first)).rev() {
+        re = if re.is_empty() {
+            task(k)
+        } else {
+            format!(r"{}(?:\n{}\. Instruction:{re})?", task(k), k + 1)
+        };
+    }
+    re
+}
+
+/// The shape of a paper-style completion after `{first}.`: one instruction per line,
+/// numbered on from `first` up to `last`.
+pub fn paper_constraint(first: usize, last: usize) -> String {
+    let mut re = String::new();
+    for k in (first..=last.max(first)).rev() {
+        let line = r" [^\n]{3,}";
+        re = if re.is_empty() {
+            line.to_string()
+        } else {
+            format!(r"{line}(?:\n{}\.{re})?", k + 1)
+        };
+    }
+    re + r"\n?"
+}
+
+/// The classification question's answer.
+pub const CLASSIFY_CONSTRAINT: &str = " ?(?:Yes|No)";
+
 /// What the assistant's turn starts with in alpaca style.
 pub fn alpaca_primer(first_number: usize) -> String {
     format!("{first_number}. Instruction:")
@@ -357,5 +397,45 @@ mod tests {
         assert!(parse_classify(" Yes"));
         assert!(!parse_classify(" No"));
         assert!(!parse_classify(""));
+    }
+}
+
+#[cfg(test)]
+mod constraint_tests {
+    use super::*;
+
+    fn whole(re: &str, text: &str) -> bool {
+        regex::Regex::new(&format!("^(?s:{re})$"))
+            .unwrap()
+            .is_match(text)
+    }
+
+    #[test]
+    fn constraints_admit_what_the_parsers_read() {
+        let a = alpaca_constraint(4, 19);
+        let two = " Name a fruit.\n4. Input:\n<noinput>\n4. Output:\nApple\n###\n5. Instruction: Add 2 and 3.\n5. Input:\n2, 3\n5. Output:\n5\nDone.\n###";
+        assert!(whole(&a, two));
+        let parsed = parse_alpaca_completion(two, 4, false);
+        assert_eq!(parsed.len(), 2);
+        assert!(parsed
+            .iter()
+            .all(|p| p.as_ref().is_some_and(|t| t.output.is_some())));
+        assert!(!whole(&a, " Name a fruit.\n4. Output:\nApple\n###"));
+        assert!(!whole(
+            &a,
+            " Name a fruit.\n4. Input:\nx\n4. Output:\nApple\n###\n6. Instruction: x"
+        ));
+        let p = paper_constraint(9, 15);
+        let text = " Describe a sunset.\n10. List two fruits.\n11. Explain gravity.\n";
+        assert!(whole(&p, text));
+        assert_eq!(parse_paper_completion(text.trim_end()).len(), 3);
+        assert!(!whole(&p, " Describe a sunset.\n\n10. x"));
+        assert!(!whole(
+            &p,
+            &(1..=8)
+                .map(|k| format!(" task number {k}\n{}.", k + 9))
+                .collect::<String>()
+        ));
+        assert!(whole(CLASSIFY_CONSTRAINT, " Yes") && !whole(CLASSIFY_CONSTRAINT, " Maybe"));
     }
 }

@@ -172,6 +172,7 @@ pub fn run(
             .collect();
         let mut s = BTreeMap::new();
         s.insert("generation".to_string(), secs);
+        rf.note_tokens(&engine.stats);
         rf.commit_wave(&records, &[], &counts, &s)?;
         done += wave.len();
         report(done, items.len());

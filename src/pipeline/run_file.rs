@@ -14,6 +14,8 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 pub struct RunFile {
+    /// Tokens earlier runs of this output processed (prompt, generated).
+    tokens_before: (u64, u64),
     out: PathBuf,
     rejected: Option<PathBuf>,
     manifest_path: PathBuf,
@@ -151,7 +153,12 @@ impl RunFile {
                 "complete": false,
             })
         };
+        let tokens_before = (
+            manifest["tokens"]["prompt"].as_u64().unwrap_or(0),
+            manifest["tokens"]["generated"].as_u64().unwrap_or(0),
+        );
         let rf = RunFile {
+            tokens_before,
             out: out.to_path_buf(),
             rejected: rejected.map(Path::to_path_buf),
             manifest_path,
@@ -203,6 +210,15 @@ impl RunFile {
             m["seconds"][k] = json!(cur + v);
         }
         self.write_manifest()
+    }
+
+    /// Record the engine's token counts of this process (added to earlier runs'); the
+    /// next commit writes them as `tokens: {prompt, generated}`.
+    pub fn note_tokens(&mut self, stats: &crate::engine::EngineStats) {
+        self.manifest["tokens"] = json!({
+            "prompt": self.tokens_before.0 + stats.prompt_tokens,
+            "generated": self.tokens_before.1 + stats.generated_tokens,
+        });
     }
 
     /// Mark the run finished (`"complete": true`): `teacher merge` takes only complete

@@ -65,6 +65,9 @@ pub struct Config {
     /// This run's pool of a sharded Self-Instruct (`--shard I/N`): its own seed and a
     /// share of `num`; `teacher merge` filters near-duplicates across the shards.
     pub shard: crate::shard::Shard,
+    /// Constrain the task-generation and classification outputs to the shapes the
+    /// parsers read (`--constrained`).
+    pub constrained: bool,
 }
 
 const MAX_INSTANCES: usize = 5;
@@ -87,6 +90,15 @@ impl Config {
     /// Tasks this run grows: `num`, or the shard's share of it.
     pub fn target(&self) -> usize {
         self.shard.share(self.num)
+    }
+
+    /// The prompt version records carry: constrained runs add the constraint version.
+    pub fn prompt_version(&self) -> String {
+        if self.constrained {
+            format!("{PROMPT_VERSION}+{}", prompt::CONSTRAINT_VERSION)
+        } else {
+            PROMPT_VERSION.to_string()
+        }
     }
 
     /// Machine task ids: `si-7`, or `si-s2-7` in shard 2 (unique across shards).
@@ -139,8 +151,11 @@ impl Config {
             "model": self.model_name,
             "model_sha256": self.model_sha256,
             "seeds_sha256": self.seeds_sha256,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": self.prompt_version(),
         });
+        if self.constrained {
+            p["constrained"] = json!(prompt::CONSTRAINT_VERSION);
+        }
         if !self.shard.is_whole() {
             // The shares depend on it, so every shard must have the same.
             p["num"] = json!(self.num);
@@ -174,6 +189,7 @@ pub struct Progress {
 }
 
 struct State {
+    constraints: crate::constrain::Cache,
     seeds: Vec<SeedTask>,
     machine: Vec<Task>,
     index: RougeIndex,
@@ -197,6 +213,7 @@ pub fn run(
         extra,
     )?;
     let mut state = State {
+        constraints: crate::constrain::Cache::new(&file.tokenizer),
         index: RougeIndex::new(),
         machine: Vec::new(),
         seeds,
@@ -239,6 +256,7 @@ pub fn run(
         } else {
             stalled = 0;
         }
+        rf.note_tokens(&engine.stats);
         rf.commit_wave(&records, &rejects, &counts, &secs)?;
         progress.wave = wave;
         progress.accepted = state.machine.len();
@@ -308,13 +326,24 @@ fn run_wave(
     for j in 0..cfg.wave_size {
         let stream = stream_id(1, wave, j as u64);
         let (text, ids) = build_prompt(file, state, cfg, wave, j)?;
+        // The list continues from the number after its examples.
+        let constraint = if cfg.constrained {
+            let first = ids.len() + 1;
+            let pattern = match cfg.style {
+                Style::Paper => prompt::paper_constraint(first, 15),
+                Style::Alpaca => prompt::alpaca_constraint(first, 19),
+            };
+            Some(state.constraints.get(&pattern)?)
+        } else {
+            None
+        };
         requests.push(Request {
             id: stream,
             prompt: file.encode_prompt(&text)?,
             params: params.clone(),
             max_tokens,
             stop: stop.clone(),
-            constraint: None,
+            constraint,
         });
         prompts.push(ids);
     }
@@ -426,6 +455,11 @@ fn run_wave(
     // 3. Paper style: classification identification, then instances.
     let mut clf = vec![false; accepted.len()];
     if cfg.style == Style::Paper && !accepted.is_empty() {
+        let classify = if cfg.constrained {
+            Some(state.constraints.get(prompt::CLASSIFY_CONSTRAINT)?)
+        } else {
+            None
+        };
         let reqs = accepted
             .iter()
             .enumerate()
@@ -436,7 +470,7 @@ fn run_wave(
                     params: SamplingParams::greedy(),
                     max_tokens: 3,
                     stop: vec!["\n".into(), "Task".into()],
-                    constraint: None,
+                    constraint: classify.clone(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -692,7 +726,7 @@ fn seed_record(s: &SeedTask, cfg: &Config) -> Value {
         "wave": 0,
         "in_context_ids": [],
         "model": cfg.model_name,
-        "prompt_version": PROMPT_VERSION,
+        "prompt_version": cfg.prompt_version(),
     })
 }
 
@@ -708,7 +742,7 @@ fn task_record(t: &Task, cfg: &Config) -> Value {
         "wave": t.wave,
         "in_context_ids": t.in_context,
         "model": cfg.model_name,
-        "prompt_version": PROMPT_VERSION,
+        "prompt_version": cfg.prompt_version(),
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod constrained;
 mod dedup_cli;
 mod engine;
 mod evol;

@@ -330,6 +330,7 @@ pub fn run(
                 max_tokens: r.max_tokens,
                 stop: r.stop.clone(),
                 constraint,
+                draw: None,
             });
         }
         let t0 = std::time::Instant::now();

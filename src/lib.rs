@@ -17,6 +17,7 @@ pub mod merge;
 pub mod perplexity;
 pub mod pipeline;
 pub mod progress;
+pub mod serve;
 pub mod shard;
 pub mod stats;
 

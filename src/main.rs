@@ -48,6 +48,8 @@ enum Command {
     Magpie(cli::magpie::MagpieArgs),
     /// Join the shards of a `--shard I/N` run into one output, as the single run writes it.
     Merge(cli::merge::MergeArgs),
+    /// An OpenAI-compatible server (/v1/completions, /v1/chat/completions) on the engine.
+    Serve(cli::serve::ServeArgs),
     /// Perplexity of a text, computed as llama.cpp's llama-perplexity does.
     Perplexity(cli::perplexity::PerplexityArgs),
     /// Counts, acceptance by filter, length and similarity distributions of a dataset.
@@ -92,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evolve(a) => cli::evolve::run(a, offline),
         Command::Magpie(a) => cli::magpie::run(a, offline),
         Command::Merge(a) => cli::merge::run(a),
+        Command::Serve(a) => cli::serve::run(a, offline),
         Command::Perplexity(a) => cli::perplexity::run(a, offline),
         Command::Stats(a) => cli::stats::run(a),
     }

@@ -77,6 +77,7 @@ pub(crate) fn run(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
         max_tokens: a.sampling.max_tokens,
         stop: Vec::new(),
         constraint: None,
+        draw: None,
     };
     engine.run([req], |o| {
         result = Some(o);

@@ -13,5 +13,6 @@ pub(crate) mod models;
 pub(crate) mod perplexity;
 pub(crate) mod respond;
 pub(crate) mod self_instruct;
+pub(crate) mod serve;
 pub(crate) mod stats;
 pub(crate) mod tokenize;

@@ -14,6 +14,7 @@ mod sequence;
 pub use sequence::{FinishReason, Output, Request};
 
 use crate::error::{Error, Result};
+pub use scheduler::{Fixed, Next, Source};
 use scheduler::Scheduler;
 use sequence::Sequence;
 use teacher_kernels::ops::KvType;
@@ -128,10 +129,25 @@ impl<'m> Engine<'m> {
     pub fn run(
         &mut self,
         requests: impl IntoIterator<Item = Request>,
+        on_done: impl FnMut(Output) -> Result<()>,
+    ) -> Result<()> {
+        self.serve(Fixed(requests.into_iter()), on_done)
+    }
+
+    /// Run requests from `source` as they come (continuous batching), until it says
+    /// `Done` and everything admitted has finished. A request whose caller went away
+    /// is dropped and reported with `FinishReason::Cancelled`.
+    pub fn serve(
+        &mut self,
+        source: impl Source,
         mut on_done: impl FnMut(Output) -> Result<()>,
     ) -> Result<()> {
-        let mut sched = Scheduler::new(self.cfg.batch, self.cfg.step_tokens, requests.into_iter());
+        let mut sched = Scheduler::new(self.cfg.batch, self.cfg.step_tokens, source);
         loop {
+            let gone = sched.cancelled();
+            for (seq, reason) in sched.retire(&gone) {
+                on_done(seq.finish(reason))?;
+            }
             for (req, why) in sched.admit(self.cfg.context) {
                 on_done(Output::failed(&req, why))?;
             }
@@ -190,13 +206,14 @@ impl<'m> Engine<'m> {
                 if let (Some(c), Some(state)) = (&s.req.constraint, s.constraint_state) {
                     c.mask(state, l);
                 }
+                let (seed, stream) = s.req.draw.unwrap_or((seed, s.req.id));
                 *pick = sample(
                     l,
                     &s.req.params,
                     &s.req.prompt,
                     &s.generated,
                     seed,
-                    s.req.id,
+                    stream,
                     s.generated.len() as u64,
                 );
             });

@@ -18,15 +18,48 @@ pub(crate) struct Planned {
     pub logits: bool,
 }
 
-pub(crate) struct Scheduler<I: Iterator<Item = Request>> {
-    input: I,
+/// What a request source answers when asked for the next request.
+pub enum Next {
+    Request(Request),
+    /// Nothing now; more may come (a server between requests).
+    Wait,
+    /// No more requests.
+    Done,
+}
+
+/// Where requests come from: a fixed list (`Engine::run`) or a live queue
+/// (`Engine::serve`).
+pub trait Source {
+    /// The next request. `idle`: nothing is running, so the source may block until a
+    /// request arrives (it should still return now and then, with `Wait`).
+    fn next(&mut self, idle: bool) -> Next;
+    /// Ids of requests whose callers went away: their sequences are dropped.
+    fn cancelled(&mut self) -> Vec<u64> {
+        Vec::new()
+    }
+}
+
+/// A fixed list of requests as a source.
+pub struct Fixed<I>(pub I);
+
+impl<I: Iterator<Item = Request>> Source for Fixed<I> {
+    fn next(&mut self, _idle: bool) -> Next {
+        match self.0.next() {
+            Some(r) => Next::Request(r),
+            None => Next::Done,
+        }
+    }
+}
+
+pub(crate) struct Scheduler<I: Source> {
+    pub input: I,
     input_done: bool,
     pub running: Vec<Sequence>,
     free_slots: Vec<usize>,
     step_tokens: usize,
 }
 
-impl<I: Iterator<Item = Request>> Scheduler<I> {
+impl<I: Source> Scheduler<I> {
     pub fn new(slots: usize, step_tokens: usize, input: I) -> Self {
         Scheduler {
             input,
@@ -46,9 +79,13 @@ impl<I: Iterator<Item = Request>> Scheduler<I> {
     pub fn admit(&mut self, context: usize) -> Vec<(Request, String)> {
         let mut failed = Vec::new();
         while !self.free_slots.is_empty() && !self.input_done {
-            let Some(req) = self.input.next() else {
-                self.input_done = true;
-                break;
+            let req = match self.input.next(self.running.is_empty()) {
+                Next::Request(r) => r,
+                Next::Wait => break,
+                Next::Done => {
+                    self.input_done = true;
+                    break;
+                }
             };
             if req.prompt.is_empty() {
                 failed.push((req, "the prompt is empty".to_string()));
@@ -102,6 +139,18 @@ impl<I: Iterator<Item = Request>> Scheduler<I> {
             budget -= take.min(budget);
         }
         plan
+    }
+
+    /// Indices of running sequences whose callers went away.
+    pub fn cancelled(&mut self) -> Vec<(usize, FinishReason)> {
+        let gone = self.input.cancelled();
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        (0..self.running.len())
+            .filter(|&i| gone.contains(&self.running[i].req.id))
+            .map(|i| (i, FinishReason::Cancelled))
+            .collect()
     }
 
     /// Remove finished sequences and free their slots.

@@ -16,6 +16,9 @@ pub struct Request {
     pub stop: Vec<String>,
     /// The output must match this (regular expression or JSON schema).
     pub constraint: Option<std::sync::Arc<crate::constrain::Constraint>>,
+    /// (seed, stream) of this request's draws instead of (run seed, id): the server
+    /// keys draws by the client's seed, so equal requests give equal text.
+    pub draw: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +32,8 @@ pub enum FinishReason {
     Context,
     /// The request could not run (see `error`).
     Error,
+    /// The caller went away before it finished.
+    Cancelled,
 }
 
 /// A finished request.
@@ -146,6 +151,7 @@ mod tests {
             max_tokens: 10,
             stop: vec!["\n\n".into(), "16.".into()],
             constraint: None,
+            draw: None,
         };
         let mut s = Sequence::new(req, 0);
         assert!(!s.set_text("1. one\n".into()));

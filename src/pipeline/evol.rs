@@ -659,6 +659,7 @@ fn evolve_wave(
                 max_tokens: cfg.evolve_max_tokens,
                 stop: stops.clone(),
                 constraint: evolved_c.clone(),
+                draw: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -723,6 +724,7 @@ fn evolve_wave(
                 max_tokens: if cfg.constrained { 8 } else { 4 },
                 stop: vec!["\n".into()],
                 constraint: equal_c.clone(),
+                draw: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -768,6 +770,7 @@ fn evolve_wave(
                 max_tokens: cfg.response_max_tokens,
                 stop: completion_stops(file),
                 constraint: None,
+                draw: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -324,6 +324,7 @@ fn run_wave(
                     max_tokens: cfg.instruction_max_tokens,
                     stop: instruction_stops.clone(),
                     constraint: None,
+                    draw: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -354,6 +355,7 @@ fn run_wave(
                     max_tokens: cfg.response_max_tokens,
                     stop: Vec::new(),
                     constraint: None,
+                    draw: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

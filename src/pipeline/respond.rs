@@ -116,6 +116,7 @@ pub fn run(
                         max_tokens: cfg.max_tokens,
                         stop: stops.clone(),
                         constraint: None,
+                        draw: None,
                     }),
                     Err(e) => Err(format!("input line {} (id `{}`): {e}", it.line, it.id)),
                 }

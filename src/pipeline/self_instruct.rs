@@ -344,6 +344,7 @@ fn run_wave(
             max_tokens,
             stop: stop.clone(),
             constraint,
+            draw: None,
         });
         prompts.push(ids);
     }
@@ -471,6 +472,7 @@ fn run_wave(
                     max_tokens: 3,
                     stop: vec!["\n".into(), "Task".into()],
                     constraint: classify.clone(),
+                    draw: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -493,6 +495,7 @@ fn run_wave(
                     max_tokens: if clf[k] { 300 } else { 350 },
                     stop: vec!["Example 6".into(), "Task:".into()],
                     constraint: None,
+                    draw: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -534,6 +537,7 @@ fn run_wave(
                         max_tokens: cfg.answer_max_tokens,
                         stop: Vec::new(),
                         constraint: None,
+                        draw: None,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -60,7 +60,10 @@ pub(crate) fn run(a: ServeArgs, offline: bool) -> anyhow::Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("cannot install the Ctrl-C handler")?;
     }
-    let name = a.served_name.clone().unwrap_or_else(|| a.model.model.clone());
+    let name = a
+        .served_name
+        .clone()
+        .unwrap_or_else(|| a.model.model.clone());
     let cfg = teacher::serve::ServeConfig {
         addr: SocketAddr::new(a.host, a.port),
         api_key: a.api_key.clone(),

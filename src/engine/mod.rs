@@ -14,8 +14,8 @@ mod sequence;
 pub use sequence::{FinishReason, Output, Request};
 
 use crate::error::{Error, Result};
-pub use scheduler::{Fixed, Next, Source};
 use scheduler::Scheduler;
+pub use scheduler::{Fixed, Next, Source};
 use sequence::Sequence;
 use teacher_kernels::ops::KvType;
 use teacher_kernels::{pool, sample};

@@ -52,11 +52,14 @@ struct Job {
     choice: usize,
 }
 
+/// Where a running request's events go: (choice index, channel).
+type Senders = HashMap<u64, (usize, Sender<(usize, Event)>)>;
+
 /// What the connection threads and the engine share.
 struct Hub {
     queue: Mutex<VecDeque<Job>>,
     wake: Condvar,
-    senders: Mutex<HashMap<u64, (usize, Sender<(usize, Event)>)>>,
+    senders: Mutex<Senders>,
     cancelled: Mutex<Vec<u64>>,
     in_flight: AtomicUsize,
     connections: AtomicUsize,
@@ -232,7 +235,12 @@ fn handle(stream: &TcpStream, hub: &Hub, cfg: &ServeConfig, file: &ModelFile, co
             .header("authorization")
             .and_then(|h| h.strip_prefix("Bearer "));
         if given != Some(key.as_str()) {
-            return respond_error(stream, 401, "missing or wrong API key (Authorization: Bearer …)", None);
+            return respond_error(
+                stream,
+                401,
+                "missing or wrong API key (Authorization: Bearer …)",
+                None,
+            );
         }
     }
     match (req.method.as_str(), req.path.as_str()) {
@@ -243,10 +251,19 @@ fn handle(stream: &TcpStream, hub: &Hub, cfg: &ServeConfig, file: &ModelFile, co
                 "created": 0, "owned_by": "teacher"}]}),
         ),
         ("GET", "/health") => respond_json(stream, 200, &json!({"status": "ok"})),
-        ("POST", "/v1/completions") => complete(stream, &req, Kind::Completion, hub, cfg, file, context),
-        ("POST", "/v1/chat/completions") => complete(stream, &req, Kind::Chat, hub, cfg, file, context),
+        ("POST", "/v1/completions") => {
+            complete(stream, &req, Kind::Completion, hub, cfg, file, context)
+        }
+        ("POST", "/v1/chat/completions") => {
+            complete(stream, &req, Kind::Chat, hub, cfg, file, context)
+        }
         (_, "/v1/models" | "/v1/completions" | "/v1/chat/completions" | "/health") => {
-            respond_error(stream, 405, &format!("{} is not allowed here", req.method), None)
+            respond_error(
+                stream,
+                405,
+                &format!("{} is not allowed here", req.method),
+                None,
+            )
         }
         (_, path) => respond_error(stream, 404, &format!("no route `{path}`"), None),
     }
@@ -265,7 +282,14 @@ fn complete(
     let raw = String::from_utf8_lossy(&req.body);
     let body: Value = match serde_json::from_str(&raw) {
         Ok(v) => v,
-        Err(e) => return respond_error(stream, 400, &format!("the body is not valid JSON: {e}"), None),
+        Err(e) => {
+            return respond_error(
+                stream,
+                400,
+                &format!("the body is not valid JSON: {e}"),
+                None,
+            )
+        }
     };
     let call = match openai::parse(kind, &body, &raw, &cfg.model_name) {
         Ok(c) => c,
@@ -290,7 +314,10 @@ fn complete(
             return respond_error(
                 stream,
                 429,
-                &format!("the queue is full ({cur} choices in flight, limit {}); retry later", cfg.max_queue),
+                &format!(
+                    "the queue is full ({cur} choices in flight, limit {}); retry later",
+                    cfg.max_queue
+                ),
                 None,
             );
         }
@@ -309,7 +336,11 @@ fn complete(
     hub.wake.notify_all();
     let id = format!(
         "{}-{}",
-        if kind == Kind::Chat { "chatcmpl" } else { "cmpl" },
+        if kind == Kind::Chat {
+            "chatcmpl"
+        } else {
+            "cmpl"
+        },
         hub.next_id.fetch_add(1, Ordering::SeqCst)
     );
     let created = now();
@@ -364,7 +395,11 @@ fn build_jobs(
     };
     // Without a seed, each request draws its own (from the server seed and a counter).
     let seed = call.seed.unwrap_or_else(|| {
-        teacher_kernels::philox::random_u64(cfg.seed, 0x5345_5256, hub.next_id.fetch_add(1, Ordering::SeqCst))
+        teacher_kernels::philox::random_u64(
+            cfg.seed,
+            0x5345_5256,
+            hub.next_id.fetch_add(1, Ordering::SeqCst),
+        )
     });
     let (tx, rx) = channel();
     let mut jobs = Vec::new();
@@ -436,12 +471,22 @@ fn stream_out(
     let Ok(mut sse) = EventStream::start(stream) else {
         return;
     };
-    let hold = stop.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
+    let hold = stop
+        .iter()
+        .map(|s| s.len())
+        .max()
+        .unwrap_or(1)
+        .saturating_sub(1);
     let mut full: Vec<String> = vec![String::new(); n];
     let mut sent: Vec<usize> = vec![0; n];
     let mut started = vec![false; n];
     let mut left = n;
-    let model = &cfg.model_name;
+    let head = openai::StreamHead {
+        kind,
+        id,
+        created,
+        model: &cfg.model_name,
+    };
     while left > 0 {
         let Ok((i, ev)) = rx.recv() else { return };
         let (piece, finish) = match ev {
@@ -467,13 +512,13 @@ fn stream_out(
         let first = !started[i];
         started[i] = true;
         if let Some(p) = &piece {
-            let c = openai::chunk(kind, id, created, model, i, Some(p), None, first);
+            let c = openai::chunk(&head, i, Some(p), None, first);
             if sse.send(&c.to_string()).is_err() {
                 return; // the client went away: dropping `rx` cancels the rest
             }
         }
         if let Some(f) = finish {
-            let c = openai::chunk(kind, id, created, model, i, None, Some(f), first && piece.is_none());
+            let c = openai::chunk(&head, i, None, Some(f), first && piece.is_none());
             if sse.send(&c.to_string()).is_err() {
                 return;
             }

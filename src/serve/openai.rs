@@ -71,7 +71,10 @@ fn content_text(v: &Value) -> Result<String, BadRequest> {
             }
             Ok(s)
         }
-        other => Err(bad(format!("message content must be text, got {other}"), "messages")),
+        other => Err(bad(
+            format!("message content must be text, got {other}"),
+            "messages",
+        )),
     }
 }
 
@@ -88,7 +91,14 @@ pub fn parse(kind: Kind, body: &Value, raw: &str, served: &str) -> Result<Call, 
             ));
         }
     }
-    for unsupported in ["logprobs", "echo", "best_of", "tools", "functions", "suffix"] {
+    for unsupported in [
+        "logprobs",
+        "echo",
+        "best_of",
+        "tools",
+        "functions",
+        "suffix",
+    ] {
         let used = match o.get(unsupported) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
             Some(Value::Number(n)) => n.as_u64() != Some(1) || unsupported != "best_of",
@@ -109,7 +119,12 @@ pub fn parse(kind: Kind, body: &Value, raw: &str, served: &str) -> Result<Call, 
                 .iter()
                 .map(|x| PromptIn::Text(x.as_str().unwrap_or_default().to_string()))
                 .collect(),
-            _ => return Err(bad("`prompt` must be a string or a list of strings", "prompt")),
+            _ => {
+                return Err(bad(
+                    "`prompt` must be a string or a list of strings",
+                    "prompt",
+                ))
+            }
         },
         Kind::Chat => {
             let ms = o
@@ -146,7 +161,10 @@ pub fn parse(kind: Kind, body: &Value, raw: &str, served: &str) -> Result<Call, 
     };
     if let Some(t) = number(o, "temperature")? {
         if !(0.0..=2.0).contains(&t) {
-            return Err(bad(format!("`temperature` must be in [0, 2], got {t}"), "temperature"));
+            return Err(bad(
+                format!("`temperature` must be in [0, 2], got {t}"),
+                "temperature",
+            ));
         }
         params.temperature = t as f32;
     }
@@ -196,15 +214,24 @@ pub fn parse(kind: Kind, body: &Value, raw: &str, served: &str) -> Result<Call, 
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
             Some(n.as_u64().unwrap_or_else(|| n.as_i64().unwrap_or(0) as u64))
         }
-        Some(other) => return Err(bad(format!("`seed` must be an integer, got {other}"), "seed")),
+        Some(other) => {
+            return Err(bad(
+                format!("`seed` must be an integer, got {other}"),
+                "seed",
+            ))
+        }
     };
     let stream = match o.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(other) => return Err(bad(format!("`stream` must be true or false, got {other}"), "stream")),
+        Some(other) => {
+            return Err(bad(
+                format!("`stream` must be true or false, got {other}"),
+                "stream",
+            ))
+        }
     };
-    let constraint =
-        ConstraintSpec::from_request(o, raw).map_err(|e| bad(e, "response_format"))?;
+    let constraint = ConstraintSpec::from_request(o, raw).map_err(|e| bad(e, "response_format"))?;
     Ok(Call {
         kind,
         prompts,
@@ -263,17 +290,24 @@ pub fn response(
     })
 }
 
-/// One stream chunk: a piece of choice `index`'s text, or (with `finish`) its end.
+/// What every chunk of one streamed response repeats.
+pub struct StreamHead<'a> {
+    pub kind: Kind,
+    pub id: &'a str,
+    pub created: u64,
+    pub model: &'a str,
+}
+
+/// One stream chunk: a piece of choice `index`'s text, or (with `finish`) its end;
+/// `first` adds the chat role.
 pub fn chunk(
-    kind: Kind,
-    id: &str,
-    created: u64,
-    model: &str,
+    h: &StreamHead,
     index: usize,
     piece: Option<&str>,
     finish: Option<FinishReason>,
     first: bool,
 ) -> Value {
+    let (kind, id, created, model) = (h.kind, h.id, h.created, h.model);
     let fr = finish.map_or(Value::Null, finish_reason);
     let choice = match kind {
         Kind::Completion => json!({"index": index, "text": piece.unwrap_or(""),

@@ -95,6 +95,12 @@ pub fn read_request(stream: &TcpStream, max_body: usize) -> Result<HttpRequest, 
             .map_err(|_| Some((400, format!("Content-Length `{v}` is not a number"))))?,
     };
     if len > max_body {
+        // Read what was sent (up to a bound) so closing does not reset the connection
+        // before the client has read the answer.
+        let _ = std::io::copy(
+            &mut reader.by_ref().take(len.min(64 << 20) as u64),
+            &mut std::io::sink(),
+        );
         return Err(Some((
             413,
             format!("the body is {len} bytes, over the server's limit of {max_body}"),

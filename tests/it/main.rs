@@ -16,6 +16,7 @@ mod perplexity;
 mod reliability;
 mod rouge_parity;
 mod self_instruct;
+mod serve;
 mod shard;
 mod stats;
 mod tiny_models;

@@ -158,13 +158,15 @@ impl Constraint {
     /// Mask every token `s` does not allow (NaN: never drawn).
     pub fn mask(&self, s: State, logits: &mut [f32]) {
         let row = self.row(s);
-        for (id, l) in logits.iter_mut().enumerate() {
-            let ok = row
-                .allowed
-                .get(id / 64)
-                .is_some_and(|w| w & (1 << (id % 64)) != 0);
-            if !ok {
-                *l = f32::NAN;
+        for (w, chunk) in logits.chunks_mut(64).enumerate() {
+            let bits = row.allowed.get(w).copied().unwrap_or(0);
+            if bits == u64::MAX {
+                continue;
+            }
+            for (b, l) in chunk.iter_mut().enumerate() {
+                if bits & (1 << b) == 0 {
+                    *l = f32::NAN;
+                }
             }
         }
     }

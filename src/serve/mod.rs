@@ -6,8 +6,9 @@
 //! requests from the queue as slots free up (continuous batching through
 //! `Engine::serve`). Draws are keyed by the client's `seed` and the choice index, and
 //! the forward pass is batch-invariant, so the same request with the same seed gives the
-//! same text whatever else is being served. A streaming client that goes away is
-//! noticed at its next write and its sequence dropped, freeing the slot. Ctrl-C
+//! same text whatever else is being served. A client that goes away is noticed (a
+//! streaming one at its next write, a waiting one by polling its socket) and its
+//! sequences are dropped, freeing their slots. Ctrl-C
 //! drains: no new connections, in-flight requests finish, then the server exits.
 
 pub mod http;
@@ -217,6 +218,17 @@ pub fn run(
     Ok(())
 }
 
+/// Whether the client closed its side (it sends nothing after its request, so a
+/// readable end of stream means it went away).
+fn client_gone(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let gone = matches!(stream.peek(&mut [0u8; 1]), Ok(0));
+    let _ = stream.set_nonblocking(false);
+    gone
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -329,6 +341,7 @@ fn complete(
             Err(now) => cur = now,
         }
     }
+    let ids: Vec<u64> = jobs.iter().map(|j| j.req.id).collect();
     {
         let mut q = hub.queue.lock().expect("queue");
         q.extend(jobs);
@@ -349,14 +362,24 @@ fn complete(
     } else {
         let mut outs: Vec<Option<Output>> = vec![None; n];
         let mut left = n;
+        let mut checked = std::time::Instant::now();
         while left > 0 {
-            match rx.recv() {
+            match rx.recv_timeout(Duration::from_millis(250)) {
                 Ok((i, Event::Done(o))) => {
                     outs[i] = Some(o);
                     left -= 1;
                 }
                 Ok((_, Event::Text(_))) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(_) => return respond_error(stream, 500, "the engine stopped", None),
+            }
+            if left > 0 && checked.elapsed() >= Duration::from_millis(250) {
+                checked = std::time::Instant::now();
+                if client_gone(stream) {
+                    // Free the slots: the engine drops these at its next step.
+                    hub.cancelled.lock().expect("cancelled").extend(&ids);
+                    return;
+                }
             }
         }
         let outs: Vec<Output> = outs.into_iter().map(|o| o.expect("every choice")).collect();

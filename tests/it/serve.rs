@@ -286,6 +286,30 @@ fn bad_requests_limits_disconnects_and_drain() {
     }
     assert!(cancelled, "log:\n{}", srv.log());
 
+    // So does a client waiting for a whole (non-streaming) answer.
+    {
+        let mut s = TcpStream::connect(a).unwrap();
+        let body = json!({"messages": [{"role": "user", "content": "Write another very long story."}], "max_tokens": 1500}).to_string();
+        s.write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let mut both = false;
+    for _ in 0..600 {
+        if srv.log().matches("cancelled (client went away)").count() >= 2 {
+            both = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(both, "log:\n{}", srv.log());
+
     // Ctrl-C while a request is in flight: it completes, then the server exits.
     let addr = srv.addr.clone();
     let inflight = std::thread::spawn(move || {

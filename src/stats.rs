@@ -97,6 +97,10 @@ pub fn compute(path: &Path, rejected: Option<&Path>) -> Result<Value> {
         out["command"] = m["command"].clone();
         out["rejections"] = m["counts"].clone();
         out["seconds"] = m["seconds"].clone();
+        if !m["profile"].is_null() {
+            out["profile"] = m["profile"].clone();
+            out["tokens"] = m["tokens"].clone();
+        }
     }
     if is_evol {
         out["evol"] = evol_stats(&records, &rejected);
@@ -309,6 +313,19 @@ pub fn render(v: &Value) -> String {
         s.push_str(&format!(
             "roots by rounds survived: {}\n",
             e["roots_by_rounds_survived"]
+        ));
+    }
+    if let Some(p) = v["profile"].as_object() {
+        let f = |k: &str| p.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+        s.push_str(&format!(
+            "engine time (last process): prefill {:.1} s, decode {:.1} s (attention {:.1} s, output layer {:.1} s inside them), sampling {:.1} s, text and stop checks {:.1} s; mean batch occupancy {:.0} %\n",
+            f("prefill_seconds"),
+            f("decode_seconds"),
+            f("attention_seconds"),
+            f("output_layer_seconds"),
+            f("sampling_seconds"),
+            f("text_and_stop_seconds"),
+            100.0 * f("mean_batch_occupancy")
         ));
     }
     s

@@ -57,8 +57,46 @@ pub struct EngineStats {
     pub steps: u64,
     pub prompt_tokens: u64,
     pub generated_tokens: u64,
+    /// Forward passes of steps that carried prompt rows (prefill, mixed with decode).
     pub prefill_seconds: f64,
+    /// Forward passes of decode-only steps.
     pub decode_seconds: f64,
+    /// Inside those forward passes: attention over the KV cache, and the output layer.
+    pub attention_seconds: f64,
+    pub output_layer_seconds: f64,
+    /// Constraint masks and draws.
+    pub sampling_seconds: f64,
+    /// Decoding text, stop-string checks and streaming.
+    pub text_seconds: f64,
+    /// Σ over steps of the sequences in flight, and of the batch size: their ratio is
+    /// the mean batch occupancy (1 − it: idle slots, e.g. the tail of a wave).
+    pub slot_steps_used: u64,
+    pub slot_steps: u64,
+}
+
+impl EngineStats {
+    /// Mean share of the batch's slots in use over all steps.
+    pub fn occupancy(&self) -> f64 {
+        self.slot_steps_used as f64 / self.slot_steps.max(1) as f64
+    }
+
+    /// The breakdown a manifest records (`profile`).
+    pub fn profile(&self) -> serde_json::Value {
+        let r = |x: f64| (x * 1000.0).round() / 1000.0;
+        let decode_tps =
+            self.generated_tokens as f64 / (self.decode_seconds + self.prefill_seconds).max(1e-9);
+        serde_json::json!({
+            "steps": self.steps,
+            "prefill_seconds": r(self.prefill_seconds),
+            "decode_seconds": r(self.decode_seconds),
+            "attention_seconds": r(self.attention_seconds),
+            "output_layer_seconds": r(self.output_layer_seconds),
+            "sampling_seconds": r(self.sampling_seconds),
+            "text_and_stop_seconds": r(self.text_seconds),
+            "mean_batch_occupancy": r(self.occupancy()),
+            "generated_tokens_per_forward_second": r(decode_tps),
+        })
+    }
 }
 
 /// Called with (request id, new text) as generated text grows.
@@ -176,9 +214,15 @@ impl<'m> Engine<'m> {
                 })
                 .collect();
             let started = std::time::Instant::now();
+            let before = self.model.profile();
             let logits = self.model.step(&mut self.cache, &segs)?;
             let secs = started.elapsed().as_secs_f64();
+            let after = self.model.profile();
+            self.stats.attention_seconds += after.attention_seconds - before.attention_seconds;
+            self.stats.output_layer_seconds += after.output_seconds - before.output_seconds;
             self.stats.steps += 1;
+            self.stats.slot_steps += self.cfg.batch as u64;
+            self.stats.slot_steps_used += sched.running.len() as u64;
             let prompt_rows: u64 = plan
                 .iter()
                 .filter(|p| !p.decode)
@@ -196,6 +240,7 @@ impl<'m> Engine<'m> {
             }
             // Sample one token for every row that produced logits, in parallel: each
             // draw depends only on its own sequence.
+            let sampling_started = std::time::Instant::now();
             let wanting: Vec<usize> = plan.iter().filter(|p| p.logits).map(|p| p.seq).collect();
             let seed = self.cfg.seed;
             let mut work: Vec<(Vec<f32>, u32)> = logits.into_iter().map(|l| (l, 0)).collect();
@@ -218,6 +263,8 @@ impl<'m> Engine<'m> {
                 );
             });
             let picks = work.into_iter().map(|(_, pick)| pick);
+            self.stats.sampling_seconds += sampling_started.elapsed().as_secs_f64();
+            let text_started = std::time::Instant::now();
             self.stats.generated_tokens += wanting.len() as u64;
             let mut finished: Vec<(usize, FinishReason)> = Vec::new();
             for (&i, tok) in wanting.iter().zip(picks) {
@@ -259,6 +306,7 @@ impl<'m> Engine<'m> {
                     finished.push((i, FinishReason::Context));
                 }
             }
+            self.stats.text_seconds += text_started.elapsed().as_secs_f64();
             for s in sched.retire(&finished) {
                 let (seq, reason): (Sequence, FinishReason) = s;
                 on_done(seq.finish(reason))?;

@@ -212,13 +212,15 @@ impl RunFile {
         self.write_manifest()
     }
 
-    /// Record the engine's token counts of this process (added to earlier runs'); the
-    /// next commit writes them as `tokens: {prompt, generated}`.
+    /// Record the engine's token counts of this process (added to earlier runs') and its
+    /// time profile; the next commit writes them (`tokens`, `profile`).
     pub fn note_tokens(&mut self, stats: &crate::engine::EngineStats) {
         self.manifest["tokens"] = json!({
             "prompt": self.tokens_before.0 + stats.prompt_tokens,
             "generated": self.tokens_before.1 + stats.generated_tokens,
         });
+        // Where this process's engine time went (a resumed run shows its own part).
+        self.manifest["profile"] = stats.profile();
     }
 
     /// Mark the run finished (`"complete": true`): `teacher merge` takes only complete

@@ -229,6 +229,24 @@ pub struct Transformer {
     output: WeightRef,
     output_norm: Vec<f32>,
     layers: Vec<Layer>,
+    /// Wall time spent in parts of the step, for profiles.
+    times: StepTimes,
+}
+
+/// Nanoseconds the steps so far spent in attention and in the output layer.
+#[derive(Debug, Default)]
+struct StepTimes {
+    attention_ns: std::sync::atomic::AtomicU64,
+    output_ns: std::sync::atomic::AtomicU64,
+}
+
+/// Where the forward pass's time went, summed over every step so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StepProfile {
+    /// Attention over the KV cache (all layers).
+    pub attention_seconds: f64,
+    /// The final norm and the output (vocabulary) layer.
+    pub output_seconds: f64,
 }
 
 /// One sequence's part of a step.
@@ -371,7 +389,17 @@ impl Transformer {
             output_norm,
             layers,
             gguf,
+            times: StepTimes::default(),
         })
+    }
+
+    /// Time spent in attention and the output layer so far.
+    pub fn profile(&self) -> StepProfile {
+        use std::sync::atomic::Ordering::Relaxed;
+        StepProfile {
+            attention_seconds: self.times.attention_ns.load(Relaxed) as f64 * 1e-9,
+            output_seconds: self.times.output_ns.load(Relaxed) as f64 * 1e-9,
+        }
     }
 
     fn matrix(&self, w: &WeightRef) -> QMatrix<'_> {
@@ -536,6 +564,7 @@ impl Transformer {
             } else {
                 1
             };
+            let attention_started = std::time::Instant::now();
             pool::for_each_row(&mut att, per * dv, ROW_TASKS, |i, out| {
                 let (row, h0) = (i * per / nh, i * per % nh);
                 let (slot, pos) = rows[row];
@@ -557,6 +586,10 @@ impl Transformer {
                     ops::attend_heads(qh, &head, start, pos, scale, scores, out);
                 });
             });
+            self.times.attention_ns.fetch_add(
+                attention_started.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             matmul(&self.matrix(&layer.wo), &att, r, &mut o);
             if let Some(pn) = &layer.post_attn_norm {
                 norm_rows(&mut o, e, pn, hp.rms_norm_eps);
@@ -599,6 +632,7 @@ impl Transformer {
                 }
             }
         }
+        let output_started = std::time::Instant::now();
         let mut hs = vec![0f32; want.len() * e];
         for (j, &i) in want.iter().enumerate() {
             hs[j * e..(j + 1) * e].copy_from_slice(&x[i * e..(i + 1) * e]);
@@ -613,6 +647,10 @@ impl Transformer {
                 .iter_mut()
                 .for_each(|l| *l = cap * ops::tanh(*l / cap));
         }
+        self.times.output_ns.fetch_add(
+            output_started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(logits.chunks(vocab).map(|c| c.to_vec()).collect())
     }
 }

@@ -315,15 +315,20 @@ pub fn run(
     progress(done);
     // Constraints compiled once each; identical ones share their per-state masks.
     let mut constraints = crate::constrain::Cache::new(&file.tokenizer);
-    while done < records.len() {
-        let wave = &records[done..(done + cfg.wave_size.max(1)).min(records.len())];
-        let mut requests = Vec::with_capacity(wave.len());
-        for r in wave {
+    // One stream through the engine, committed in input order wave by wave: the batch
+    // stays full across wave boundaries.
+    let mut t0 = std::time::Instant::now();
+    let rf_ref = &mut rf;
+    crate::pipeline::run_in_waves(
+        engine,
+        &records[done..],
+        cfg.wave_size,
+        |r| {
             let constraint = match &r.constraint {
                 None => None,
                 Some(spec) => Some(constraints.get(&spec.pattern()?)?),
             };
-            requests.push(Request {
+            Ok(Ok(Request {
                 id: stream_of(&r.id),
                 prompt: encode(file, &r.prompt)?,
                 params: r.params.clone(),
@@ -331,30 +336,33 @@ pub fn run(
                 stop: r.stop.clone(),
                 constraint,
                 draw: None,
-            });
-        }
-        let t0 = std::time::Instant::now();
-        let outs = crate::pipeline::generate_all(engine, requests)?;
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        let lines: Vec<Value> = wave
-            .iter()
-            .zip(outs)
-            .map(|(r, o)| {
-                *counts
-                    .entry(format!("finish_{:?}", o.finish_reason).to_lowercase())
-                    .or_default() += 1;
-                let mut v = serde_json::to_value(&o).expect("outputs serialise");
-                v["id"] = r.id.clone();
-                v
-            })
-            .collect();
-        let mut secs = BTreeMap::new();
-        secs.insert("generation".to_string(), t0.elapsed().as_secs_f64());
-        rf.note_tokens(&engine.stats);
-        rf.commit_wave(&lines, &[], &counts, &secs)?;
-        done += wave.len();
-        progress(done);
-    }
+            }))
+        },
+        |wave, outs| {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let lines: Vec<Value> = wave
+                .iter()
+                .zip(outs)
+                .map(|(r, o)| {
+                    *counts
+                        .entry(format!("finish_{:?}", o.finish_reason).to_lowercase())
+                        .or_default() += 1;
+                    let mut v = serde_json::to_value(&o).expect("outputs serialise");
+                    v["id"] = r.id.clone();
+                    v
+                })
+                .collect();
+            let mut secs = BTreeMap::new();
+            secs.insert("generation".to_string(), t0.elapsed().as_secs_f64());
+            t0 = std::time::Instant::now();
+            rf_ref.commit_wave(&lines, &[], &counts, &secs)?;
+            done += wave.len();
+            progress(done);
+            Ok(())
+        },
+    )?;
+    // The engine is busy until the stream ends: tokens and profile are recorded once.
+    rf.note_tokens(&engine.stats);
     rf.finish()
 }
 

@@ -67,6 +67,102 @@ pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<O
         .collect())
 }
 
+/// Run one request per item through the engine as a single stream and hand the
+/// outputs to `commit` in item order, `wave` items at a time (the last wave may be
+/// shorter). Items are independent, so the engine can keep its batch full across wave
+/// boundaries — the next wave's prompts are admitted while the last one's tail decodes —
+/// and nothing in the output changes. `build` makes item i's request lazily, or the
+/// output of a request that cannot run (`Err(output)`, committed in its place); an
+/// error from it stops the run (earlier whole waves stay committed).
+pub fn run_in_waves<T>(
+    engine: &mut Engine,
+    items: &[T],
+    wave: usize,
+    build: impl FnMut(&T) -> Result<std::result::Result<Request, Output>>,
+    mut commit: impl FnMut(&[T], Vec<Output>) -> Result<()>,
+) -> Result<()> {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    let wave = wave.max(1);
+    let pending: RefCell<BTreeMap<usize, Output>> = RefCell::new(BTreeMap::new());
+    let position: RefCell<HashMap<u64, usize>> = RefCell::new(HashMap::new());
+    let failed: RefCell<Option<crate::Error>> = RefCell::new(None);
+
+    struct Items<'a, T, B> {
+        items: &'a [T],
+        next: usize,
+        build: B,
+        pending: &'a RefCell<BTreeMap<usize, Output>>,
+        position: &'a RefCell<HashMap<u64, usize>>,
+        failed: &'a RefCell<Option<crate::Error>>,
+    }
+    impl<T, B> crate::engine::Source for Items<'_, T, B>
+    where
+        B: FnMut(&T) -> Result<std::result::Result<Request, Output>>,
+    {
+        fn next(&mut self, _idle: bool) -> crate::engine::Next {
+            use crate::engine::Next;
+            while self.next < self.items.len() && self.failed.borrow().is_none() {
+                let i = self.next;
+                self.next += 1;
+                match (self.build)(&self.items[i]) {
+                    Ok(Ok(req)) => {
+                        self.position.borrow_mut().insert(req.id, i);
+                        return Next::Request(req);
+                    }
+                    Ok(Err(out)) => {
+                        self.pending.borrow_mut().insert(i, out);
+                    }
+                    Err(e) => *self.failed.borrow_mut() = Some(e),
+                }
+            }
+            Next::Done
+        }
+    }
+
+    let mut committed = 0usize;
+    // Commit every whole wave at the front of `pending`.
+    let mut flush = |committed: &mut usize| -> Result<()> {
+        loop {
+            let end = (*committed + wave).min(items.len());
+            if *committed >= end {
+                return Ok(());
+            }
+            let outs: Vec<Output> = {
+                let mut p = pending.borrow_mut();
+                if !(*committed..end).all(|i| p.contains_key(&i)) {
+                    return Ok(());
+                }
+                (*committed..end)
+                    .map(|i| p.remove(&i).expect("checked"))
+                    .collect()
+            };
+            commit(&items[*committed..end], outs)?;
+            *committed = end;
+        }
+    };
+    let source = Items {
+        items,
+        next: 0,
+        build,
+        pending: &pending,
+        position: &position,
+        failed: &failed,
+    };
+    engine.serve(source, |out| {
+        let i = position
+            .borrow_mut()
+            .remove(&out.id)
+            .expect("an output of a request of this run");
+        pending.borrow_mut().insert(i, out);
+        flush(&mut committed)
+    })?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    flush(&mut committed)
+}
+
 /// The random stream of an item id: FNV-1a of the id text (so an item's draws do not
 /// depend on its position in the file).
 pub fn stream_of_id(id: &str) -> u64 {

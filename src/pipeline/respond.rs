@@ -6,7 +6,7 @@
 use super::items::Item;
 use super::prompt::respond_prompt;
 use super::run_file::RunFile;
-use super::{generate_all, stream_of_id};
+use super::stream_of_id;
 use crate::engine::{Engine, FinishReason, Output, Request};
 use crate::error::Result;
 use serde_json::{json, Value};
@@ -97,87 +97,80 @@ pub fn run(
     let items = &items[cfg.shard.range(items.len())];
     let mut done = committed.len();
     let stops = completion_stops(file);
-    while done < items.len() {
-        let wave: Vec<&Item> = items[done..(done + cfg.wave_size).min(items.len())]
-            .iter()
-            .collect();
-        // A record whose prompt cannot be built (a template error, a prompt over the
-        // size bound) fails alone, with the reason in its output record.
-        let built: Vec<std::result::Result<Request, String>> = wave
-            .iter()
-            .map(|it| {
-                let prompt = item_prompt(file, it, cfg.system.as_deref())
-                    .and_then(|p| Ok(file.encode_prompt(&p)?));
-                match prompt {
-                    Ok(prompt) => Ok(Request {
-                        id: stream_of_id(&it.id),
-                        prompt,
-                        params: cfg.sampling.clone(),
-                        max_tokens: cfg.max_tokens,
-                        stop: stops.clone(),
-                        constraint: None,
-                        draw: None,
-                    }),
-                    Err(e) => Err(format!("input line {} (id `{}`): {e}", it.line, it.id)),
-                }
-            })
-            .collect();
-        let reqs: Vec<Request> = built
-            .iter()
-            .filter_map(|b| b.as_ref().ok().cloned())
-            .collect();
-        let t0 = Instant::now();
-        let mut ran = generate_all(engine, reqs)?.into_iter();
-        let outs: Vec<Output> = built
-            .iter()
-            .map(|b| match b {
-                Ok(_) => ran.next().expect("one output per request"),
-                Err(why) => Output {
+    // One stream through the engine, committed in input order wave by wave: the batch
+    // stays full across wave boundaries.
+    let mut t0 = Instant::now();
+    let total = items.len();
+    let rf_ref = &mut rf;
+    super::run_in_waves(
+        engine,
+        &items[done..],
+        cfg.wave_size,
+        |it| {
+            // A record whose prompt cannot be built (a template error, a prompt over
+            // the size bound) fails alone, with the reason in its output record.
+            let prompt = item_prompt(file, it, cfg.system.as_deref())
+                .and_then(|p| Ok(file.encode_prompt(&p)?));
+            Ok(match prompt {
+                Ok(prompt) => Ok(Request {
+                    id: stream_of_id(&it.id),
+                    prompt,
+                    params: cfg.sampling.clone(),
+                    max_tokens: cfg.max_tokens,
+                    stop: stops.clone(),
+                    constraint: None,
+                    draw: None,
+                }),
+                Err(e) => Err(Output {
                     id: 0,
                     text: String::new(),
                     tokens: Vec::new(),
                     finish_reason: FinishReason::Error,
                     prompt_tokens: 0,
                     completion_tokens: 0,
-                    error: Some(why.clone()),
-                },
+                    error: Some(format!("input line {} (id `{}`): {e}", it.line, it.id)),
+                }),
             })
-            .collect();
-        let secs = t0.elapsed().as_secs_f64();
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        let records: Vec<Value> = wave
-            .iter()
-            .zip(&outs)
-            .map(|(it, o)| {
-                *counts
-                    .entry(format!("finish_{:?}", o.finish_reason).to_lowercase())
-                    .or_default() += 1;
-                let mut r = it.record.clone();
-                if r.get("id").is_none() {
-                    r["id"] = json!(it.id);
-                }
-                r["output"] = json!(o.text.trim());
-                r["model"] = json!(cfg.model_name);
-                r["sampling"] = json!({
-                    "temperature": super::f32_json(cfg.sampling.temperature),
-                    "top_p": super::f32_json(cfg.sampling.top_p),
-                    "max_tokens": cfg.max_tokens,
-                    "seed": cfg.seed,
-                });
-                r["finish_reason"] = json!(o.finish_reason);
-                if o.finish_reason == FinishReason::Error {
-                    r["error"] = json!(o.error);
-                }
-                r
-            })
-            .collect();
-        let mut s = BTreeMap::new();
-        s.insert("generation".to_string(), secs);
-        rf.note_tokens(&engine.stats);
-        rf.commit_wave(&records, &[], &counts, &s)?;
-        done += wave.len();
-        report(done, items.len());
-    }
+        },
+        |wave, outs| {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let records: Vec<Value> = wave
+                .iter()
+                .zip(&outs)
+                .map(|(it, o)| {
+                    *counts
+                        .entry(format!("finish_{:?}", o.finish_reason).to_lowercase())
+                        .or_default() += 1;
+                    let mut r = it.record.clone();
+                    if r.get("id").is_none() {
+                        r["id"] = json!(it.id);
+                    }
+                    r["output"] = json!(o.text.trim());
+                    r["model"] = json!(cfg.model_name);
+                    r["sampling"] = json!({
+                        "temperature": super::f32_json(cfg.sampling.temperature),
+                        "top_p": super::f32_json(cfg.sampling.top_p),
+                        "max_tokens": cfg.max_tokens,
+                        "seed": cfg.seed,
+                    });
+                    r["finish_reason"] = json!(o.finish_reason);
+                    if o.finish_reason == FinishReason::Error {
+                        r["error"] = json!(o.error);
+                    }
+                    r
+                })
+                .collect();
+            let mut s = BTreeMap::new();
+            s.insert("generation".to_string(), t0.elapsed().as_secs_f64());
+            t0 = Instant::now();
+            rf_ref.commit_wave(&records, &[], &counts, &s)?;
+            done += wave.len();
+            report(done, total);
+            Ok(())
+        },
+    )?;
+    // The engine is busy until the stream ends: tokens and profile are recorded once.
+    rf.note_tokens(&engine.stats);
     rf.finish()?;
     Ok(done)
 }

@@ -20,6 +20,7 @@
 //!
 //! Outputs are written to temporary files and renamed into place.
 
+use crate::dedup::AtomicFile;
 use crate::error::{Error, Result};
 use crate::filter::rouge_l::{DropRule, PruneStats, RougeIndex};
 use crate::pipeline::evol::NearDuplicates;
@@ -27,7 +28,6 @@ use crate::pipeline::run_file::{manifest_path, read_manifest, read_records};
 use crate::shard::Shard;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The commands whose runs can be sharded and merged.
@@ -144,9 +144,9 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
         "tokens": tokens,
         "complete": true,
     });
-    let mpath = manifest_path(out);
-    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises") + "\n";
-    write_atomic(&mpath, text.as_bytes())?;
+    let mut m = AtomicFile::create(&manifest_path(out))?;
+    m.write_line(&serde_json::to_string_pretty(&manifest).expect("manifest serialises"))?;
+    m.commit()?;
     Ok(Summary {
         command,
         shards: parts.len(),
@@ -439,27 +439,17 @@ fn differences(a: &Value, b: &Value) -> String {
     s
 }
 
+/// Write `lines` through a temporary file renamed into place; returns the bytes written.
 fn write_lines(path: &Path, lines: &[Value]) -> Result<u64> {
-    let mut buf = Vec::new();
+    let mut f = AtomicFile::create(path)?;
+    let mut bytes = 0u64;
     for l in lines {
-        buf.extend_from_slice(l.to_string().as_bytes());
-        buf.push(b'\n');
+        let text = l.to_string();
+        bytes += text.len() as u64 + 1;
+        f.write_line(&text)?;
     }
-    write_atomic(path, &buf)?;
-    Ok(buf.len() as u64)
-}
-
-/// Write to a temporary file beside `path`, sync, and rename into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_data().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    f.commit()?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

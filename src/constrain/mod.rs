@@ -183,6 +183,9 @@ impl Constraint {
     }
 }
 
+/// Compiled constraints a cache keeps.
+const MAX_CACHED: usize = 256;
+
 /// Constraints compiled once per pattern for one model, shared by every request.
 pub struct Cache {
     vocab: Arc<Vocab>,
@@ -202,6 +205,10 @@ impl Cache {
             return Ok(c.clone());
         }
         let c = Arc::new(Constraint::regex(pattern, self.vocab.clone())?);
+        if self.by_pattern.len() >= MAX_CACHED {
+            // A server fed ever-new schemas: start over (requests in flight keep theirs).
+            self.by_pattern.clear();
+        }
         self.by_pattern.insert(pattern.to_string(), c.clone());
         Ok(c)
     }

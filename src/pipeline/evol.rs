@@ -564,13 +564,29 @@ pub fn run(
         rf.commit_wave(&recs, &[], &BTreeMap::new(), &BTreeMap::new())?;
         wave = 1;
     }
+    let constraints: Constraints = if cfg.constrained {
+        let mut cache = crate::constrain::Cache::new(&file.tokenizer);
+        (
+            Some(cache.get(EVOLVED_CONSTRAINT)?),
+            Some(cache.get(EQUAL_CONSTRAINT)?),
+        )
+    } else {
+        (None, None)
+    };
     let total_waves = 1 + cfg.rounds as u64 * waves_per_round;
     while wave < total_waves {
         let round = ((wave - 1) / waves_per_round) as usize + 1;
         let w = ((wave - 1) % waves_per_round) as usize;
         let span = w * cfg.wave_size..((w + 1) * cfg.wave_size).min(items.len());
-        let (records, rejects, counts, secs) =
-            evolve_wave(engine, file, &mut pool[span], dedup.as_mut(), cfg, round)?;
+        let (records, rejects, counts, secs) = evolve_wave(
+            engine,
+            file,
+            &mut pool[span],
+            dedup.as_mut(),
+            &constraints,
+            cfg,
+            round,
+        )?;
         progress.evolved += records.len() as u64;
         for (k, v) in &counts {
             *progress.failed.entry(k.clone()).or_default() += v;
@@ -587,6 +603,12 @@ pub fn run(
     rf.finish()?;
     Ok(progress)
 }
+
+/// `--constrained`: the evolution's and the verdict's constraints, compiled once a run.
+type Constraints = (
+    Option<std::sync::Arc<crate::constrain::Constraint>>,
+    Option<std::sync::Arc<crate::constrain::Constraint>>,
+);
 
 type WaveResult = (
     Vec<Value>,
@@ -616,6 +638,7 @@ fn evolve_wave(
     file: &ModelFile,
     pool: &mut [Current],
     mut dedup: Option<&mut NearDuplicates>,
+    constraints: &Constraints,
     cfg: &Config,
     round: usize,
 ) -> Result<WaveResult> {
@@ -624,15 +647,7 @@ fn evolve_wave(
     let mut gen_s = 0.0;
     let mut filter_s = 0.0;
     let chat = file.chat_template.is_some();
-    let (evolved_c, equal_c) = if cfg.constrained {
-        let mut cache = crate::constrain::Cache::new(&file.tokenizer);
-        (
-            Some(cache.get(EVOLVED_CONSTRAINT)?),
-            Some(cache.get(EQUAL_CONSTRAINT)?),
-        )
-    } else {
-        (None, None)
-    };
+    let (evolved_c, equal_c) = constraints.clone();
     // 1. Evolve every item of the wave with its drawn operation.
     let draws: Vec<u64> = pool
         .iter()

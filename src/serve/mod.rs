@@ -66,6 +66,9 @@ struct Hub {
     connections: AtomicUsize,
     draining: AtomicBool,
     next_id: AtomicU64,
+    /// Constraints compiled once per pattern for the whole server (their per-state
+    /// masks are shared by every request that uses them).
+    constraints: Mutex<crate::constrain::Cache>,
 }
 
 impl Hub {
@@ -139,6 +142,7 @@ pub fn run(
         connections: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
         next_id: AtomicU64::new(1),
+        constraints: Mutex::new(crate::constrain::Cache::new(&file.tokenizer)),
     });
     let context = engine.context();
     let cfg = Arc::new(cfg);
@@ -409,11 +413,13 @@ fn build_jobs(
             let pattern = spec
                 .pattern()
                 .map_err(|e| (e.to_string(), Some("response_format")))?;
-            let vocab = Arc::new(crate::constrain::Vocab::new(&file.tokenizer));
-            Some(Arc::new(
-                crate::constrain::Constraint::regex(&pattern, vocab)
+            Some(
+                hub.constraints
+                    .lock()
+                    .expect("constraints")
+                    .get(&pattern)
                     .map_err(|e| (e.to_string(), Some("response_format")))?,
-            ))
+            )
         }
     };
     // Without a seed, each request draws its own (from the server seed and a counter).

@@ -301,13 +301,13 @@ fn run_wave(
     };
     for turn in 1..=cfg.turns {
         // 1. The user's turn, written by the model after the pre-query template.
-        let live: Vec<usize> = (0..attempts.len())
-            .filter(|&i| attempts[i].failed.is_none())
-            .collect();
-        let reqs = live
-            .iter()
-            .map(|&i| -> Result<Request> {
-                let a = &attempts[i];
+        stage(
+            engine,
+            &mut attempts,
+            turn,
+            "user",
+            check_instruction,
+            |a| {
                 let mut history = if turn == 1 {
                     system.clone()
                 } else {
@@ -326,26 +326,16 @@ fn run_wave(
                     constraint: None,
                     draw: None,
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let outs = generate_all(engine, reqs)?;
-        for (&i, o) in live.iter().zip(&outs) {
-            let text = o.text.trim().to_string();
-            let why = check_instruction(o, &text);
-            let a = &mut attempts[i];
-            match why {
-                Some(r) => a.failed = Some((r, turn, text)),
-                None => a.messages.push(Message::new("user", text)),
-            }
-        }
+            },
+        )?;
         // 2. The assistant's answer to it.
-        let live: Vec<usize> = (0..attempts.len())
-            .filter(|&i| attempts[i].failed.is_none())
-            .collect();
-        let reqs = live
-            .iter()
-            .map(|&i| -> Result<Request> {
-                let a = &attempts[i];
+        stage(
+            engine,
+            &mut attempts,
+            turn,
+            "assistant",
+            check_response,
+            |a| {
                 let mut conv = system.clone();
                 conv.extend(a.messages.iter().cloned());
                 Ok(Request {
@@ -357,18 +347,8 @@ fn run_wave(
                     constraint: None,
                     draw: None,
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let outs = generate_all(engine, reqs)?;
-        for (&i, o) in live.iter().zip(&outs) {
-            let text = o.text.trim().to_string();
-            let why = check_response(o, &text);
-            let a = &mut attempts[i];
-            match why {
-                Some(r) => a.failed = Some((r, turn, text)),
-                None => a.messages.push(Message::new("assistant", text)),
-            }
-        }
+            },
+        )?;
     }
 
     // 3. The near-duplicate filter in attempt order, then the records.
@@ -415,6 +395,35 @@ fn run_wave(
         }));
     }
     Ok((records, rejects, counts))
+}
+
+/// One generation for every attempt still alive: its output (checked by `check`)
+/// becomes the conversation's next `role` message, or the attempt's failure.
+fn stage(
+    engine: &mut Engine,
+    attempts: &mut [Attempt],
+    turn: usize,
+    role: &str,
+    check: fn(&Output, &str) -> Option<Reason>,
+    request: impl Fn(&Attempt) -> Result<Request>,
+) -> Result<()> {
+    let live: Vec<usize> = (0..attempts.len())
+        .filter(|&i| attempts[i].failed.is_none())
+        .collect();
+    let reqs = live
+        .iter()
+        .map(|&i| request(&attempts[i]))
+        .collect::<Result<Vec<_>>>()?;
+    let outs = generate_all(engine, reqs)?;
+    for (&i, o) in live.iter().zip(&outs) {
+        let text = o.text.trim().to_string();
+        let a = &mut attempts[i];
+        match check(o, &text) {
+            Some(r) => a.failed = Some((r, turn, text)),
+            None => a.messages.push(Message::new(role, text)),
+        }
+    }
+    Ok(())
 }
 
 fn check_instruction(o: &Output, text: &str) -> Option<Reason> {

@@ -46,6 +46,8 @@ enum Command {
     Evolve(cli::evolve::EvolveArgs),
     /// Conversations drawn from a chat model with nothing but its pre-query template (Magpie).
     Magpie(cli::magpie::MagpieArgs),
+    /// Score every record with a judge model: response quality and instruction complexity.
+    Judge(cli::judge::JudgeArgs),
     /// Join the shards of a `--shard I/N` run into one output, as the single run writes it.
     Merge(cli::merge::MergeArgs),
     /// An OpenAI-compatible server (/v1/completions, /v1/chat/completions) on the engine.
@@ -93,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Respond(a) => cli::respond::run(a, offline),
         Command::Evolve(a) => cli::evolve::run(a, offline),
         Command::Magpie(a) => cli::magpie::run(a, offline),
+        Command::Judge(a) => cli::judge::run(a, offline),
         Command::Merge(a) => cli::merge::run(a),
         Command::Serve(a) => cli::serve::run(a, offline),
         Command::Perplexity(a) => cli::perplexity::run(a, offline),

@@ -66,6 +66,8 @@ pub(crate) struct EvolveArgs {
     constrained: bool,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    judging: super::judge::PipelineJudgeArgs,
 }
 
 pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
@@ -161,5 +163,14 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         p.filter_seconds,
         p.failed
     );
+    a.judging.after_run(
+        &a.out,
+        &mut engine,
+        &file,
+        &a.model,
+        &a.engine,
+        a.seed,
+        offline,
+    )?;
     Ok(())
 }

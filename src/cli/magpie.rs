@@ -65,6 +65,8 @@ pub(crate) struct MagpieArgs {
     shard: teacher::shard::Shard,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    judging: super::judge::PipelineJudgeArgs,
 }
 
 pub(crate) fn run(a: MagpieArgs, offline: bool) -> anyhow::Result<()> {
@@ -158,5 +160,14 @@ pub(crate) fn run(a: MagpieArgs, offline: bool) -> anyhow::Result<()> {
         engine.stats.generated_tokens,
         p.rejected
     );
+    a.judging.after_run(
+        &a.out,
+        &mut engine,
+        &file,
+        &a.model,
+        &a.engine,
+        a.shard.seed(a.seed),
+        offline,
+    )?;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub(crate) mod complete;
 pub(crate) mod dedup;
 pub(crate) mod evolve;
 pub(crate) mod generate;
+pub(crate) mod judge;
 pub(crate) mod magpie;
 pub(crate) mod merge;
 pub(crate) mod models;

@@ -31,6 +31,8 @@ pub(crate) struct RespondArgs {
     sampling: SamplingArgs,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    judging: super::judge::PipelineJudgeArgs,
 }
 
 pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
@@ -77,5 +79,14 @@ pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         engine.stats.generated_tokens
     );
+    a.judging.after_run(
+        &a.out,
+        &mut engine,
+        &file,
+        &a.model,
+        &a.engine,
+        a.sampling.seed,
+        offline,
+    )?;
     Ok(())
 }

@@ -80,6 +80,8 @@ pub(crate) struct SelfInstructArgs {
     format: Option<teacher::export::Format>,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    judging: super::judge::PipelineJudgeArgs,
 }
 
 pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
@@ -201,5 +203,14 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         let path = teacher::export::export_file(&a.out, f)?;
         eprintln!("teacher: exported {}", path.display());
     }
+    a.judging.after_run(
+        &a.out,
+        &mut engine,
+        &file,
+        &a.model,
+        &a.engine,
+        a.shard.seed(a.seed),
+        offline,
+    )?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod evol;
 pub mod items;
+pub mod judge;
 pub mod magpie;
 pub mod prompt;
 pub mod respond;

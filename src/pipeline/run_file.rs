@@ -212,6 +212,15 @@ impl RunFile {
         self.write_manifest()
     }
 
+    /// Add `counts` to the manifest's `section` (counts that are not rejections, such
+    /// as how many judgements parsed); the next commit writes them with its wave.
+    pub fn tally(&mut self, section: &str, counts: &BTreeMap<String, u64>) {
+        for (k, v) in counts {
+            let cur = self.manifest[section][k].as_u64().unwrap_or(0);
+            self.manifest[section][k] = json!(cur + v);
+        }
+    }
+
     /// Record the engine's token counts of this process (added to earlier runs') and its
     /// time profile; the next commit writes them (`tokens`, `profile`).
     pub fn note_tokens(&mut self, stats: &crate::engine::EngineStats) {

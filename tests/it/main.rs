@@ -10,6 +10,7 @@ mod evol;
 mod forward;
 mod fuzz_corpus;
 mod gguf_errors;
+mod judge;
 mod kill_resume;
 mod magpie;
 mod perplexity;

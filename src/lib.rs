@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod constrain;
 pub mod dedup;
+pub mod diversity;
 pub mod engine;
 pub mod error;
 pub mod export;

@@ -6,8 +6,8 @@
 //! output: per round and operation the success rate and elimination reasons (with the
 //! rejected file), length growth, and how many rounds each root survived.
 
+use crate::diversity;
 use crate::error::{Error, Result};
-use crate::filter::rouge_l::RougeIndex;
 use crate::pipeline::run_file::manifest_path;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -72,7 +72,29 @@ fn leading_verbs(records: &[&Value], top: usize) -> Value {
         .collect::<Vec<_>>())
 }
 
+/// The instruction of a record: `instruction`, or a conversation's first user turn.
+fn instruction_of(r: &Value) -> &str {
+    if let Some(s) = r["instruction"].as_str() {
+        return s;
+    }
+    r["messages"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+}
+
+/// What `compute` reads: the dataset, optionally its rejected file and a seed set to
+/// measure novelty against (by default the file's own `seed`/`original` records).
 pub fn compute(path: &Path, rejected: Option<&Path>) -> Result<Value> {
+    compute_with_seeds(path, rejected, None)
+}
+
+pub fn compute_with_seeds(
+    path: &Path,
+    rejected: Option<&Path>,
+    seeds: Option<&Path>,
+) -> Result<Value> {
     let records = read_jsonl(path)?;
     let manifest: Option<Value> = std::fs::read_to_string(manifest_path(path))
         .ok()
@@ -106,7 +128,6 @@ pub fn compute(path: &Path, rejected: Option<&Path>) -> Result<Value> {
         out["evol"] = evol_stats(&records, &rejected);
     } else {
         let machine: Vec<&Value> = records.iter().filter(|r| r["source"] != "seed").collect();
-        let seeds: Vec<&Value> = records.iter().filter(|r| r["source"] == "seed").collect();
         if let Some(counts) = manifest.as_ref().and_then(|m| m["counts"].as_object()) {
             let rejected: u64 = counts.values().filter_map(|v| v.as_u64()).sum();
             let accepted = machine.len() as u64;
@@ -125,26 +146,171 @@ pub fn compute(path: &Path, rejected: Option<&Path>) -> Result<Value> {
         if by_source.contains_key("magpie") {
             out["magpie"] = magpie_stats(&machine);
         }
-        if !seeds.is_empty() && !machine.is_empty() {
-            let mut idx = RougeIndex::new();
-            for (i, s) in seeds.iter().enumerate() {
-                idx.insert(i as u64, s["instruction"].as_str().unwrap_or_default());
-            }
-            let mut hist = [0usize; 10];
-            for r in &machine {
-                let best = idx
-                    .max_similarity(r["instruction"].as_str().unwrap_or_default())
-                    .map_or(0.0, |m| m.score);
-                hist[((best * 10.0) as usize).min(9)] += 1;
-            }
-            out["rouge_l_vs_seeds"] = json!(hist
+    }
+    let seed_texts: Vec<String> = match seeds {
+        Some(p) => crate::pipeline::items::load(p)?
+            .iter()
+            .map(|it| it.instruction.clone())
+            .collect(),
+        None => records
+            .iter()
+            .filter(|r| r["source"] == "seed" || r["source"] == "original")
+            .map(|r| instruction_of(r).to_string())
+            .collect(),
+    };
+    let machine: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["source"] != "seed" && r["source"] != "original")
+        .collect();
+    let seed_refs: Vec<&str> = seed_texts.iter().map(String::as_str).collect();
+    let nearest = (!seed_refs.is_empty()).then(|| {
+        diversity::nearest_seed_scores(
+            &seed_refs,
+            &machine
                 .iter()
-                .enumerate()
-                .map(|(i, n)| json!({"from": i as f64 / 10.0, "to": (i + 1) as f64 / 10.0, "count": n}))
-                .collect::<Vec<_>>());
-        }
+                .map(|r| instruction_of(r))
+                .collect::<Vec<_>>(),
+        )
+    });
+    if let Some(scores) = &nearest {
+        out["rouge_l_vs_seeds"] = diversity::histogram10(scores);
+    }
+    out["diversity"] = diversity_stats(&machine, nearest.as_deref(), seed_refs.len());
+    out["trends"] = trends(&machine, nearest.as_deref());
+    let judged: Vec<&Value> = records
+        .iter()
+        .chain(rejected.iter())
+        .filter(|r| r["scores"].is_object())
+        .collect();
+    if !judged.is_empty() {
+        out["scores"] = score_stats(&judged, manifest.as_ref());
     }
     Ok(out)
+}
+
+/// A share rounded for display (4 decimals).
+fn share(x: f64) -> Value {
+    json!((x * 1e4).round() / 1e4)
+}
+
+fn mean(xs: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for x in xs {
+        sum += x;
+        n += 1;
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// The Self-Instruct paper's near-duplicate threshold: ROUGE-L 0.7.
+const NEAR_DUPLICATE: f64 = 0.7;
+
+/// Verb–noun structure, distinct-n and novelty against the seeds.
+fn diversity_stats(machine: &[&Value], nearest: Option<&[f64]>, seeds: usize) -> Value {
+    let instructions: Vec<&str> = machine.iter().map(|r| instruction_of(r)).collect();
+    let outputs: Vec<&str> = machine
+        .iter()
+        .filter_map(|r| r["output"].as_str())
+        .collect();
+    let d = |texts: &[&str], n| diversity::distinct_n(texts.iter().copied(), n).map(share);
+    let mut v = json!({
+        "verb_noun": diversity::verb_noun_summary(&instructions, 20, 4),
+        "distinct_1_instructions": d(&instructions, 1),
+        "distinct_2_instructions": d(&instructions, 2),
+        "distinct_1_outputs": d(&outputs, 1),
+        "distinct_2_outputs": d(&outputs, 2),
+    });
+    if let Some(ns) = nearest {
+        v["seeds"] = json!(seeds);
+        v["mean_rouge_l_to_nearest_seed"] = json!(mean(ns.iter().copied()).map(|m| share(m)));
+        v["near_duplicates_of_a_seed"] = json!(ns.iter().filter(|s| **s >= NEAR_DUPLICATE).count());
+        v["near_duplicate_of_seed_share"] = if ns.is_empty() {
+            Value::Null
+        } else {
+            share(ns.iter().filter(|s| **s >= NEAR_DUPLICATE).count() as f64 / ns.len() as f64)
+        };
+    }
+    v
+}
+
+/// Per round (Evol-Instruct) or per wave (Self-Instruct, Magpie): records, length,
+/// distinct-2, novelty against the seeds and mean scores.
+fn trends(machine: &[&Value], nearest: Option<&[f64]>) -> Value {
+    let key = if machine.iter().any(|r| r["round"].is_u64()) {
+        "round"
+    } else if machine.iter().any(|r| r["wave"].is_u64()) {
+        "wave"
+    } else {
+        return Value::Null;
+    };
+    let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, r) in machine.iter().enumerate() {
+        if let Some(k) = r[key].as_u64() {
+            groups.entry(k).or_default().push(i);
+        }
+    }
+    let rows: Vec<Value> = groups
+        .into_iter()
+        .map(|(k, idx)| {
+            let inst: Vec<&str> = idx.iter().map(|&i| instruction_of(machine[i])).collect();
+            let score_mean = |name: &str| {
+                mean(idx.iter().filter_map(|&i| machine[i]["scores"][name].as_f64())).map(|m| share(m))
+            };
+            json!({
+                key: k,
+                "records": idx.len(),
+                "instruction_words_mean": mean(inst.iter().map(|t| t.split_whitespace().count() as f64)).map(|m| share(m)),
+                "distinct_2_instructions": diversity::distinct_n(inst.iter().copied(), 2).map(share),
+                "mean_rouge_l_to_nearest_seed": nearest.and_then(|ns| mean(idx.iter().map(|&i| ns[i]))).map(|m| share(m)),
+                "mean_quality": score_mean("quality"),
+                "mean_complexity": score_mean("complexity"),
+            })
+        })
+        .collect();
+    json!({"by": key, "rows": rows})
+}
+
+/// Judge scores (kept and, with `--rejected`, rejected records): histograms 1–10,
+/// means, and judgements that could not be scored by reason.
+fn score_stats(judged: &[&Value], manifest: Option<&Value>) -> Value {
+    let mut v = json!({"records": judged.len()});
+    for k in ["quality", "complexity"] {
+        let mut hist = [0u64; 10];
+        let mut unscored: BTreeMap<String, u64> = BTreeMap::new();
+        for r in judged {
+            match r["scores"][k].as_u64() {
+                Some(x @ 1..=10) => hist[x as usize - 1] += 1,
+                _ => {
+                    *unscored
+                        .entry(
+                            r["scores"][format!("{k}_unscored")]
+                                .as_str()
+                                .unwrap_or("missing")
+                                .to_string(),
+                        )
+                        .or_default() += 1
+                }
+            }
+        }
+        let n: u64 = hist.iter().sum();
+        let m = (n > 0).then(|| {
+            hist.iter()
+                .enumerate()
+                .map(|(i, c)| (i + 1) as f64 * *c as f64)
+                .sum::<f64>()
+                / n as f64
+        });
+        v[k] = json!({"histogram": hist, "mean": m.map(share), "unscored": unscored});
+    }
+    let models: std::collections::BTreeSet<&str> = judged
+        .iter()
+        .filter_map(|r| r["scores"]["judge_model"].as_str())
+        .collect();
+    v["judge_models"] = json!(models);
+    if let Some(t) = manifest.map(|m| &m["judge"]).filter(|t| t.is_object()) {
+        v["judgements"] = t.clone();
+    }
+    v
 }
 
 /// Magpie conversations: turns per conversation and words per user and assistant turn.
@@ -314,6 +480,72 @@ pub fn render(v: &Value) -> String {
             "roots by rounds survived: {}\n",
             e["roots_by_rounds_survived"]
         ));
+    }
+    if let Some(d) = v.get("diversity").filter(|d| d.is_object()) {
+        let f = |k: &str| d[k].as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
+        s.push_str(&format!(
+            "distinct-1/2: instructions {}/{}, outputs {}/{}\n",
+            f("distinct_1_instructions"),
+            f("distinct_2_instructions"),
+            f("distinct_1_outputs"),
+            f("distinct_2_outputs")
+        ));
+        if d["seeds"].is_u64() {
+            s.push_str(&format!(
+                "against {} seeds: mean highest ROUGE-L {}, {} near-duplicates of a seed (>= 0.7, {} of records)\n",
+                d["seeds"],
+                f("mean_rouge_l_to_nearest_seed"),
+                d["near_duplicates_of_a_seed"],
+                f("near_duplicate_of_seed_share")
+            ));
+        }
+        let vn = &d["verb_noun"];
+        s.push_str(&format!(
+            "verb-noun structure: {} of {} instructions open with a verb, {} with a verb and its object\n",
+            vn["with_verb"], vn["instructions"], vn["with_verb_and_noun"]
+        ));
+        for t in vn["top"].as_array().into_iter().flatten().take(10) {
+            let nouns: Vec<String> = t["nouns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| format!("{} {}", n["noun"].as_str().unwrap_or(""), n["count"]))
+                .collect();
+            s.push_str(&format!(
+                "  {:<12} {:>5}  {}\n",
+                t["verb"].as_str().unwrap_or(""),
+                t["count"],
+                nouns.join(", ")
+            ));
+        }
+    }
+    if let Some(t) = v["trends"].as_object() {
+        let by = t["by"].as_str().unwrap_or("");
+        s.push_str(&format!(
+            "{by:>6} records words distinct-2 rouge-seed quality complexity\n"
+        ));
+        let f = |x: &Value| x.as_f64().map_or("-".to_string(), |x| format!("{x:.2}"));
+        for r in t["rows"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "{:>6} {:>7} {:>5} {:>10} {:>10} {:>7} {:>10}\n",
+                r[by],
+                r["records"],
+                f(&r["instruction_words_mean"]),
+                f(&r["distinct_2_instructions"]),
+                f(&r["mean_rouge_l_to_nearest_seed"]),
+                f(&r["mean_quality"]),
+                f(&r["mean_complexity"])
+            ));
+        }
+    }
+    if let Some(sc) = v["scores"].as_object() {
+        for k in ["quality", "complexity"] {
+            let q = &sc[k];
+            s.push_str(&format!(
+                "{k} (1-10): mean {}, histogram {}, unscored {}\n",
+                q["mean"], q["histogram"], q["unscored"]
+            ));
+        }
     }
     if let Some(p) = v["profile"].as_object() {
         let f = |k: &str| p.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);

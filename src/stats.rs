@@ -123,12 +123,15 @@ pub fn compute_with_seeds(
             out["profile"] = m["profile"].clone();
             out["tokens"] = m["tokens"].clone();
         }
+        if let Some(source) = judged_run_source(m) {
+            add_source_run(&mut out, m, &source);
+        }
     }
     if is_evol {
         out["evol"] = evol_stats(&records, &rejected);
     } else {
         let machine: Vec<&Value> = records.iter().filter(|r| r["source"] != "seed").collect();
-        if let Some(counts) = manifest.as_ref().and_then(|m| m["counts"].as_object()) {
+        if let Some(counts) = out["rejections"].as_object().cloned() {
             let rejected: u64 = counts.values().filter_map(|v| v.as_u64()).sum();
             let accepted = machine.len() as u64;
             out["acceptance"] = json!({
@@ -186,6 +189,43 @@ pub fn compute_with_seeds(
         out["scores"] = score_stats(&judged, manifest.as_ref());
     }
     Ok(out)
+}
+
+/// The manifest of the run whose records `teacher judge` scored (its input), when it
+/// is still there and unchanged.
+fn judged_run_source(m: &Value) -> Option<Value> {
+    if m["command"] != "judge" {
+        return None;
+    }
+    let input = Path::new(m["run"]["input"].as_str()?);
+    let sha = teacher_models::fetch::sha256_file(input).ok()?;
+    if m["params"]["input_sha256"].as_str() != Some(sha.as_str()) {
+        return None;
+    }
+    let source = std::fs::read_to_string(manifest_path(input)).ok()?;
+    serde_json::from_str(&source).ok()
+}
+
+/// A judged output's figures are its source run's plus the judging: the pipeline's
+/// rejections, then the judge's (prefixed `judge:`); stages and tokens of both; the
+/// engine profile of the source run (generation).
+fn add_source_run(out: &mut Value, judge: &Value, source: &Value) {
+    out["source_command"] = source["command"].clone();
+    let mut rejections = source["counts"].as_object().cloned().unwrap_or_default();
+    for (k, v) in judge["counts"].as_object().into_iter().flatten() {
+        rejections.insert(format!("judge: {k}"), v.clone());
+    }
+    out["rejections"] = Value::Object(rejections);
+    let mut seconds = source["seconds"].as_object().cloned().unwrap_or_default();
+    for (k, v) in judge["seconds"].as_object().into_iter().flatten() {
+        seconds.insert(k.clone(), v.clone());
+    }
+    out["seconds"] = Value::Object(seconds);
+    if !source["profile"].is_null() {
+        out["profile"] = source["profile"].clone();
+        out["tokens"] = source["tokens"].clone();
+        out["judge_tokens"] = judge["tokens"].clone();
+    }
 }
 
 /// A share rounded for display (4 decimals).

@@ -12,6 +12,7 @@ pub(crate) mod magpie;
 pub(crate) mod merge;
 pub(crate) mod models;
 pub(crate) mod perplexity;
+pub(crate) mod report;
 pub(crate) mod respond;
 pub(crate) mod self_instruct;
 pub(crate) mod serve;

@@ -224,6 +224,9 @@ pub struct Config {
     pub model_name: String,
     pub model_sha256: String,
     pub input_sha256: String,
+    /// Where the input was read (recorded in the manifest's `run`, not a parameter:
+    /// `stats` and `report` follow it to the run that made the records).
+    pub input_path: std::path::PathBuf,
     /// The generate input the prompts came from, when judging `generate` output.
     pub prompts_sha256: Option<String>,
     pub min_quality: Option<u8>,
@@ -304,7 +307,13 @@ pub fn run(
         out,
         rejected,
         super::with_engine_params(cfg.params_json(), engine, file),
-        super::run_info(engine),
+        {
+            let mut info = super::run_info(engine);
+            info["input"] = json!(
+                std::path::absolute(&cfg.input_path).unwrap_or_else(|_| cfg.input_path.clone())
+            );
+            info
+        },
     )?;
     let range = cfg.shard.range(items.len());
     let (items, subjects) = (&items[range.clone()], &subjects[range]);

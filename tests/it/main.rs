@@ -15,6 +15,7 @@ mod kill_resume;
 mod magpie;
 mod perplexity;
 mod reliability;
+mod report;
 mod rouge_parity;
 mod self_instruct;
 mod serve;

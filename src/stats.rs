@@ -262,7 +262,7 @@ fn diversity_stats(machine: &[&Value], nearest: Option<&[f64]>, seeds: usize) ->
     });
     if let Some(ns) = nearest {
         v["seeds"] = json!(seeds);
-        v["mean_rouge_l_to_nearest_seed"] = json!(mean(ns.iter().copied()).map(|m| share(m)));
+        v["mean_rouge_l_to_nearest_seed"] = json!(mean(ns.iter().copied()).map(share));
         v["near_duplicates_of_a_seed"] = json!(ns.iter().filter(|s| **s >= NEAR_DUPLICATE).count());
         v["near_duplicate_of_seed_share"] = if ns.is_empty() {
             Value::Null
@@ -294,14 +294,14 @@ fn trends(machine: &[&Value], nearest: Option<&[f64]>) -> Value {
         .map(|(k, idx)| {
             let inst: Vec<&str> = idx.iter().map(|&i| instruction_of(machine[i])).collect();
             let score_mean = |name: &str| {
-                mean(idx.iter().filter_map(|&i| machine[i]["scores"][name].as_f64())).map(|m| share(m))
+                mean(idx.iter().filter_map(|&i| machine[i]["scores"][name].as_f64())).map(share)
             };
             json!({
                 key: k,
                 "records": idx.len(),
-                "instruction_words_mean": mean(inst.iter().map(|t| t.split_whitespace().count() as f64)).map(|m| share(m)),
+                "instruction_words_mean": mean(inst.iter().map(|t| t.split_whitespace().count() as f64)).map(share),
                 "distinct_2_instructions": diversity::distinct_n(inst.iter().copied(), 2).map(share),
-                "mean_rouge_l_to_nearest_seed": nearest.and_then(|ns| mean(idx.iter().map(|&i| ns[i]))).map(|m| share(m)),
+                "mean_rouge_l_to_nearest_seed": nearest.and_then(|ns| mean(idx.iter().map(|&i| ns[i]))).map(share),
                 "mean_quality": score_mean("quality"),
                 "mean_complexity": score_mean("complexity"),
             })

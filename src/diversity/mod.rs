@@ -41,7 +41,8 @@ pub fn verb_noun_summary(instructions: &[&str], top_verbs: usize, top_nouns: usi
             }
         }
     }
-    let mut verbs: Vec<(String, (usize, BTreeMap<String, usize>))> =
+    type Objects = (usize, BTreeMap<String, usize>);
+    let mut verbs: Vec<(String, Objects)> =
         by_verb.into_iter().filter(|(_, (n, _))| *n > 0).collect();
     verbs.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
     verbs.truncate(top_verbs);

@@ -56,9 +56,9 @@ pub fn build(o: &Options) -> Result<String> {
         esc(&name),
         CSS
     );
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<header><h1>teacher report: {}</h1><p>{}</p></header>\n",
+        "<header><h1>teacher report: {}</h1><p>{}</p></header>",
         esc(&name),
         esc(&describe_run(&stats))
     );
@@ -67,18 +67,18 @@ pub fn build(o: &Options) -> Result<String> {
     for (id, title) in CHARTS {
         let (body, caption) = chart(id, &stats, &records);
         let state = if body.is_some() { "drawn" } else { "empty" };
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<figure class=\"chart\" id=\"{id}\" data-state=\"{state}\"><h2>{}</h2>{}<figcaption>{}</figcaption></figure>\n",
+            "<figure class=\"chart\" id=\"{id}\" data-state=\"{state}\"><h2>{}</h2>{}<figcaption>{}</figcaption></figure>",
             esc(title),
             body.unwrap_or_default(),
             caption
         );
     }
     page.push_str(&samples(&records, o.samples, o.seed));
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "</main><footer>Made by teacher {} from <code>{}</code>{}. The numbers are those of <code>teacher stats --json</code>.</footer></body></html>\n",
+        "</main><footer>Made by teacher {} from <code>{}</code>{}. The numbers are those of <code>teacher stats --json</code>.</footer></body></html>",
         env!("CARGO_PKG_VERSION"),
         esc(&name),
         o.rejected
@@ -192,7 +192,7 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
     match id {
         "chart-verb-noun" => {
             let vn = &stats["diversity"]["verb_noun"];
-            let top: Vec<(String, f64, Vec<(String, f64)>)> = vn["top"]
+            let top: Vec<svg::VerbRing> = vn["top"]
                 .as_array()
                 .into_iter()
                 .flatten()

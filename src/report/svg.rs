@@ -134,9 +134,12 @@ pub fn hbars(label: &str, data: &[(String, f64)], unit: &str) -> String {
     s
 }
 
+/// One verb of the sunburst: its name, count, and its objects with their counts.
+pub type VerbRing = (String, f64, Vec<(String, f64)>);
+
 /// Figure 2 of the Self-Instruct paper: verbs on the inner ring, each verb's most
 /// common objects on the outer ring, angles by count.
-pub fn sunburst(label: &str, verbs: &[(String, f64, Vec<(String, f64)>)]) -> String {
+pub fn sunburst(label: &str, verbs: &[VerbRing]) -> String {
     let (w, h) = (560.0, 560.0);
     let (cx, cy) = (w / 2.0, h / 2.0);
     let (r0, r1, r2) = (70.0, 160.0, 268.0);
@@ -279,7 +282,7 @@ pub fn heatmap(
             y + 17.0,
             esc(r)
         );
-        for j in 0..cols.len() {
+        for (j, col) in cols.iter().enumerate() {
             let x = left + cw * j as f64;
             match cell(i, j) {
                 Some((share, text)) => {
@@ -290,7 +293,7 @@ pub fn heatmap(
                         ch - 2.0,
                         0.1 + 0.9 * share.clamp(0.0, 1.0),
                         esc(r),
-                        esc(&cols[j]),
+                        esc(col),
                         esc(&text),
                         x + cw / 2.0,
                         y + 17.0,

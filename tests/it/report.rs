@@ -117,7 +117,14 @@ fn reports_of_judged_runs_render_in_a_headless_browser() {
     );
     let (fine, err) = plain(
         dir,
-        &["report", "si.judged.jsonl", "--out", "si.html", "--samples", "6"],
+        &[
+            "report",
+            "si.judged.jsonl",
+            "--out",
+            "si.html",
+            "--samples",
+            "6",
+        ],
     );
     assert!(fine, "{err}");
     std::fs::write(
@@ -162,7 +169,14 @@ fn reports_of_judged_runs_render_in_a_headless_browser() {
     // pipeline's filter reasons and time are there beside the judge's.
     let (fine, err) = plain(
         dir,
-        &["report", "si.judged.jsonl", "--out", "si2.html", "--samples", "6"],
+        &[
+            "report",
+            "si.judged.jsonl",
+            "--out",
+            "si2.html",
+            "--samples",
+            "6",
+        ],
     );
     assert!(fine, "{err}");
     assert_eq!(read(dir, "si.html"), read(dir, "si2.html"));

@@ -31,7 +31,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The commands whose runs can be sharded and merged.
-pub const MERGEABLE: [&str; 5] = ["generate", "respond", "evolve", "self-instruct", "magpie"];
+pub const MERGEABLE: [&str; 6] = [
+    "generate",
+    "respond",
+    "judge",
+    "evolve",
+    "self-instruct",
+    "magpie",
+];
 
 /// One shard as found on disk.
 struct Part {
@@ -67,7 +74,7 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
         .to_string();
     let params = &parts[0].manifest["params"];
     let (records, rejects, near_duplicates) = match command.as_str() {
-        "generate" | "respond" => {
+        "generate" | "respond" | "judge" => {
             let records = parts.iter().flat_map(|p| p.records.clone()).collect();
             let rejects = parts.iter().flat_map(|p| p.rejected.clone()).collect();
             (records, rejects, Vec::new())
@@ -106,6 +113,13 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
             .sum()
     };
     let tokens = json!({"prompt": tokens("prompt"), "generated": tokens("generated")});
+    // The judge's parse counts add up like the rejection counts.
+    let mut judge: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &parts {
+        for (k, v) in p.manifest["judge"].as_object().into_iter().flatten() {
+            *judge.entry(k.clone()).or_default() += v.as_u64().unwrap_or(0);
+        }
+    }
     if !near_duplicates.is_empty() {
         *counts
             .entry("near_duplicate_across_shards".into())
@@ -142,6 +156,7 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
         "counts": counts,
         "seconds": seconds,
         "tokens": tokens,
+        "judge": (!judge.is_empty()).then_some(judge),
         "complete": true,
     });
     let mut m = AtomicFile::create(&manifest_path(out))?;

@@ -177,6 +177,46 @@ fn judge_scores_every_record_deterministically_and_resumes() {
     }
     let m: Value = serde_json::from_str(&read(dir, "f.jsonl.manifest.json")).unwrap();
     assert_eq!(m["counts"], serde_json::to_value(&reasons).unwrap());
+
+    // Two shards at other batch sizes merge to the single run's bytes, rejections too.
+    for (i, batch) in [(0, 2), (1, 5)] {
+        let shard = format!("{i}/2");
+        let out = format!("s{i}.jsonl");
+        ok(
+            dir,
+            &judge_args(
+                &out,
+                &[
+                    "--min-quality",
+                    "6",
+                    "--min-complexity",
+                    "3",
+                    "--shard",
+                    &shard,
+                ],
+            ),
+            batch,
+            1,
+        );
+    }
+    let o = Command::new(crate::common::teacher_bin())
+        .current_dir(dir)
+        .args([
+            "merge",
+            "s1.jsonl",
+            "s0.jsonl",
+            "--out",
+            "m.jsonl",
+            "--rejected",
+            "m.rejected.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read(dir, "m.jsonl"), read(dir, "f.jsonl"));
+    assert_eq!(read(dir, "m.rejected.jsonl"), read(dir, "f.rejected.jsonl"));
+    let mm: Value = serde_json::from_str(&read(dir, "m.jsonl.manifest.json")).unwrap();
+    assert_eq!(mm["judge"], m["judge"]);
 }
 
 #[test]

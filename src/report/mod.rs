@@ -99,8 +99,12 @@ const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-seri
 
 fn describe_run(stats: &Value) -> String {
     let mut parts = Vec::new();
-    if let Some(c) = stats["command"].as_str() {
-        parts.push(format!("made by `teacher {c}`"));
+    match (stats["source_command"].as_str(), stats["command"].as_str()) {
+        (Some(src), Some(c)) => {
+            parts.push(format!("made by `teacher {src}`, scored by `teacher {c}`"))
+        }
+        (None, Some(c)) => parts.push(format!("made by `teacher {c}`")),
+        _ => {}
     }
     parts.push(format!("{} records", stats["records"]));
     if let Some(by) = stats["by_source"].as_object() {

@@ -135,15 +135,16 @@ fn request_text(it: &Item) -> String {
     }
 }
 
-/// The response a record holds: `output` (Alpaca, teacher's pipelines) or the
-/// assistant turn that ends a conversation.
+/// The response a record holds: the assistant turn that ends a conversation (a
+/// multi-turn Magpie record's `output` is its first answer), else `output` (Alpaca,
+/// teacher's pipelines).
 fn response_of(r: &Value) -> Option<String> {
-    if let Some(o) = r["output"].as_str() {
-        return Some(o.to_string());
-    }
-    let turns = r["messages"]
+    let Some(turns) = r["messages"]
         .as_array()
-        .or_else(|| r["conversations"].as_array())?;
+        .or_else(|| r["conversations"].as_array())
+    else {
+        return r["output"].as_str().map(str::to_string);
+    };
     let last = turns.last()?;
     let role = last["role"].as_str().or_else(|| last["from"].as_str())?;
     if matches!(role, "assistant" | "gpt" | "model") {
@@ -501,6 +502,8 @@ mod tests {
                 r#"{"id":"b","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},{"role":"user","content":"Name a fruit"},{"role":"assistant","content":"Apple"}]}"#,
                 "\n",
                 r#"{"id":"c","instruction":"Name a color."}"#,
+                "\n",
+                r#"{"id":"d","instruction":"Hi","output":"Hello","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello"},{"role":"user","content":"More?"},{"role":"assistant","content":"Yes"}]}"#,
                 "\n"
             ),
         )
@@ -515,6 +518,9 @@ mod tests {
         );
         assert_eq!(s[1].response.as_deref(), Some("Apple"));
         assert_eq!(s[2].response, None);
+        // A multi-turn record is judged on its last answer, in its conversation.
+        assert_eq!(s[3].request, "User: Hi\n\nAssistant: Hello\n\nUser: More?");
+        assert_eq!(s[3].response.as_deref(), Some("Yes"));
         // generate output needs its prompts.
         let g = d.path().join("g.jsonl");
         std::fs::write(

@@ -143,6 +143,33 @@ fn magpie_multi_turn_shards_and_base_model_refusal() {
         assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
         assert_eq!(r["turns"], 2);
     }
+    // Multi-turn conversations can be judged (on their last answer) and reported.
+    let (ok, err) = teacher(
+        dir,
+        &[
+            "judge",
+            "--input",
+            "mt.jsonl",
+            "--out",
+            "mt.judged.jsonl",
+            "--max-tokens",
+            "96",
+        ],
+        2,
+        2,
+    );
+    assert!(ok, "{err}");
+    let judged = records(dir, "mt.judged.jsonl");
+    assert_eq!(judged.len(), records(dir, "mt.jsonl").len());
+    assert!(judged
+        .iter()
+        .all(|r| r["scores"]["judge_model"].is_string()));
+    let o = Command::new(crate::common::teacher_bin())
+        .current_dir(dir)
+        .args(["report", "mt.judged.jsonl", "--out", "mt.html"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Two shards draw different conversations; merge keeps both, ids unique.
     for i in 0..2 {

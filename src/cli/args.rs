@@ -52,6 +52,10 @@ pub(crate) struct EngineArgs {
     /// attention traffic) or f32 (exact activations).
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
     pub(crate) kv_type: KvArg,
+    /// Compute every prompt in full instead of starting it from a prefix another
+    /// sequence already computed (the output is the same; for measuring).
+    #[arg(long)]
+    pub(crate) no_prefix_reuse: bool,
 }
 
 impl EngineArgs {
@@ -61,6 +65,7 @@ impl EngineArgs {
         // saturates.
         cfg.kv_memory = (self.kv_memory.max(0.0) * (1u64 << 30) as f64) as usize;
         cfg.kv_type = self.kv_type.into();
+        cfg.prefix_reuse = !self.no_prefix_reuse;
         cfg
     }
 }

@@ -36,6 +36,9 @@ pub struct EngineConfig {
     pub kv_memory: usize,
     /// What the KV cache stores (f16 by default, as llama.cpp).
     pub kv_type: KvType,
+    /// Start a new sequence from the longest prefix of its prompt that a KV slot already
+    /// holds (copied, not computed again). Output bytes are the same either way.
+    pub prefix_reuse: bool,
 }
 
 impl EngineConfig {
@@ -47,6 +50,7 @@ impl EngineConfig {
             seed,
             kv_memory: 8 << 30,
             kv_type: KvType::F16,
+            prefix_reuse: true,
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct EngineStats {
     /// the mean batch occupancy (1 − it: idle slots, e.g. the tail of a wave).
     pub slot_steps_used: u64,
     pub slot_steps: u64,
+    /// Prompt tokens whose keys and values were copied from a slot holding the same
+    /// prefix instead of computed (not in `prompt_tokens`).
+    pub reused_prompt_tokens: u64,
 }
 
 impl EngineStats {
@@ -94,6 +101,7 @@ impl EngineStats {
             "sampling_seconds": r(self.sampling_seconds),
             "text_and_stop_seconds": r(self.text_seconds),
             "mean_batch_occupancy": r(self.occupancy()),
+            "prefix_reused_tokens": self.reused_prompt_tokens,
             "generated_tokens_per_forward_second": r(decode_tps),
         })
     }
@@ -109,6 +117,9 @@ pub struct Engine<'m> {
     cfg: EngineConfig,
     pub stats: EngineStats,
     stream: Option<TextSink<'m>>,
+    /// The tokens whose keys and values each slot holds at positions 0.. (kept across
+    /// runs: a finished sequence's slot still serves as a prefix).
+    slot_tokens: Vec<Vec<u32>>,
 }
 
 impl<'m> Engine<'m> {
@@ -142,6 +153,7 @@ impl<'m> Engine<'m> {
             model,
             tokenizer,
             cache,
+            slot_tokens: vec![Vec::new(); cfg.batch],
             cfg: EngineConfig { context, ..cfg },
             stats: EngineStats::default(),
             stream: None,
@@ -160,6 +172,44 @@ impl<'m> Engine<'m> {
 
     pub fn context(&self) -> usize {
         self.cfg.context
+    }
+
+    /// Whether prompts start from prefixes other sequences computed.
+    pub fn prefix_reuse(&self) -> bool {
+        self.cfg.prefix_reuse
+    }
+
+    /// Start every sequence that has not begun its prompt from the longest prefix of it
+    /// that a slot holds: its own slot (left by an earlier sequence) or another's,
+    /// copied. At least the prompt's last token is always computed (its logits are
+    /// needed). Keys and values of a position depend only on the tokens up to it and the
+    /// forward pass is batch- and chunk-invariant, so this changes time, never bytes.
+    fn reuse_prefixes(&mut self, running: &mut [Sequence]) {
+        for s in running.iter_mut() {
+            if s.cached != 0 || !s.generated.is_empty() {
+                continue;
+            }
+            let want = s.req.prompt.len() - 1;
+            let common = |held: &[u32]| {
+                held.iter()
+                    .zip(&s.req.prompt[..want])
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            };
+            // The own slot first: a tie needs no copy.
+            let mut best = (s.slot, common(&self.slot_tokens[s.slot]));
+            for (t, held) in self.slot_tokens.iter().enumerate() {
+                let n = common(held);
+                if n > best.1 {
+                    best = (t, n);
+                }
+            }
+            let (from, n) = best;
+            self.cache.copy_prefix(from, s.slot, n);
+            self.slot_tokens[s.slot] = s.req.prompt[..n].to_vec();
+            s.cached = n;
+            self.stats.reused_prompt_tokens += n as u64;
+        }
     }
 
     /// Run every request to completion; `on_done` gets each result as it finishes
@@ -194,6 +244,9 @@ impl<'m> Engine<'m> {
                     return Ok(());
                 }
                 continue;
+            }
+            if self.cfg.prefix_reuse {
+                self.reuse_prefixes(&mut sched.running);
             }
             let plan = sched.plan();
             let segs: Vec<Segment> = plan
@@ -234,7 +287,16 @@ impl<'m> Engine<'m> {
             } else {
                 self.stats.decode_seconds += secs;
             }
-            // Advance the cache positions.
+            // What each slot now holds, then the cache positions.
+            if self.cfg.prefix_reuse {
+                for seg in &segs {
+                    let held = &mut self.slot_tokens[seg.slot];
+                    debug_assert_eq!(held.len(), seg.start);
+                    held.truncate(seg.start);
+                    held.extend_from_slice(seg.tokens);
+                }
+            }
+            drop(segs);
             for p in &plan {
                 sched.running[p.seq].cached += p.len;
             }

@@ -24,6 +24,7 @@ pub fn run_info(engine: &Engine) -> serde_json::Value {
         "engine_context": engine.context(),
         "kernels": format!("{:?}", teacher_kernels::matmul::detected_isa()),
         "threads": rayon::current_num_threads(),
+        "prefix_reuse": engine.prefix_reuse(),
     })
 }
 

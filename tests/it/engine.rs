@@ -54,6 +54,17 @@ fn prompts(dir: &Path, chat: bool, max_tokens: usize) -> PathBuf {
 }
 
 fn generate(model: &str, input: &Path, out: &Path, batch: usize, threads: usize) -> Vec<u8> {
+    generate_with(model, input, out, batch, threads, &[])
+}
+
+fn generate_with(
+    model: &str,
+    input: &Path,
+    out: &Path,
+    batch: usize,
+    threads: usize,
+    extra: &[&str],
+) -> Vec<u8> {
     let o = std::process::Command::new(teacher_bin())
         .args([
             "generate",
@@ -70,6 +81,7 @@ fn generate(model: &str, input: &Path, out: &Path, batch: usize, threads: usize)
             "--out",
             out.to_str().unwrap(),
         ])
+        .args(extra)
         .env("RAYON_NUM_THREADS", threads.to_string())
         .output()
         .unwrap();
@@ -81,12 +93,44 @@ fn identical_at_any_batch_and_thread_count(model: &str, chat: bool, max_tokens: 
     model_path(model);
     let dir = tempfile::tempdir().unwrap();
     let input = prompts(dir.path(), chat, max_tokens);
-    let runs = [(1, 2), (4, 1), (32, 2), (32, 1)];
+    // The last run computes every prompt in full; the others start prompts from
+    // prefixes other sequences (or the slot's last occupant) computed.
+    let runs = [
+        (1, 2, &[][..]),
+        (4, 1, &[][..]),
+        (32, 2, &[][..]),
+        (32, 1, &[][..]),
+        (8, 2, &["--no-prefix-reuse"][..]),
+    ];
     let mut outputs = Vec::new();
-    for (i, (batch, threads)) in runs.iter().enumerate() {
+    for (i, (batch, threads, extra)) in runs.iter().enumerate() {
         let out = dir.path().join(format!("out{i}.jsonl"));
-        outputs.push(generate(model, &input, &out, *batch, *threads));
+        outputs.push(generate_with(model, &input, &out, *batch, *threads, extra));
     }
+    let reused = |i: usize| -> u64 {
+        let m = std::fs::read_to_string(dir.path().join(format!("out{i}.jsonl.manifest.json")))
+            .unwrap();
+        let m: serde_json::Value = serde_json::from_str(&m).unwrap();
+        m["profile"]["prefix_reused_tokens"].as_u64().unwrap()
+    };
+    assert!(reused(0) > 0 && reused(2) > 0, "prefixes were reused");
+    assert_eq!(reused(4), 0);
+    // The f32 cache copies another store: reuse on and off give the same bytes there too.
+    let f32_runs: Vec<Vec<u8>> = [
+        &["--kv-type", "f32"][..],
+        &["--kv-type", "f32", "--no-prefix-reuse"],
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, extra)| {
+        let out = dir.path().join(format!("f32-{i}.jsonl"));
+        generate_with(model, &input, &out, 6, 2, extra)
+    })
+    .collect();
+    assert!(
+        f32_runs[0] == f32_runs[1],
+        "{model}: f32 cache, prefix reuse changed bytes"
+    );
     for (i, o) in outputs.iter().enumerate().skip(1) {
         assert!(
             o == &outputs[0],

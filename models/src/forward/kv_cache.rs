@@ -94,6 +94,30 @@ impl KvCache {
         }
     }
 
+    /// Copy positions `0..len` of every layer from slot `from` to slot `to` (a shared
+    /// prompt prefix: the keys and values of a position depend only on the tokens up to
+    /// it, so the copy holds exactly what computing them again would write).
+    pub fn copy_prefix(&mut self, from: usize, to: usize, len: usize) {
+        assert!(from < self.slots && to < self.slots && len <= self.capacity);
+        if from == to || len == 0 {
+            return;
+        }
+        for layer in 0..self.n_layer {
+            let (bf, bt) = (self.base(layer, from), self.base(layer, to));
+            let (kd, vd) = (self.k_dim, self.v_dim);
+            match &mut self.store {
+                Store::F32 { k, v } => {
+                    k.copy_within(bf * kd..(bf + len) * kd, bt * kd);
+                    v.copy_within(bf * vd..(bf + len) * vd, bt * vd);
+                }
+                Store::F16 { k, v } => {
+                    k.copy_within(bf * kd..(bf + len) * kd, bt * kd);
+                    v.copy_within(bf * vd..(bf + len) * vd, bt * vd);
+                }
+            }
+        }
+    }
+
     /// (keys, values) of one layer of one slot, all positions.
     pub fn layer(&self, layer: usize, slot: usize) -> (KvSlice<'_>, KvSlice<'_>) {
         let b = self.base(layer, slot);
@@ -104,6 +128,45 @@ impl KvCache {
         match &self.store {
             Store::F32 { k, v } => (KvSlice::F32(&k[kr]), KvSlice::F32(&v[vr])),
             Store::F16 { k, v } => (KvSlice::F16(&k[kr]), KvSlice::F16(&v[vr])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_prefix_copies_only_the_prefix_of_every_layer() {
+        for kv in [KvType::F32, KvType::F16] {
+            let mut c = KvCache::new(3, 4, 2, 2, 3, kv);
+            for layer in 0..2 {
+                for pos in 0..4 {
+                    let x = (layer * 10 + pos) as f32;
+                    c.write(layer, 1, pos, &[x, x + 0.5], &[-x, -x - 0.5, 1.0]);
+                }
+            }
+            c.copy_prefix(1, 2, 3);
+            // Bit patterns of one position's row.
+            let row = |s: KvSlice<'_>, i: usize, w: usize| -> Vec<u32> {
+                match s {
+                    KvSlice::F32(v) => v[i * w..(i + 1) * w].iter().map(|x| x.to_bits()).collect(),
+                    KvSlice::F16(v) => v[i * w..(i + 1) * w]
+                        .iter()
+                        .map(|h| u32::from(*h))
+                        .collect(),
+                }
+            };
+            for layer in 0..2 {
+                let (k1, v1) = c.layer(layer, 1);
+                let (k2, v2) = c.layer(layer, 2);
+                for pos in 0..3 {
+                    assert_eq!(row(k1, pos, 2), row(k2, pos, 2), "{kv:?} {layer} {pos}");
+                    assert_eq!(row(v1, pos, 3), row(v2, pos, 3));
+                }
+                // Position 3 was not copied.
+                assert_eq!(row(k2, 3, 2), vec![0, 0]);
+            }
         }
     }
 }

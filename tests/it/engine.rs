@@ -53,10 +53,6 @@ fn prompts(dir: &Path, chat: bool, max_tokens: usize) -> PathBuf {
     p
 }
 
-fn generate(model: &str, input: &Path, out: &Path, batch: usize, threads: usize) -> Vec<u8> {
-    generate_with(model, input, out, batch, threads, &[])
-}
-
 fn generate_with(
     model: &str,
     input: &Path,

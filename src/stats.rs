@@ -117,7 +117,17 @@ pub fn compute_with_seeds(
     });
     if let Some(m) = &manifest {
         out["command"] = m["command"].clone();
-        out["rejections"] = m["counts"].clone();
+        // generate and respond count finish reasons; the others count rejections.
+        let made_by = if m["command"] == "merge" {
+            &m["of"]
+        } else {
+            &m["command"]
+        };
+        if matches!(made_by.as_str(), Some("generate" | "respond")) {
+            out["finish_reasons"] = m["counts"].clone();
+        } else {
+            out["rejections"] = m["counts"].clone();
+        }
         out["seconds"] = m["seconds"].clone();
         if !m["profile"].is_null() {
             out["profile"] = m["profile"].clone();
@@ -211,7 +221,12 @@ fn judged_run_source(m: &Value) -> Option<Value> {
 /// engine profile of the source run (generation).
 fn add_source_run(out: &mut Value, judge: &Value, source: &Value) {
     out["source_command"] = source["command"].clone();
-    let mut rejections = source["counts"].as_object().cloned().unwrap_or_default();
+    let source_rejects = !matches!(source["command"].as_str(), Some("generate" | "respond"));
+    let mut rejections = if source_rejects {
+        source["counts"].as_object().cloned().unwrap_or_default()
+    } else {
+        Default::default()
+    };
     for (k, v) in judge["counts"].as_object().into_iter().flatten() {
         rejections.insert(format!("judge: {k}"), v.clone());
     }
@@ -462,6 +477,10 @@ pub fn render(v: &Value) -> String {
         for (k, n) in rs {
             s.push_str(&format!("  {k:<22} {n}\n"));
         }
+    }
+    if let Some(r) = v.get("finish_reasons").and_then(|r| r.as_object()) {
+        let list: Vec<String> = r.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        s.push_str(&format!("finish reasons: {}\n", list.join(", ")));
     }
     for k in ["instruction_words", "input_words", "output_words"] {
         if let Some(d) = v.get(k).filter(|d| !d.is_null()) {

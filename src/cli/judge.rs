@@ -86,7 +86,7 @@ pub(crate) fn run(a: JudgeArgs, offline: bool) -> anyhow::Result<()> {
     if let Some(r) = &rejected {
         check_output("--rejected", r, &[("--input", &a.input)])?;
     }
-    let list = items::load(&a.input)?;
+    let list = items::load_outputs(&a.input)?;
     let prompts = a.prompts.as_ref().map(|p| items::load(p)).transpose()?;
     let subjects = jd::subjects(&list, a.prompts.as_deref().zip(prompts.as_deref()))?;
     let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;

@@ -31,6 +31,17 @@ impl Item {
 }
 
 pub fn load(path: &Path) -> Result<Vec<Item>> {
+    load_with(path, false)
+}
+
+/// `load`, also accepting records of `teacher generate` output (`text` and
+/// `finish_reason`, no instruction — their prompts are in the generate input), whose
+/// instruction is left empty.
+pub fn load_outputs(path: &Path) -> Result<Vec<Item>> {
+    load_with(path, true)
+}
+
+fn load_with(path: &Path, generate_outputs: bool) -> Result<Vec<Item>> {
     let text = crate::input::read_text(path)?;
     let bad = |line: usize, what: String| Error::Input {
         path: path.to_path_buf(),
@@ -129,14 +140,22 @@ pub fn load(path: &Path) -> Result<Vec<Item>> {
                 } else {
                     inst
                 };
-                if inst.trim().is_empty() {
+                let generate_output = generate_outputs
+                    && obj.contains_key("text")
+                    && obj.contains_key("finish_reason")
+                    && !obj.contains_key("instruction")
+                    && !obj.contains_key("prompt");
+                if generate_output {
+                    (String::new(), String::new(), None)
+                } else if inst.trim().is_empty() {
                     return Err(bad(
                         line,
                         "has no `instruction` (or `messages`, `conversations`, `prompt`, `text`)"
                             .into(),
                     ));
+                } else {
+                    (inst, str_field("input")?, None)
                 }
-                (inst, str_field("input")?, None)
             }
         };
         items.push(Item {
@@ -176,6 +195,11 @@ mod tests {
         let t = d.path().join("b.txt");
         std::fs::write(&t, "Write a poem.\n\nName a color.\n").unwrap();
         assert_eq!(load(&t).unwrap().len(), 2);
+        // generate output (an empty completion too) loads only as outputs.
+        std::fs::write(&p, "{\"id\":1,\"text\":\"\",\"finish_reason\":\"stop\"}\n").unwrap();
+        assert!(load(&p).is_err());
+        let g = load_outputs(&p).unwrap();
+        assert_eq!((g[0].id.as_str(), g[0].instruction.as_str()), ("1", ""));
         std::fs::write(&p, "{\"output\":\"x\"}\n").unwrap();
         assert!(load(&p)
             .unwrap_err()

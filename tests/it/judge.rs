@@ -243,6 +243,17 @@ fn generate_output_is_judged_with_its_prompts_and_pipelines_judge_when_asked() {
         2,
         2,
     );
+    // stats knows generate counts finish reasons, not rejections.
+    let o = Command::new(crate::common::teacher_bin())
+        .current_dir(dir)
+        .args(["stats", "gen.jsonl", "--json"])
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        st["finish_reasons"].is_object() && st.get("rejections").is_none(),
+        "{st}"
+    );
     let (fine, err) = teacher(
         dir,
         &["judge", "--input", "gen.jsonl", "--out", "j.jsonl"],

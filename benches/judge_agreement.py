@@ -5,7 +5,8 @@ one deliberately bad one (14 wrong, 9 off-topic, 7 truncated), written for teach
 
 For each model and mode (constrained, the default, and --unconstrained) it reports:
 AUC of the quality score for good vs bad (ties count one half; unscored records get the
-lowest score), accuracy at "quality >= 6 is good", pairwise accuracy (per instruction:
+lowest score) — of the sampled score and of the probability-weighted
+(G-Eval) expected score —, accuracy at "quality >= 6 is good", pairwise accuracy (per instruction:
 good scored above bad = 1, tie = 1/2), the share of unscored judgements, mean quality of
 good and of each kind of bad, and how many distinct scores the judge used.
 
@@ -32,6 +33,7 @@ for model in models:
             secs = time.time() - t0
             recs = [json.loads(l) for l in open(out)]
         q = lambda r: r["scores"]["quality"] if r["scores"]["quality"] is not None else 0
+        ex = lambda r: r["scores"].get("quality_expected") or 0
         good = [q(r) for r in recs if r["label"] == "good"]
         bad = [q(r) for r in recs if r["label"] == "bad"]
         by_id = {r["id"]: q(r) for r in recs}
@@ -42,6 +44,8 @@ for model in models:
         row = {
             "model": model, "mode": "unconstrained" if mode else "constrained",
             "auc": round(auc(good, bad), 3),
+            "auc_expected": round(auc([ex(r) for r in recs if r["label"] == "good"],
+                                      [ex(r) for r in recs if r["label"] == "bad"]), 3),
             "accuracy_at_6": round((sum(g >= 6 for g in good) + sum(b < 6 for b in bad)) / 60, 3),
             "pairwise": round(sum((g > b) + 0.5 * (g == b) for g, b in pairs) / 30, 3),
             "unscored_quality": sum(r["scores"]["quality"] is None for r in recs),

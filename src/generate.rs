@@ -336,6 +336,7 @@ pub fn run(
                 stop: r.stop.clone(),
                 constraint,
                 draw: None,
+                top_logprobs: None,
             }))
         },
         |wave, outs| {

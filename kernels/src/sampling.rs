@@ -126,6 +126,54 @@ pub fn sample(
     sample_tempered(logits, params, u)
 }
 
+/// Log-probabilities under softmax(`logits`) (NaN logits — masked tokens — excluded):
+/// that of `chosen`, and the `k` most likely tokens with theirs (ties to the lower id).
+/// Computed in f64 with teacher's own `exp` and `ln`, the normaliser summed in index
+/// order, so the numbers are reproducible to the bit.
+pub fn logprobs(logits: &[f32], chosen: u32, k: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits
+        .iter()
+        .filter(|l| !l.is_nan())
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    if !max.is_finite() {
+        return (f32::NEG_INFINITY, Vec::new());
+    }
+    let z: f64 = logits
+        .iter()
+        .filter(|l| !l.is_nan())
+        .map(|&l| math::exp(l as f64 - max))
+        .sum();
+    let log_z = math::ln(z);
+    let lp = |l: f32| -> f32 {
+        if l.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            (l as f64 - max - log_z) as f32
+        }
+    };
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    if k > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if l.is_nan() {
+                continue;
+            }
+            let better = |t: &(u32, f32)| l > t.1 || (l == t.1 && (i as u32) < t.0);
+            if top.len() < k || top.last().is_some_and(better) {
+                let at = top.iter().position(better).unwrap_or(top.len());
+                top.insert(at, (i as u32, l));
+                top.truncate(k);
+            }
+        }
+    }
+    let chosen_lp = logits
+        .get(chosen as usize)
+        .map_or(f32::NEG_INFINITY, |&l| lp(l));
+    (
+        chosen_lp,
+        top.into_iter().map(|(t, l)| (t, lp(l))).collect(),
+    )
+}
+
 /// The highest logit; ties go to the lowest token id. NaN never wins.
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -312,6 +360,24 @@ fn finish(cand: &[(u32, f32)], probs: &mut Vec<f64>, p: &SamplingParams, u: f64)
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn logprobs_are_a_normalised_log_softmax_without_masked_tokens() {
+        use super::logprobs;
+        let l = [1.0f32, 3.0, f32::NAN, 3.0, -2.0];
+        let (c, top) = logprobs(&l, 0, 3);
+        let z: f64 = [1.0f64, 3.0, 3.0, -2.0].iter().map(|x| x.exp()).sum();
+        assert!((c as f64 - (1.0 - z.ln())).abs() < 1e-6);
+        // Ties go to the lower id; the masked token never appears.
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 3, 0]);
+        let total: f64 = [0u32, 1, 3, 4]
+            .iter()
+            .map(|&t| (logprobs(&l, t, 0).0 as f64).exp())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-6);
+        assert_eq!(logprobs(&l, 2, 0).0, f32::NEG_INFINITY);
+        assert_eq!(logprobs(&[f32::NAN], 0, 2), (f32::NEG_INFINITY, vec![]));
+    }
 
     #[test]
     fn nan_logits_are_never_drawn() {

@@ -78,6 +78,7 @@ pub(crate) fn run(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
         stop: Vec::new(),
         constraint: None,
         draw: None,
+        top_logprobs: None,
     };
     engine.run([req], |o| {
         result = Some(o);

@@ -11,7 +11,7 @@
 mod scheduler;
 mod sequence;
 
-pub use sequence::{FinishReason, Output, Request};
+pub use sequence::{FinishReason, Output, Request, TokenLogprob};
 
 use crate::error::{Error, Result};
 use scheduler::Scheduler;
@@ -305,10 +305,11 @@ impl<'m> Engine<'m> {
             let sampling_started = std::time::Instant::now();
             let wanting: Vec<usize> = plan.iter().filter(|p| p.logits).map(|p| p.seq).collect();
             let seed = self.cfg.seed;
-            let mut work: Vec<(Vec<f32>, u32)> = logits.into_iter().map(|l| (l, 0)).collect();
+            type Drawn = (Vec<f32>, u32, Option<TokenLogprob>);
+            let mut work: Vec<Drawn> = logits.into_iter().map(|l| (l, 0, None)).collect();
             let running = &sched.running;
             pool::for_each_row(&mut work, 1, 2, |j, item| {
-                let (l, pick) = &mut item[0];
+                let (l, pick, lp) = &mut item[0];
                 let s = &running[wanting[j]];
                 if let (Some(c), Some(state)) = (&s.req.constraint, s.constraint_state) {
                     c.mask(state, l);
@@ -323,13 +324,21 @@ impl<'m> Engine<'m> {
                     stream,
                     s.generated.len() as u64,
                 );
+                if let Some(k) = s.req.top_logprobs {
+                    let (logprob, top) = teacher_kernels::sampling::logprobs(l, *pick, k);
+                    *lp = Some(TokenLogprob {
+                        token: *pick,
+                        logprob,
+                        top,
+                    });
+                }
             });
-            let picks = work.into_iter().map(|(_, pick)| pick);
+            let picks = work.into_iter().map(|(_, pick, lp)| (pick, lp));
             self.stats.sampling_seconds += sampling_started.elapsed().as_secs_f64();
             let text_started = std::time::Instant::now();
             self.stats.generated_tokens += wanting.len() as u64;
             let mut finished: Vec<(usize, FinishReason)> = Vec::new();
-            for (&i, tok) in wanting.iter().zip(picks) {
+            for (&i, (tok, lp)) in wanting.iter().zip(picks) {
                 let ctx = self.cfg.context;
                 let s = &mut sched.running[i];
                 if self.tokenizer.is_stop(tok) {
@@ -348,6 +357,7 @@ impl<'m> Engine<'m> {
                     }
                 }
                 s.generated.push(tok);
+                s.logprobs.extend(lp);
                 let text = self.tokenizer.decode(&s.generated)?;
                 let stopped = s.set_text(text);
                 if let Some(sink) = self.stream.as_mut() {

@@ -19,6 +19,19 @@ pub struct Request {
     /// (seed, stream) of this request's draws instead of (run seed, id): the server
     /// keys draws by the client's seed, so equal requests give equal text.
     pub draw: Option<(u64, u64)>,
+    /// Return each generated token's log-probability and this many most likely
+    /// alternatives (`Output::logprobs`); `None` computes nothing.
+    pub top_logprobs: Option<usize>,
+}
+
+/// One generated token's log-probability under the distribution it was drawn from
+/// (after penalties, bias and the constraint's mask; before temperature), and the most
+/// likely alternatives with theirs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,6 +61,9 @@ pub struct Output {
     pub completion_tokens: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Per generated token, when the request asked for `top_logprobs`.
+    #[serde(skip)]
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 impl Output {
@@ -60,6 +76,7 @@ impl Output {
             prompt_tokens: req.prompt.len(),
             completion_tokens: 0,
             error: Some(why),
+            logprobs: Vec::new(),
         }
     }
 }
@@ -77,6 +94,8 @@ pub(crate) struct Sequence {
     pub streamed: usize,
     /// Where the output stands in the request's constraint.
     pub constraint_state: Option<crate::constrain::State>,
+    /// One entry per generated token when the request asked for them.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 impl Sequence {
@@ -88,6 +107,7 @@ impl Sequence {
             text: String::new(),
             checked: 0,
             streamed: 0,
+            logprobs: Vec::new(),
             constraint_state: req.constraint.as_ref().map(|c| c.start()),
             req,
         }
@@ -134,6 +154,7 @@ impl Sequence {
             tokens: self.generated,
             finish_reason: reason,
             error: None,
+            logprobs: self.logprobs,
         }
     }
 }
@@ -152,6 +173,7 @@ mod tests {
             stop: vec!["\n\n".into(), "16.".into()],
             constraint: None,
             draw: None,
+            top_logprobs: None,
         };
         let mut s = Sequence::new(req, 0);
         assert!(!s.set_text("1. one\n".into()));

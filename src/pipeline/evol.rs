@@ -675,6 +675,7 @@ fn evolve_wave(
                 stop: stops.clone(),
                 constraint: evolved_c.clone(),
                 draw: None,
+                top_logprobs: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -740,6 +741,7 @@ fn evolve_wave(
                 stop: vec!["\n".into()],
                 constraint: equal_c.clone(),
                 draw: None,
+                top_logprobs: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -786,6 +788,7 @@ fn evolve_wave(
                 stop: completion_stops(file),
                 constraint: None,
                 draw: None,
+                top_logprobs: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -283,6 +283,75 @@ fn verdict(kind: Kind, s: &Subject, o: &Output) -> Verdict {
     }
 }
 
+/// Alternatives kept per generated token of a judgement, for the expected score.
+const TOP_LOGPROBS: usize = 20;
+
+/// The probability-weighted score (G-Eval: Liu et al. 2023, arXiv 2303.16634): at the
+/// token that writes the score's first digit, Σ p(token)·score over the alternatives
+/// that write a score, renormalised over them. A `1` that could go on to `10` is split
+/// by the next token's probabilities when `1` was the token chosen, and counts as 1
+/// otherwise. `None` when the answer has no readable score.
+pub fn expected_score(kind: Kind, o: &Output, tok: &teacher_models::TextTokenizer) -> Option<f64> {
+    let marker = format!("{} [[", kind.label());
+    let digits_after = |text: &str| -> Option<(String, bool)> {
+        let at = text.find(&marker)? + marker.len();
+        let rest = &text[at..];
+        let d: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let open = d.len() == rest.len();
+        (!d.is_empty()).then_some((d, open))
+    };
+    // The step that writes the first digit.
+    let i = (0..o.tokens.len()).find(|&i| {
+        tok.decode(&o.tokens[..=i])
+            .ok()
+            .and_then(|t| digits_after(&t))
+            .is_some()
+    })?;
+    let step = o.logprobs.get(i)?;
+    let before = &o.tokens[..i];
+    let mut weighted = 0.0;
+    let mut mass = 0.0;
+    for &(t, lp) in &step.top {
+        let mut ids = before.to_vec();
+        ids.push(t);
+        let Some((d, open)) = tok.decode(&ids).ok().and_then(|x| digits_after(&x)) else {
+            continue;
+        };
+        let p = (lp as f64).exp();
+        match d.as_str() {
+            "1" if open && t == o.tokens[i] => {
+                // Split "1" into 1 and 10 by what followed.
+                let next = o.logprobs.get(i + 1)?;
+                let (mut ten, mut all) = (0.0, 0.0);
+                for &(u, lq) in &next.top {
+                    let mut ids2 = ids.clone();
+                    ids2.push(u);
+                    let q = (lq as f64).exp();
+                    all += q;
+                    if tok
+                        .decode(&ids2)
+                        .ok()
+                        .and_then(|x| digits_after(&x))
+                        .is_some_and(|(d2, _)| d2 == "10")
+                    {
+                        ten += q;
+                    }
+                }
+                let share = if all > 0.0 { ten / all } else { 0.0 };
+                weighted += p * (1.0 + 9.0 * share);
+                mass += p;
+            }
+            d => {
+                if let Some(v) = d.parse::<u32>().ok().filter(|v| (1..=10).contains(v)) {
+                    weighted += p * v as f64;
+                    mass += p;
+                }
+            }
+        }
+    }
+    (mass > 0.0).then(|| weighted / mass)
+}
+
 /// Counts of a finished run: scored and unscored judgements, and kept records.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -352,6 +421,7 @@ pub fn run(
                 prompt_tokens: 0,
                 completion_tokens: 0,
                 error: Some(error),
+                logprobs: Vec::new(),
             };
             if kind == Kind::Quality && s.response.is_none() {
                 return Ok(Err(failed("no response".into())));
@@ -370,6 +440,7 @@ pub fn run(
                         Kind::Complexity => cc.clone(),
                     },
                     draw: None,
+                    top_logprobs: Some(TOP_LOGPROBS),
                 }),
                 Err(e) => Err(failed(format!(
                     "input line {} (id `{}`): {e}",
@@ -388,11 +459,15 @@ pub fn run(
                 let q = verdict(Kind::Quality, s, &o[0]);
                 let c = verdict(Kind::Complexity, s, &o[1]);
                 let mut scores = json!({});
-                for (kind, v) in [(Kind::Quality, &q), (Kind::Complexity, &c)] {
+                for (kind, v, o) in [(Kind::Quality, &q, &o[0]), (Kind::Complexity, &c, &o[1])] {
                     let k = kind.name();
                     match v {
                         Verdict::Scored(n, why) => {
                             scores[k] = json!(n);
+                            if let Some(e) = expected_score(kind, o, &file.tokenizer) {
+                                scores[format!("{k}_expected")] =
+                                    json!((e * 1000.0).round() / 1000.0);
+                            }
                             scores[format!("{k}_rationale")] = json!(why);
                             *tallies.entry(format!("{k}_scored")).or_default() += 1;
                         }

@@ -325,6 +325,7 @@ fn run_wave(
                     stop: instruction_stops.clone(),
                     constraint: None,
                     draw: None,
+                    top_logprobs: None,
                 })
             },
         )?;
@@ -346,6 +347,7 @@ fn run_wave(
                     stop: Vec::new(),
                     constraint: None,
                     draw: None,
+                    top_logprobs: None,
                 })
             },
         )?;

@@ -120,6 +120,7 @@ pub fn run(
                     stop: stops.clone(),
                     constraint: None,
                     draw: None,
+                    top_logprobs: None,
                 }),
                 Err(e) => Err(Output {
                     id: 0,
@@ -129,6 +130,7 @@ pub fn run(
                     prompt_tokens: 0,
                     completion_tokens: 0,
                     error: Some(format!("input line {} (id `{}`): {e}", it.line, it.id)),
+                    logprobs: Vec::new(),
                 }),
             })
         },

@@ -345,6 +345,7 @@ fn run_wave(
             stop: stop.clone(),
             constraint,
             draw: None,
+            top_logprobs: None,
         });
         prompts.push(ids);
     }
@@ -473,6 +474,7 @@ fn run_wave(
                     stop: vec!["\n".into(), "Task".into()],
                     constraint: classify.clone(),
                     draw: None,
+                    top_logprobs: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -496,6 +498,7 @@ fn run_wave(
                     stop: vec!["Example 6".into(), "Task:".into()],
                     constraint: None,
                     draw: None,
+                    top_logprobs: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -538,6 +541,7 @@ fn run_wave(
                         stop: Vec::new(),
                         constraint: None,
                         draw: None,
+                        top_logprobs: None,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -474,6 +474,7 @@ fn build_jobs(
                     stop: call.stop.clone(),
                     constraint: constraint.clone(),
                     draw: Some((seed, choice as u64)),
+                    top_logprobs: None,
                 },
                 events: tx.clone(),
                 choice,

@@ -94,6 +94,9 @@ fn judge_scores_every_record_deterministically_and_resumes() {
                 Some(x) => {
                     assert!((1..=10).contains(&x), "{r}");
                     assert!(s[format!("{k}_rationale")].is_string(), "{r}");
+                    // The probability-weighted score of a constrained answer.
+                    let e = s[format!("{k}_expected")].as_f64().unwrap();
+                    assert!((1.0..=10.0).contains(&e), "{r}");
                 }
                 None => assert!(s[format!("{k}_unscored")].is_string(), "{r}"),
             }

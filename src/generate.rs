@@ -28,7 +28,13 @@ pub struct PromptRecord {
     /// What the completion must match (`regex`, `json_schema` or an OpenAI-style
     /// `response_format` on the line).
     pub constraint: Option<ConstraintSpec>,
+    /// `"logprobs": K` on the line: each generated token's log-probability and the K
+    /// most likely alternatives (soft labels for distillation).
+    pub top_logprobs: Option<usize>,
 }
+
+/// Most alternatives per token a line may ask for.
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 /// A constraint as written in an input line or request, before compilation.
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +244,19 @@ pub fn read_prompts(
                 })
                 .map_err(|e| bad(e.to_string()))?;
         }
+        let top_logprobs = match obj.get("logprobs") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n))
+                if n.as_u64().is_some_and(|k| k as usize <= MAX_TOP_LOGPROBS) =>
+            {
+                n.as_u64().map(|k| k as usize)
+            }
+            Some(other) => {
+                return Err(bad(format!(
+                    "`logprobs` must be the number of alternatives per token, 0 to {MAX_TOP_LOGPROBS}, found {other}"
+                )))
+            }
+        };
         out.push(PromptRecord {
             line: line_no,
             id,
@@ -246,6 +265,7 @@ pub fn read_prompts(
             max_tokens: max,
             stop,
             constraint,
+            top_logprobs,
         });
     }
     if out.is_empty() {
@@ -336,7 +356,7 @@ pub fn run(
                 stop: r.stop.clone(),
                 constraint,
                 draw: None,
-                top_logprobs: None,
+                top_logprobs: r.top_logprobs,
             }))
         },
         |wave, outs| {
@@ -350,6 +370,20 @@ pub fn run(
                         .or_default() += 1;
                     let mut v = serde_json::to_value(&o).expect("outputs serialise");
                     v["id"] = r.id.clone();
+                    if r.top_logprobs.is_some() {
+                        v["logprobs"] = Value::Array(
+                            o.logprobs
+                                .iter()
+                                .map(|l| {
+                                    serde_json::json!({
+                                        "token": l.token,
+                                        "logprob": l.logprob,
+                                        "top": l.top,
+                                    })
+                                })
+                                .collect(),
+                        );
+                    }
                     v
                 })
                 .collect();
@@ -376,6 +410,9 @@ fn records_digest(records: &[PromptRecord]) -> String {
             "{:?}",
             (r.line, &r.id, &r.prompt, &r.params, r.max_tokens, &r.stop)
         ));
+        if let Some(k) = r.top_logprobs {
+            h.update(format!("logprobs {k}"));
+        }
         if let Some(c) = &r.constraint {
             h.update(format!("{c:?}"));
         }

@@ -69,6 +69,8 @@ struct Hub {
     /// Constraints compiled once per pattern for the whole server (their per-state
     /// masks are shared by every request that uses them).
     constraints: Mutex<crate::constrain::Cache>,
+    /// Each token's text, for `logprobs` in responses.
+    token_bytes: Vec<Option<Vec<u8>>>,
 }
 
 impl Hub {
@@ -143,6 +145,7 @@ pub fn run(
         draining: AtomicBool::new(false),
         next_id: AtomicU64::new(1),
         constraints: Mutex::new(crate::constrain::Cache::new(&file.tokenizer)),
+        token_bytes: file.tokenizer.token_bytes(),
     });
     let context = engine.context();
     let cfg = Arc::new(cfg);
@@ -393,7 +396,15 @@ fn complete(
         respond_json(
             stream,
             200,
-            &openai::response(kind, &id, created, &cfg.model_name, &outs, prompt_tokens),
+            &openai::response(
+                kind,
+                &id,
+                created,
+                &cfg.model_name,
+                &outs,
+                prompt_tokens,
+                &hub.token_bytes,
+            ),
         );
     }
 }
@@ -474,7 +485,7 @@ fn build_jobs(
                     stop: call.stop.clone(),
                     constraint: constraint.clone(),
                     draw: Some((seed, choice as u64)),
-                    top_logprobs: None,
+                    top_logprobs: call.logprobs,
                 },
                 events: tx.clone(),
                 choice,

@@ -29,7 +29,12 @@ pub struct Call {
     pub seed: Option<u64>,
     pub stream: bool,
     pub constraint: Option<ConstraintSpec>,
+    /// Return each token's log-probability and this many alternatives.
+    pub logprobs: Option<usize>,
 }
+
+/// Most alternatives per token a request may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 #[derive(Debug)]
 pub enum PromptIn {
@@ -91,14 +96,7 @@ pub fn parse(kind: Kind, body: &Value, raw: &str, served: &str) -> Result<Call, 
             ));
         }
     }
-    for unsupported in [
-        "logprobs",
-        "echo",
-        "best_of",
-        "tools",
-        "functions",
-        "suffix",
-    ] {
+    for unsupported in ["echo", "best_of", "tools", "functions", "suffix"] {
         let used = match o.get(unsupported) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
             Some(Value::Number(n)) => n.as_u64() != Some(1) || unsupported != "best_of",
@@ -232,6 +230,48 @@ pub fn parse(kind: Kind, body: &Value, raw: &str, served: &str) -> Result<Call, 
         }
     };
     let constraint = ConstraintSpec::from_request(o, raw).map_err(|e| bad(e, "response_format"))?;
+    let count = |key: &'static str| -> Result<Option<usize>, BadRequest> {
+        match o.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n))
+                if n.as_u64().is_some_and(|x| x as usize <= MAX_TOP_LOGPROBS) =>
+            {
+                Ok(n.as_u64().map(|x| x as usize))
+            }
+            Some(other) => Err(bad(
+                format!("`{key}` must be an integer from 0 to {MAX_TOP_LOGPROBS}, got {other}"),
+                key,
+            )),
+        }
+    };
+    let logprobs = match kind {
+        // Completions: `logprobs` is the number of alternatives.
+        Kind::Completion => count("logprobs")?,
+        // Chat: `logprobs: true`, and `top_logprobs` alternatives.
+        Kind::Chat => {
+            let on = match o.get("logprobs") {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+                Some(Value::Bool(true)) => true,
+                Some(other) => {
+                    return Err(bad(
+                        format!("`logprobs` must be true or false, got {other}"),
+                        "logprobs",
+                    ))
+                }
+            };
+            let top = count("top_logprobs")?;
+            if top.is_some() && !on {
+                return Err(bad("`top_logprobs` needs `logprobs: true`", "top_logprobs"));
+            }
+            on.then_some(top.unwrap_or(0))
+        }
+    };
+    if logprobs.is_some() && stream {
+        return Err(bad(
+            "`logprobs` with `stream: true` is not supported; ask without streaming",
+            "logprobs",
+        ));
+    }
     Ok(Call {
         kind,
         prompts,
@@ -242,6 +282,7 @@ pub fn parse(kind: Kind, body: &Value, raw: &str, served: &str) -> Result<Call, 
         seed,
         stream,
         constraint,
+        logprobs,
     })
 }
 
@@ -261,6 +302,61 @@ fn object(kind: Kind, chunk: bool) -> &'static str {
     }
 }
 
+/// The `logprobs` object of one choice in OpenAI's shape for `kind`, or null when
+/// none were asked for. `token_bytes[t]` is token t's text (None: not text).
+fn logprobs_json(kind: Kind, o: &Output, token_bytes: &[Option<Vec<u8>>]) -> Value {
+    if o.logprobs.is_empty() {
+        return Value::Null;
+    }
+    let bytes = |t: u32| -> &[u8] {
+        token_bytes
+            .get(t as usize)
+            .and_then(|b| b.as_deref())
+            .unwrap_or(&[])
+    };
+    let text = |t: u32| String::from_utf8_lossy(bytes(t)).into_owned();
+    let lp = |x: f32| {
+        if x.is_finite() {
+            json!(x)
+        } else {
+            json!(-9999.0)
+        }
+    };
+    match kind {
+        Kind::Completion => {
+            let mut offset = 0usize;
+            let mut offsets = Vec::new();
+            for l in &o.logprobs {
+                offsets.push(offset);
+                offset += bytes(l.token).len();
+            }
+            json!({
+                "tokens": o.logprobs.iter().map(|l| text(l.token)).collect::<Vec<_>>(),
+                "token_logprobs": o.logprobs.iter().map(|l| lp(l.logprob)).collect::<Vec<_>>(),
+                "top_logprobs": o.logprobs.iter().map(|l| {
+                    let mut m = Map::new();
+                    for &(t, x) in &l.top {
+                        m.entry(text(t)).or_insert(lp(x));
+                    }
+                    Value::Object(m)
+                }).collect::<Vec<_>>(),
+                "text_offset": offsets,
+            })
+        }
+        Kind::Chat => json!({
+            "content": o.logprobs.iter().map(|l| json!({
+                "token": text(l.token),
+                "logprob": lp(l.logprob),
+                "bytes": bytes(l.token),
+                "top_logprobs": l.top.iter().map(|&(t, x)| json!({
+                    "token": text(t), "logprob": lp(x), "bytes": bytes(t),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "refusal": null,
+        }),
+    }
+}
+
 /// The whole response to a non-streaming call; `outs` in choice order.
 pub fn response(
     kind: Kind,
@@ -269,15 +365,18 @@ pub fn response(
     model: &str,
     outs: &[Output],
     prompt_tokens: usize,
+    token_bytes: &[Option<Vec<u8>>],
 ) -> Value {
     let choices: Vec<Value> = outs
         .iter()
         .enumerate()
         .map(|(i, o)| match kind {
-            Kind::Completion => json!({"index": i, "text": o.text, "logprobs": null,
+            Kind::Completion => json!({"index": i, "text": o.text,
+                "logprobs": logprobs_json(kind, o, token_bytes),
                 "finish_reason": finish_reason(o.finish_reason)}),
             Kind::Chat => json!({"index": i, "message": {"role": "assistant", "content": o.text},
-                "logprobs": null, "finish_reason": finish_reason(o.finish_reason)}),
+                "logprobs": logprobs_json(kind, o, token_bytes),
+                "finish_reason": finish_reason(o.finish_reason)}),
         })
         .collect();
     let completion: usize = outs.iter().map(|o| o.completion_tokens).sum();

@@ -324,3 +324,61 @@ fn kv_cache_over_budget_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn generate_returns_log_probabilities_identically_at_any_batch() {
+    model_path(SMOLLM2);
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("lp.jsonl");
+    let mut body = String::new();
+    for i in 0..6 {
+        let mut rec = serde_json::json!({"id": i, "prompt": format!("Count to {}:", i + 3),
+            "max_tokens": 8, "logprobs": 4});
+        if i % 2 == 1 {
+            rec["temperature"] = serde_json::json!(0.9);
+        }
+        body += &(rec.to_string() + "\n");
+    }
+    // A line without logprobs gets none.
+    body += "{\"id\": 9, \"prompt\": \"Hello\", \"max_tokens\": 3}\n";
+    std::fs::write(&input, body).unwrap();
+    let a = generate_with(SMOLLM2, &input, &d.path().join("a.jsonl"), 1, 2, &[]);
+    let b = generate_with(SMOLLM2, &input, &d.path().join("b.jsonl"), 5, 1, &[]);
+    assert!(a == b, "log-probabilities differ between batch 1 and 5");
+    let lines: Vec<serde_json::Value> = String::from_utf8(a)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for l in &lines[..6] {
+        let lps = l["logprobs"].as_array().unwrap();
+        assert_eq!(lps.len() as u64, l["completion_tokens"].as_u64().unwrap());
+        for t in lps {
+            let top = t["top"].as_array().unwrap();
+            assert_eq!(top.len(), 4);
+            let chosen = t["logprob"].as_f64().unwrap();
+            assert!(chosen <= 0.0);
+            let mass: f64 = top.iter().map(|x| x[1].as_f64().unwrap().exp()).sum();
+            assert!(mass <= 1.0 + 1e-5, "{t}");
+            if l["id"].as_u64().unwrap() % 2 == 0 {
+                // Greedy: the chosen token is the first alternative.
+                assert_eq!(top[0][0], t["token"], "{t}");
+                assert_eq!(top[0][1].as_f64().unwrap(), chosen);
+            }
+        }
+    }
+    assert!(lines[6].get("logprobs").is_none());
+    // A bad value is named by line before the model loads.
+    std::fs::write(&input, "{\"prompt\": \"x\", \"logprobs\": 50}\n").unwrap();
+    let (ok, _, err) = run_teacher(&[
+        "generate",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        d.path().join("c.jsonl").to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("line 1") && err.contains("logprobs"),
+        "{err}"
+    );
+}

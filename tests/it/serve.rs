@@ -228,6 +228,31 @@ fn bad_requests_limits_disconnects_and_drain() {
         (st, v["error"]["param"].clone()),
         (400, json!("temperature"))
     );
+    // logprobs: named bad values, and no streaming with them.
+    for (path, body, param) in [
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "logprobs": 21}),
+            "logprobs",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}),
+            "top_logprobs",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "logprobs": 1, "stream": true}),
+            "logprobs",
+        ),
+    ] {
+        let (st, v) = post(a, path, &body);
+        assert_eq!(
+            (st, v["error"]["param"].clone()),
+            (400, json!(param)),
+            "{v}"
+        );
+    }
     let (st, _) = http(a, "POST", "/v1/completions", &"x".repeat(5000), &[]);
     assert_eq!(st, 413);
     let (st, _) = http(a, "GET", "/v1/chat/completions", "", &[]);
@@ -363,6 +388,22 @@ r = c.chat.completions.create(model=model, max_tokens=40, seed=4,
     response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}})
 p = json.loads(r.choices[0].message.content)
 assert isinstance(p["age"], int) and isinstance(p["name"], str), p
+# Log-probabilities: the chosen token's and the alternatives', in both shapes.
+import math
+r = c.chat.completions.create(model=model, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3,
+    messages=[{"role": "user", "content": "Say hello."}])
+lp = r.choices[0].logprobs.content
+assert "".join(t.token for t in lp) == r.choices[0].message.content, lp
+for t in lp:
+    assert len(t.top_logprobs) == 3 and t.logprob <= 0
+    # Greedy: the chosen token is the most likely one.
+    assert t.top_logprobs[0].token == t.token and abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6
+    assert sum(math.exp(a.logprob) for a in t.top_logprobs) <= 1.0 + 1e-5
+    assert bytes(t.bytes).decode("utf-8", "replace") == t.token
+r = c.completions.create(model=model, prompt="One, two,", max_tokens=4, temperature=0, logprobs=2)
+l = r.choices[0].logprobs
+assert "".join(l.tokens) == r.choices[0].text and len(l.token_logprobs) == len(l.tokens) == len(l.top_logprobs)
+assert all(len(d) <= 2 for d in l.top_logprobs) and l.text_offset[0] == 0
 print("ok", model, r.usage.total_tokens)
 "#;
     let out = crate::common::python_with("openai", "openai>=1.30")

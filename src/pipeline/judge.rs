@@ -239,24 +239,22 @@ pub struct Config {
 
 impl Config {
     fn params_json(&self) -> Value {
-        let mut p = json!({
-            "temperature": super::f32_json(self.sampling.temperature),
-            "top_p": super::f32_json(self.sampling.top_p),
-            "top_k": self.sampling.top_k,
-            "min_p": super::f32_json(self.sampling.min_p),
-            "repetition_penalty": super::f32_json(self.sampling.repetition_penalty),
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "wave_size": self.wave_size,
-            "judge_model": self.model_name,
-            "model_sha256": self.model_sha256,
-            "input_sha256": self.input_sha256,
-            "prompts_sha256": self.prompts_sha256,
-            "judge_prompt_version": PROMPT_VERSION,
-            "min_quality": self.min_quality,
-            "min_complexity": self.min_complexity,
-            "constrained": self.constrained,
-        });
+        let mut p = super::params_with_sampling(
+            &self.sampling,
+            json!({
+                "max_tokens": self.max_tokens,
+                "seed": self.seed,
+                "wave_size": self.wave_size,
+                "judge_model": self.model_name,
+                "model_sha256": self.model_sha256,
+                "input_sha256": self.input_sha256,
+                "prompts_sha256": self.prompts_sha256,
+                "judge_prompt_version": PROMPT_VERSION,
+                "min_quality": self.min_quality,
+                "min_complexity": self.min_complexity,
+                "constrained": self.constrained,
+            }),
+        );
         self.shard.add_to_params(&mut p);
         p
     }

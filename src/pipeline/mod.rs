@@ -50,6 +50,25 @@ pub fn f32_json(x: f32) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// The sampling settings a per-item pipeline's parameters record, plus `extra` (a
+/// JSON object) — everything that can change a byte of its output.
+pub fn params_with_sampling(
+    s: &teacher_kernels::SamplingParams,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "temperature": f32_json(s.temperature),
+        "top_p": f32_json(s.top_p),
+        "top_k": s.top_k,
+        "min_p": f32_json(s.min_p),
+        "repetition_penalty": f32_json(s.repetition_penalty),
+    });
+    if let (Some(p), serde_json::Value::Object(e)) = (p.as_object_mut(), extra) {
+        p.extend(e);
+    }
+    p
+}
+
 /// Run `requests` through the engine and return their outputs in request order.
 pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<Output>> {
     let order: HashMap<u64, usize> = requests

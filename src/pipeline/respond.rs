@@ -32,20 +32,18 @@ pub struct Config {
 
 impl Config {
     fn params_json(&self) -> Value {
-        let mut p = json!({
-            "temperature": super::f32_json(self.sampling.temperature),
-            "top_p": super::f32_json(self.sampling.top_p),
-            "top_k": self.sampling.top_k,
-            "min_p": super::f32_json(self.sampling.min_p),
-            "repetition_penalty": super::f32_json(self.sampling.repetition_penalty),
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
-            "system": self.system,
-            "wave_size": self.wave_size,
-            "model": self.model_name,
-            "model_sha256": self.model_sha256,
-            "input_sha256": self.input_sha256,
-        });
+        let mut p = super::params_with_sampling(
+            &self.sampling,
+            json!({
+                "max_tokens": self.max_tokens,
+                "seed": self.seed,
+                "system": self.system,
+                "wave_size": self.wave_size,
+                "model": self.model_name,
+                "model_sha256": self.model_sha256,
+                "input_sha256": self.input_sha256,
+            }),
+        );
         self.shard.add_to_params(&mut p);
         p
     }

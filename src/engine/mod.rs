@@ -107,6 +107,10 @@ impl EngineStats {
     }
 }
 
+/// A new sequence waits for an earlier one to compute a prefix they share when that
+/// saves at least this many positions.
+const HOLD_FOR_PREFIX: usize = 16;
+
 /// Called with (request id, new text) as generated text grows.
 pub type TextSink<'m> = Box<dyn FnMut(u64, &str) -> Result<()> + 'm>;
 
@@ -184,14 +188,23 @@ impl<'m> Engine<'m> {
     /// copied. At least the prompt's last token is always computed (its logits are
     /// needed). Keys and values of a position depend only on the tokens up to it and the
     /// forward pass is batch- and chunk-invariant, so this changes time, never bytes.
+    ///
+    /// A new sequence whose prompt shares a longer prefix with an earlier sequence that
+    /// is still computing its prompt waits (`held`) until that prefix is in the cache,
+    /// instead of computing the same positions alongside it: prompts admitted together
+    /// (a wave, the first requests) compute their common template once. The earliest
+    /// such sequence is never held, so the step always makes progress.
     fn reuse_prefixes(&mut self, running: &mut [Sequence]) {
-        for s in running.iter_mut() {
+        for i in 0..running.len() {
+            let (earlier, rest) = running.split_at_mut(i);
+            let s = &mut rest[0];
             if s.cached != 0 || !s.generated.is_empty() {
                 continue;
             }
             let want = s.req.prompt.len() - 1;
-            let common = |held: &[u32]| {
-                held.iter()
+            let common = |other: &[u32]| {
+                other
+                    .iter()
                     .zip(&s.req.prompt[..want])
                     .take_while(|(a, b)| a == b)
                     .count()
@@ -205,6 +218,17 @@ impl<'m> Engine<'m> {
                 }
             }
             let (from, n) = best;
+            let coming = earlier
+                .iter()
+                .filter(|t| !t.held && t.prefill_left() > 0)
+                .map(|t| common(&t.req.prompt))
+                .max()
+                .unwrap_or(0);
+            s.held = coming >= n + HOLD_FOR_PREFIX;
+            if s.held || n == 0 {
+                // Nothing copied yet: the slot keeps what it holds until written.
+                continue;
+            }
             self.cache.copy_prefix(from, s.slot, n);
             self.slot_tokens[s.slot] = s.req.prompt[..n].to_vec();
             s.cached = n;
@@ -290,8 +314,10 @@ impl<'m> Engine<'m> {
             // What each slot now holds, then the cache positions.
             if self.cfg.prefix_reuse {
                 for seg in &segs {
+                    // A sequence's first write may land on what the slot's last
+                    // occupant left: that is gone from here on.
                     let held = &mut self.slot_tokens[seg.slot];
-                    debug_assert_eq!(held.len(), seg.start);
+                    debug_assert!(held.len() >= seg.start);
                     held.truncate(seg.start);
                     held.extend_from_slice(seg.tokens);
                 }

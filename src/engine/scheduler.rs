@@ -122,7 +122,7 @@ impl<I: Source> Scheduler<I> {
         }
         for (i, s) in self.running.iter().enumerate() {
             let left = s.prefill_left();
-            if left == 0 {
+            if left == 0 || s.held {
                 continue;
             }
             // Always make progress, even when decode rows used the whole budget.

@@ -96,6 +96,8 @@ pub(crate) struct Sequence {
     pub constraint_state: Option<crate::constrain::State>,
     /// One entry per generated token when the request asked for them.
     pub logprobs: Vec<TokenLogprob>,
+    /// Waiting for an earlier sequence to compute a prompt prefix they share.
+    pub held: bool,
 }
 
 impl Sequence {
@@ -108,6 +110,7 @@ impl Sequence {
             checked: 0,
             streamed: 0,
             logprobs: Vec::new(),
+            held: false,
             constraint_state: req.constraint.as_ref().map(|c| c.start()),
             req,
         }

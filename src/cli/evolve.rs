@@ -107,7 +107,7 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         response_sampling,
         response_max_tokens: a.response_max_tokens,
         model_name: a.model.model.clone(),
-        model_sha256,
+        model_sha256: model_sha256.clone(),
         input_sha256: fetch::sha256_file(&a.input)?,
         shard: a.shard,
         constrained: a.constrained,
@@ -163,14 +163,14 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         p.filter_seconds,
         p.failed
     );
-    a.judging.after_run(
-        &a.out,
-        &mut engine,
-        &file,
-        &a.model,
-        &a.engine,
-        a.seed,
+    let ran = super::judge::Ran {
+        out: &a.out,
+        model: &a.model,
+        model_sha256: &model_sha256,
+        engine_args: &a.engine,
+        seed: a.seed,
         offline,
-    )?;
+    };
+    a.judging.after_run(ran, &mut engine, &file)?;
     Ok(())
 }

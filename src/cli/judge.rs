@@ -166,23 +166,30 @@ fn judge_with(
     Ok(())
 }
 
+/// What a pipeline ran with, for `--judge` after it.
+pub(crate) struct Ran<'a> {
+    pub(crate) out: &'a Path,
+    pub(crate) model: &'a ModelArgs,
+    /// The pipeline model's sha256, already known (not hashed again).
+    pub(crate) model_sha256: &'a str,
+    pub(crate) engine_args: &'a EngineArgs,
+    pub(crate) seed: u64,
+    pub(crate) offline: bool,
+}
+
 impl PipelineJudgeArgs {
-    /// Judge a finished pipeline's output `out` when `--judge` is on. The pipeline's
-    /// engine is reused when the judge is the pipeline's own model.
-    #[allow(clippy::too_many_arguments)]
+    /// Judge a finished pipeline's output when `--judge` is on. The pipeline's engine
+    /// and opened model are reused when the judge is the pipeline's own model.
     pub(crate) fn after_run(
         &self,
-        out: &Path,
+        ran: Ran<'_>,
         engine: &mut Engine,
         file: &ModelFile,
-        model: &ModelArgs,
-        engine_args: &EngineArgs,
-        seed: u64,
-        offline: bool,
     ) -> anyhow::Result<()> {
         if !self.judge {
             return Ok(());
         }
+        let out = ran.out;
         let judged = self.judge_out.clone().unwrap_or_else(|| {
             let name = out
                 .file_name()
@@ -198,17 +205,16 @@ impl PipelineJudgeArgs {
             model: self
                 .judge_model
                 .clone()
-                .unwrap_or_else(|| model.model.clone()),
-            ..model.clone()
+                .unwrap_or_else(|| ran.model.model.clone()),
+            ..ran.model.clone()
         };
-        let (jfile, model_sha256) = open_for_pipeline(&judge_model, offline)?;
         let mut cfg = jd::Config {
             sampling: teacher_kernels::SamplingParams::greedy(),
             max_tokens: 256,
-            seed,
+            seed: ran.seed,
             wave_size: 64,
             model_name: judge_model.model.clone(),
-            model_sha256,
+            model_sha256: ran.model_sha256.to_string(),
             input_sha256: fetch::sha256_file(out)?,
             input_path: out.to_path_buf(),
             prompts_sha256: None,
@@ -224,7 +230,6 @@ impl PipelineJudgeArgs {
             judged.display()
         );
         if self.judge_model.is_none() {
-            cfg.model_name = model.model.clone();
             return judge_with(
                 engine,
                 file,
@@ -235,8 +240,10 @@ impl PipelineJudgeArgs {
                 rejected.as_deref(),
             );
         }
+        let (jfile, jsha) = open_for_pipeline(&judge_model, ran.offline)?;
+        cfg.model_sha256 = jsha;
         let jmodel = Transformer::load(jfile.gguf.clone())?;
-        let mut jengine = Engine::new(&jmodel, &jfile.tokenizer, engine_args.config(seed))?;
+        let mut jengine = Engine::new(&jmodel, &jfile.tokenizer, ran.engine_args.config(ran.seed))?;
         judge_with(
             &mut jengine,
             &jfile,

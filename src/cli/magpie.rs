@@ -123,7 +123,7 @@ pub(crate) fn run(a: MagpieArgs, offline: bool) -> anyhow::Result<()> {
         threshold: a.threshold,
         stall_waves: a.stall_waves.max(1),
         model_name: a.model.model.clone(),
-        model_sha256,
+        model_sha256: model_sha256.clone(),
         shard: a.shard,
     };
     let model = Transformer::load(file.gguf.clone())?;
@@ -160,14 +160,14 @@ pub(crate) fn run(a: MagpieArgs, offline: bool) -> anyhow::Result<()> {
         engine.stats.generated_tokens,
         p.rejected
     );
-    a.judging.after_run(
-        &a.out,
-        &mut engine,
-        &file,
-        &a.model,
-        &a.engine,
-        a.shard.seed(a.seed),
+    let ran = super::judge::Ran {
+        out: &a.out,
+        model: &a.model,
+        model_sha256: &model_sha256,
+        engine_args: &a.engine,
+        seed: a.shard.seed(a.seed),
         offline,
-    )?;
+    };
+    a.judging.after_run(ran, &mut engine, &file)?;
     Ok(())
 }

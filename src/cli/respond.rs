@@ -50,7 +50,7 @@ pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
         system: a.system.clone(),
         wave_size: a.wave_size,
         model_name: a.model.model.clone(),
-        model_sha256,
+        model_sha256: model_sha256.clone(),
         input_sha256: fetch::sha256_file(&a.input)?,
         shard: a.shard,
     };
@@ -79,14 +79,14 @@ pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         engine.stats.generated_tokens
     );
-    a.judging.after_run(
-        &a.out,
-        &mut engine,
-        &file,
-        &a.model,
-        &a.engine,
-        a.sampling.seed,
+    let ran = super::judge::Ran {
+        out: &a.out,
+        model: &a.model,
+        model_sha256: &model_sha256,
+        engine_args: &a.engine,
+        seed: a.sampling.seed,
         offline,
-    )?;
+    };
+    a.judging.after_run(ran, &mut engine, &file)?;
     Ok(())
 }

@@ -151,7 +151,7 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         answer_max_tokens: a.answer_max_tokens.max(1),
         stall_waves: a.stall_waves.max(1),
         model_name: a.model.model.clone(),
-        model_sha256,
+        model_sha256: model_sha256.clone(),
         seeds_sha256: seeds_sha,
         shard: a.shard,
         constrained: a.constrained,
@@ -203,14 +203,14 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         let path = teacher::export::export_file(&a.out, f)?;
         eprintln!("teacher: exported {}", path.display());
     }
-    a.judging.after_run(
-        &a.out,
-        &mut engine,
-        &file,
-        &a.model,
-        &a.engine,
-        a.shard.seed(a.seed),
+    let ran = super::judge::Ran {
+        out: &a.out,
+        model: &a.model,
+        model_sha256: &model_sha256,
+        engine_args: &a.engine,
+        seed: a.shard.seed(a.seed),
         offline,
-    )?;
+    };
+    a.judging.after_run(ran, &mut engine, &file)?;
     Ok(())
 }

@@ -41,6 +41,16 @@ pub fn load_outputs(path: &Path) -> Result<Vec<Item>> {
     load_with(path, true)
 }
 
+/// A record of `teacher generate` output: a completion (`text`, `finish_reason`) with
+/// no instruction, prompt or conversation of its own.
+pub fn is_generate_output(r: &Value) -> bool {
+    r.get("text").is_some()
+        && r.get("finish_reason").is_some()
+        && ["instruction", "prompt", "messages", "conversations"]
+            .iter()
+            .all(|k| r.get(*k).is_none())
+}
+
 fn load_with(path: &Path, generate_outputs: bool) -> Result<Vec<Item>> {
     let text = crate::input::read_text(path)?;
     let bad = |line: usize, what: String| Error::Input {
@@ -140,12 +150,7 @@ fn load_with(path: &Path, generate_outputs: bool) -> Result<Vec<Item>> {
                 } else {
                     inst
                 };
-                let generate_output = generate_outputs
-                    && obj.contains_key("text")
-                    && obj.contains_key("finish_reason")
-                    && !obj.contains_key("instruction")
-                    && !obj.contains_key("prompt");
-                if generate_output {
+                if generate_outputs && is_generate_output(&r) {
                     (String::new(), String::new(), None)
                 } else if inst.trim().is_empty() {
                     return Err(bad(

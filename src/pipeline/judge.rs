@@ -82,12 +82,7 @@ pub fn subjects(items: &[Item], prompts: Option<(&Path, &[Item])>) -> Result<Vec
         .iter()
         .map(|it| {
             let r = &it.record;
-            let is_generate_output = r.get("text").is_some()
-                && r.get("finish_reason").is_some()
-                && ["instruction", "prompt", "messages", "conversations"]
-                    .iter()
-                    .all(|k| r.get(*k).is_none());
-            if is_generate_output {
+            if super::items::is_generate_output(r) {
                 let Some((path, _)) = prompts else {
                     return Err(Error::Usage(format!(
                         "input line {} (id `{}`) is an output of `teacher generate`, which holds no prompt\nhint: give the generate input file with --prompts",
@@ -298,13 +293,27 @@ pub fn expected_score(kind: Kind, o: &Output, tok: &teacher_models::TextTokenize
         let open = d.len() == rest.len();
         (!d.is_empty()).then_some((d, open))
     };
-    // The step that writes the first digit.
-    let i = (0..o.tokens.len()).find(|&i| {
-        tok.decode(&o.tokens[..=i])
+    // The step that writes the first digit: once a prefix of the answer shows a digit
+    // after the marker, every longer prefix does, so a binary search finds it.
+    let shows_digit = |n: usize| {
+        tok.decode(&o.tokens[..n])
             .ok()
             .and_then(|t| digits_after(&t))
             .is_some()
-    })?;
+    };
+    if !shows_digit(o.tokens.len()) {
+        return None;
+    }
+    let (mut lo, mut hi) = (0, o.tokens.len());
+    while lo + 1 < hi {
+        let mid = (lo + hi) / 2;
+        if shows_digit(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let i = hi - 1;
     let step = o.logprobs.get(i)?;
     let before = &o.tokens[..i];
     let mut weighted = 0.0;

@@ -17,3 +17,6 @@ pub mod sampling;
 pub use matmul::{matmul, matmul_many, Isa, QMatrix};
 pub use quant::QType;
 pub use sampling::{sample, SamplingError, SamplingParams};
+
+#[cfg(feature = "cuda")]
+pub mod cuda;

@@ -1,0 +1,734 @@
+// teacher's forward pass on CUDA: the same arithmetic, in the same order, as the CPU
+// kernels (kernels/src/matmul, quant.rs, ops.rs), so every result is bit-identical.
+//
+// Compiled at run time by NVRTC with --fmad=false (no multiply-add is contracted behind
+// our back; every fma below is written as __fmaf_rn where the CPU order has one), IEEE
+// division and square root, denormals kept. No CUDA header is needed.
+//
+// The rules that keep the CPU's bits (see kernels/src/matmul/mod.rs):
+// - matmul: for output (r, c), sub-blocks j in order; eight i32 lane sums of four
+//   products each (dp4a: exact), lane_l = fma(d·da, p_l, lane_l); macc = fma(m·da, Σa,
+//   macc); y = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + macc. No split over k.
+// - reductions (norms, attention): eight partial sums, lane l over elements l, l+8, …
+//   in order, then the fixed tree ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
+// - exp, tanh, silu, gelu: the CPU's own polynomial, operation for operation.
+// - attention: per (row, head) the scores, max, exp, Σ and the value sum over positions
+//   in position order; positions are never split into pieces.
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+// ---------------------------------------------------------------- numbers
+
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __int_as_float(((u32)h) << 16); }
+
+__device__ __forceinline__ float ld_f16(const u8* p) { return f16_to_f32((u16)(p[0] | (p[1] << 8))); }
+
+__device__ __forceinline__ int dp4a(int a, int b, int c) {
+    int r;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+__device__ __forceinline__ int pack4(int a, int b, int c, int d) {
+    return (a & 0xff) | ((b & 0xff) << 8) | ((c & 0xff) << 16) | ((d & 0xff) << 24);
+}
+
+// kernels/src/ops.rs `exp`: clamp, split by ln 2, degree-6 Taylor, scale by 2^n.
+__device__ float t_exp(float x) {
+    const float LOG2E = __int_as_float(0x3fb8aa3b);
+    const float LN2_HI = __int_as_float(0x3f318000);
+    const float LN2_LO = __int_as_float(0xb95e8083);
+    const float ROUND = __int_as_float(0x4b400000);
+    // f32::clamp: NaN stays NaN.
+    if (x < -87.0f) x = -87.0f;
+    if (x > 88.0f) x = 88.0f;
+    float n = (x * LOG2E + ROUND) - ROUND;
+    float r = (x - n * LN2_HI) - n * LN2_LO;
+    const float C6 = __int_as_float(0x3ab60b61);  // 1/720
+    const float C5 = __int_as_float(0x3c088889);  // 1/120
+    const float C4 = __int_as_float(0x3d2aaaab);  // 1/24
+    const float C3 = __int_as_float(0x3e2aaaab);  // 1/6
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (C3 + r * (C4 + r * (C5 + r * C6)))));
+    return p * __int_as_float(((int)n + 127) << 23);
+}
+
+__device__ __forceinline__ float t_tanh(float x) { return 1.0f - 2.0f / (t_exp(2.0f * x) + 1.0f); }
+
+__device__ __forceinline__ float t_silu(float x) { return x / (1.0f + t_exp(-x)); }
+
+__device__ __forceinline__ float t_gelu(float x) {
+    const float SQRT_2_OVER_PI = __int_as_float(0x3f4c422a);
+    const float C = __int_as_float(0x3d372713);  // 0.044715
+    float y = SQRT_2_OVER_PI * (x + C * x * x * x);
+    return 0.5f * x * (2.0f - 2.0f / (t_exp(2.0f * y) + 1.0f));
+}
+
+__device__ __forceinline__ float tree8(const float* a) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+// ---------------------------------------------------------------- weight formats
+//
+// Each type is seen as 32-element sub-blocks, value_i = d[i/16]·w_i + m[i/16]
+// (kernels/src/quant.rs `decode_block`). `lane` gives the packed w of elements
+// 4·lane … 4·lane+3 of sub-block `s` of a block and its d; `mins` gives m[0], m[1].
+
+#define T_Q4_0 0
+#define T_Q4_1 1
+#define T_Q5_0 2
+#define T_Q5_1 3
+#define T_Q8_0 4
+#define T_Q2_K 5
+#define T_Q3_K 6
+#define T_Q4_K 7
+#define T_Q5_K 8
+#define T_Q6_K 9
+#define T_IQ4_NL 10
+#define T_IQ4_XS 11
+
+__constant__ i8 IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                  1,    13,   25,  38,  53,  69,  89,  113};
+
+template <int T> struct Fmt;
+
+__device__ __forceinline__ void scale_min_k4(int j, const u8* q, int* sc, int* mn) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *mn = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+template <> struct Fmt<T_Q4_0> {
+    static const int BB = 18, NSB = 1, MINS = 0;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        *d = ld_f16(b);
+        const u8* qs = b + 2;
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            w[k] = (e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4)) - 8;
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+};
+
+template <> struct Fmt<T_Q4_1> {
+    static const int BB = 20, NSB = 1, MINS = 1;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        *d = ld_f16(b);
+        const u8* qs = b + 4;
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            w[k] = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+        float m = ld_f16(b + 2);
+        *m0 = m;
+        *m1 = m;
+    }
+};
+
+__device__ __forceinline__ int q5_lane(const u8* rest, int l, int off) {
+    u32 qh = rest[0] | (rest[1] << 8) | (rest[2] << 16) | ((u32)rest[3] << 24);
+    const u8* qs = rest + 4;
+    int w[4];
+    for (int k = 0; k < 4; k++) {
+        int e = 4 * l + k;
+        int v;
+        if (e < 16) {
+            int h0 = ((qh >> e) << 4) & 0x10;
+            v = (qs[e] & 0xF) | h0;
+        } else {
+            int j = e - 16;
+            int h1 = (qh >> (j + 12)) & 0x10;
+            v = (qs[j] >> 4) | h1;
+        }
+        w[k] = v - off;
+    }
+    return pack4(w[0], w[1], w[2], w[3]);
+}
+
+template <> struct Fmt<T_Q5_0> {
+    static const int BB = 22, NSB = 1, MINS = 0;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        *d = ld_f16(b);
+        return q5_lane(b + 2, l, 16);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+};
+
+template <> struct Fmt<T_Q5_1> {
+    static const int BB = 24, NSB = 1, MINS = 1;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        *d = ld_f16(b);
+        return q5_lane(b + 4, l, 0);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+        float m = ld_f16(b + 2);
+        *m0 = m;
+        *m1 = m;
+    }
+};
+
+template <> struct Fmt<T_Q8_0> {
+    static const int BB = 34, NSB = 1, MINS = 0;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        *d = ld_f16(b);
+        const u8* q = b + 2 + 4 * l;
+        return pack4((i8)q[0], (i8)q[1], (i8)q[2], (i8)q[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+};
+
+template <> struct Fmt<T_Q2_K> {
+    static const int BB = 84, NSB = 8, MINS = 2;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        const u8* scales = b;
+        const u8* q = b + 16 + (s / 4) * 32;
+        int j = s % 4;
+        float dd = ld_f16(b + 80);
+        u8 a = scales[2 * s + (l / 4)];
+        *d = dd * (float)(a & 0xF);
+        int w[4];
+        for (int k = 0; k < 4; k++) w[k] = (q[4 * l + k] >> (2 * j)) & 3;
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+        float dmin = ld_f16(b + 82);
+        *m0 = -(dmin * (float)(b[2 * s] >> 4));
+        *m1 = -(dmin * (float)(b[2 * s + 1] >> 4));
+    }
+};
+
+__device__ __forceinline__ int q3k_scale(const u8* b, int i) {
+    int low = i < 8 ? (b[i] & 0xF) : (b[i - 8] >> 4);
+    int high = (b[8 + i % 4] >> (2 * (i / 4))) & 3;
+    return low | (high << 4);
+}
+
+template <> struct Fmt<T_Q3_K> {
+    static const int BB = 110, NSB = 8, MINS = 0;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        const u8* hm = b;
+        const u8* q = b + 32 + (s / 4) * 32;
+        int j = s % 4;
+        int bit = 1 << s;
+        float dd = ld_f16(b + 108);
+        *d = dd * (float)(q3k_scale(b + 96, 2 * s + (l / 4)) - 32);
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            w[k] = ((q[e] >> (2 * j)) & 3) - ((hm[e] & bit) ? 0 : 4);
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+};
+
+template <> struct Fmt<T_Q4_K> {
+    static const int BB = 144, NSB = 8, MINS = 1;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        int sc, mn;
+        scale_min_k4(s, b + 4, &sc, &mn);
+        *d = ld_f16(b) * (float)sc;
+        const u8* q = b + 16 + (s / 2) * 32;
+        int half = s % 2;
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            w[k] = half == 0 ? (q[e] & 0xF) : (q[e] >> 4);
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+        int sc, mn;
+        scale_min_k4(s, b + 4, &sc, &mn);
+        float m = -(ld_f16(b + 2) * (float)mn);
+        *m0 = m;
+        *m1 = m;
+    }
+};
+
+template <> struct Fmt<T_Q5_K> {
+    static const int BB = 176, NSB = 8, MINS = 1;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        int sc, mn;
+        scale_min_k4(s, b + 4, &sc, &mn);
+        *d = ld_f16(b) * (float)sc;
+        const u8* qh = b + 16;
+        const u8* q = b + 48 + (s / 2) * 32;
+        int half = s % 2;
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            int lo = half == 0 ? (q[e] & 0xF) : (q[e] >> 4);
+            int hi = (qh[e] & (1 << s)) ? 16 : 0;
+            w[k] = lo + hi;
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+        Fmt<T_Q4_K>::mins(b, s, m0, m1);
+    }
+};
+
+template <> struct Fmt<T_Q6_K> {
+    static const int BB = 210, NSB = 8, MINS = 0;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        int n = s / 4, part = s % 4;
+        const u8* ql = b + n * 64;
+        const u8* qh = b + 128 + n * 32;
+        const i8* sc = (const i8*)(b + 192 + n * 8);
+        int shift_l = (part >= 2) ? 4 : 0;
+        int hi_shift = 2 * part;
+        int ql_off = (part % 2) ? 32 : 0;
+        *d = ld_f16(b + 208) * (float)sc[2 * part + (l / 4)];
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            int low = (ql[e + ql_off] >> shift_l) & 0xF;
+            int high = ((qh[e] >> hi_shift) & 3) << 4;
+            w[k] = (low | high) - 32;
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+};
+
+template <> struct Fmt<T_IQ4_NL> {
+    static const int BB = 18, NSB = 1, MINS = 0;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        *d = ld_f16(b);
+        const u8* qs = b + 2;
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            w[k] = IQ4_VALUES[e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4)];
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+};
+
+template <> struct Fmt<T_IQ4_XS> {
+    static const int BB = 136, NSB = 8, MINS = 0;
+    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+        u32 sh = b[2] | (b[3] << 8);
+        const u8* sl = b + 4;
+        int ls = ((sl[s / 2] >> (4 * (s % 2))) & 0xF) | (((sh >> (2 * s)) & 3) << 4);
+        *d = ld_f16(b) * (float)(ls - 32);
+        const u8* q = b + 8 + s * 16;
+        int w[4];
+        for (int k = 0; k < 4; k++) {
+            int e = 4 * l + k;
+            w[k] = IQ4_VALUES[e < 16 ? (q[e] & 0xF) : (q[e - 16] >> 4)];
+        }
+        return pack4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+};
+
+// ---------------------------------------------------------------- activations
+
+// Quantize rows of x (m × k, k a multiple of 32) into Q8 blocks as Q8Row::quantize:
+// one warp per 32-element block. qs: m × k i8; d, sum: m × k/32; half: m × k/32 × 2
+// (Σa over each 16-element half, Q2_K's minimum terms).
+extern "C" __global__ void quantize_q8(const float* __restrict__ x, int m, int k, i8* __restrict__ qs,
+                                       float* __restrict__ d, int* __restrict__ sum, int* __restrict__ half) {
+    int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int t = threadIdx.x % 32;
+    int nb = k / 32;
+    if (warp >= m * nb) return;
+    float v = x[(long long)warp * 32 + t];
+    float av = fabsf(v);
+    float amax = av > 0.0f ? av : 0.0f;  // a NaN never wins
+    for (int o = 16; o > 0; o /= 2) {
+        float other = __shfl_xor_sync(0xffffffff, amax, o);
+        amax = other > amax ? other : amax;
+    }
+    float dd = amax / 127.0f;
+    float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    float xv = v * id;
+    int tr = (int)xv;  // truncation, saturating, NaN -> 0 (as Rust's `as i32`)
+    float frac = xv - (float)tr;
+    int q = tr + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
+    q = q < -127 ? -127 : (q > 127 ? 127 : q);
+    qs[(long long)warp * 32 + t] = (i8)q;
+    int s = q;
+    int h = q;
+    for (int o = 8; o > 0; o /= 2) h += __shfl_xor_sync(0xffffffff, h, o);
+    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffff, s, o);
+    if (t == 0) {
+        d[warp] = dd;
+        sum[warp] = s;
+        half[2 * warp] = h;
+    }
+    if (t == 16) half[2 * warp + 1] = h;
+}
+
+// ---------------------------------------------------------------- matmul
+
+#define MM_ROWS 8
+#define MM_COLS 16
+
+// y[r·n + c] = Σ_j … for r < m, c < n; block = 16 columns × 8 lanes, each thread one
+// (column, lane) over MM_ROWS rows; grid (n/16, m/MM_ROWS).
+template <int T>
+__device__ __forceinline__ void mm_body(const u8* __restrict__ w, int n, int k, const i8* __restrict__ aq,
+                                        const float* __restrict__ ad, const int* __restrict__ asum,
+                                        const int* __restrict__ ahalf, int m, float* __restrict__ y) {
+    typedef Fmt<T> F;
+    int l = threadIdx.x % 8;
+    int c = blockIdx.x * MM_COLS + threadIdx.x / 8;
+    int r0 = blockIdx.y * MM_ROWS;
+    int rn = m - r0 < MM_ROWS ? m - r0 : MM_ROWS;
+    int cr = c < n ? c : n - 1;
+    int nblocks = k / (32 * F::NSB);
+    int nj = k / 32;
+    long long row_bytes = (long long)nblocks * F::BB;
+    const u8* wrow = w + (long long)cr * row_bytes;
+    float lanes[MM_ROWS];
+    float macc[MM_ROWS];
+#pragma unroll
+    for (int i = 0; i < MM_ROWS; i++) {
+        lanes[i] = 0.0f;
+        macc[i] = 0.0f;
+    }
+    for (int b = 0; b < nblocks; b++) {
+        const u8* blk = wrow + (long long)b * F::BB;
+        for (int s = 0; s < F::NSB; s++) {
+            int j = b * F::NSB + s;
+            float dw;
+            int w4 = F::lane(blk, s, l, &dw);
+            float m0 = 0.0f, m1 = 0.0f;
+            if (F::MINS > 0 && l == 0) F::mins(blk, s, &m0, &m1);
+#pragma unroll
+            for (int i = 0; i < MM_ROWS; i++) {
+                if (i < rn) {
+                    long long r = r0 + i;
+                    int a4 = *(const int*)(aq + r * k + j * 32 + 4 * l);
+                    float da = ad[r * nj + j];
+                    int p = dp4a(w4, a4, 0);
+                    lanes[i] = __fmaf_rn(dw * da, (float)p, lanes[i]);
+                    if (F::MINS == 1 && l == 0) {
+                        macc[i] = __fmaf_rn(m0 * da, (float)asum[r * nj + j], macc[i]);
+                    }
+                    if (F::MINS == 2 && l == 0) {
+                        macc[i] = __fmaf_rn(m0 * da, (float)ahalf[2 * (r * nj + j)], macc[i]);
+                        macc[i] = __fmaf_rn(m1 * da, (float)ahalf[2 * (r * nj + j) + 1], macc[i]);
+                    }
+                }
+            }
+        }
+    }
+    int base = (threadIdx.x % 32) & ~7;
+#pragma unroll
+    for (int i = 0; i < MM_ROWS; i++) {
+        float v[8];
+#pragma unroll
+        for (int q = 0; q < 8; q++) v[q] = __shfl_sync(0xffffffff, lanes[i], base + q);
+        if (l == 0 && i < rn && c < n) {
+            float t0 = v[0] + v[4], t1 = v[1] + v[5], t2 = v[2] + v[6], t3 = v[3] + v[7];
+            y[(long long)(r0 + i) * n + c] = ((t0 + t2) + (t1 + t3)) + macc[i];
+        }
+    }
+}
+
+#define MM_KERNEL(name, T)                                                                              \
+    extern "C" __global__ void name(const u8* w, int n, int k, const i8* aq, const float* ad,          \
+                                    const int* asum, const int* ahalf, int m, float* y) {               \
+        mm_body<T>(w, n, k, aq, ad, asum, ahalf, m, y);                                                 \
+    }
+
+MM_KERNEL(mm_q4_0, T_Q4_0)
+MM_KERNEL(mm_q4_1, T_Q4_1)
+MM_KERNEL(mm_q5_0, T_Q5_0)
+MM_KERNEL(mm_q5_1, T_Q5_1)
+MM_KERNEL(mm_q8_0, T_Q8_0)
+MM_KERNEL(mm_q2_k, T_Q2_K)
+MM_KERNEL(mm_q3_k, T_Q3_K)
+MM_KERNEL(mm_q4_k, T_Q4_K)
+MM_KERNEL(mm_q5_k, T_Q5_K)
+MM_KERNEL(mm_q6_k, T_Q6_K)
+MM_KERNEL(mm_iq4_nl, T_IQ4_NL)
+MM_KERNEL(mm_iq4_xs, T_IQ4_XS)
+
+// Float weights (F32 = 0, F16 = 1, BF16 = 2): one sequential fma chain per output, as
+// the CPU's `dot_f32`. One thread per (row, column).
+__device__ __forceinline__ float float_weight(const u8* w, int ft, long long i) {
+    if (ft == 0) return ((const float*)w)[i];
+    if (ft == 1) return f16_to_f32(((const u16*)w)[i]);
+    return bf16_to_f32(((const u16*)w)[i]);
+}
+
+extern "C" __global__ void mm_float(const u8* w, int ft, int n, int k, const float* x, int m, float* y) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)m * n) return;
+    int c = idx % n;
+    long long r = idx / n;
+    float acc = 0.0f;
+    for (int i = 0; i < k; i++) acc = __fmaf_rn(x[r * k + i], float_weight(w, ft, (long long)c * k + i), acc);
+    y[r * n + c] = acc;
+}
+
+// ---------------------------------------------------------------- embedding
+
+// out[r·e + i] = row tokens[r] of the embedding table, dequantized (d·w + m, then the
+// optional scale), one thread per element.
+template <int T>
+__device__ __forceinline__ float dequant_at(const u8* row, int i) {
+    typedef Fmt<T> F;
+    int j = i / 32, e = i % 32;
+    const u8* blk = row + (long long)(j / F::NSB) * F::BB;
+    int s = j % F::NSB;
+    float d;
+    int w4 = F::lane(blk, s, e / 4, &d);
+    int wv = (int)(i8)((w4 >> (8 * (e % 4))) & 0xff);
+    float m0, m1;
+    F::mins(blk, s, &m0, &m1);
+    return d * (float)wv + (e < 16 ? m0 : m1);
+}
+
+#define EMBED_KERNEL(name, T)                                                                             \
+    extern "C" __global__ void name(const u8* w, long long row_bytes, int e, const u32* tokens, int rows, \
+                                    int scaled, float scale, float* out) {                                \
+        long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;                                 \
+        if (idx >= (long long)rows * e) return;                                                           \
+        int r = idx / e, i = idx % e;                                                                     \
+        float v = dequant_at<T>(w + (long long)tokens[r] * row_bytes, i);                                 \
+        if (scaled) v = v * scale;                                                                        \
+        out[idx] = v;                                                                                     \
+    }
+
+EMBED_KERNEL(embed_q4_0, T_Q4_0)
+EMBED_KERNEL(embed_q4_1, T_Q4_1)
+EMBED_KERNEL(embed_q5_0, T_Q5_0)
+EMBED_KERNEL(embed_q5_1, T_Q5_1)
+EMBED_KERNEL(embed_q8_0, T_Q8_0)
+EMBED_KERNEL(embed_q2_k, T_Q2_K)
+EMBED_KERNEL(embed_q3_k, T_Q3_K)
+EMBED_KERNEL(embed_q4_k, T_Q4_K)
+EMBED_KERNEL(embed_q5_k, T_Q5_K)
+EMBED_KERNEL(embed_q6_k, T_Q6_K)
+EMBED_KERNEL(embed_iq4_nl, T_IQ4_NL)
+EMBED_KERNEL(embed_iq4_xs, T_IQ4_XS)
+
+extern "C" __global__ void embed_float(const u8* w, int ft, int e, const u32* tokens, int rows, int scaled,
+                                       float scale, float* out) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)rows * e) return;
+    int r = idx / e, i = idx % e;
+    float v = float_weight(w, ft, (long long)tokens[r] * e + i);
+    if (scaled) v = v * scale;
+    out[idx] = v;
+}
+
+// ---------------------------------------------------------------- per-row operations
+
+// RMSNorm of `rows` rows of `width`, in place: one warp per row. Σx² in eight lanes
+// (lane l: elements l, l+8, … in order), the fixed tree, then x·scale·w.
+extern "C" __global__ void rms_norm(float* x, int rows, int width, const float* w, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int t = threadIdx.x % 32;
+    if (row >= rows) return;
+    float* xr = x + (long long)row * width;
+    float acc = 0.0f;
+    if (t < 8)
+        for (int i = t; i < width; i += 8) acc = acc + xr[i] * xr[i];
+    float a[8];
+#pragma unroll
+    for (int q = 0; q < 8; q++) a[q] = __shfl_sync(0xffffffff, acc, q);
+    float ms = tree8(a) / (float)width;
+    float scale = 1.0f / __fsqrt_rn(ms + eps);
+    for (int i = t; i < width; i += 32) xr[i] = xr[i] * scale * w[i];
+}
+
+// x[r·width + i] += b[i]
+extern "C" __global__ void add_bias(float* x, long long total, int width, const float* b) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx < total) x[idx] = x[idx] + b[idx % width];
+}
+
+// x += y
+extern "C" __global__ void add_into(float* x, const float* y, long long total) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx < total) x[idx] = x[idx] + y[idx];
+}
+
+// g = act(g)·u (SiLU, or GELU-tanh when gelu != 0)
+extern "C" __global__ void gated_act(float* g, const float* u, long long total, int gelu) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx < total) {
+        float a = gelu ? t_gelu(g[idx]) : t_silu(g[idx]);
+        g[idx] = a * u[idx];
+    }
+}
+
+// RoPE for `heads` heads of head_dim per row at the row's position: `tab` holds, per
+// position and rotated pair, (sin, cos) already scaled, computed on the host by the
+// CPU's own function. style 0: interleaved pairs (2i, 2i+1); 1: halves (i, i+dims/2).
+extern "C" __global__ void rope(float* x, int rows, int heads, int head_dim, int dims, int style,
+                                const int* pos, const float* tab) {
+    int half = dims / 2;
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)rows * heads * half) return;
+    int i = idx % half;
+    long long rh = idx / half;
+    int row = rh / heads;
+    float* h = x + rh * head_dim;
+    const float* sc = tab + ((long long)pos[row] * half + i) * 2;
+    float sn = sc[0], cs = sc[1];
+    int a = style == 0 ? 2 * i : i;
+    int b = style == 0 ? 2 * i + 1 : i + half;
+    float x0 = h[a], x1 = h[b];
+    h[a] = x0 * cs - x1 * sn;
+    h[b] = x0 * sn + x1 * cs;
+}
+
+// Write each row's k and v into its slot at its position. Cache layout (as the CPU's):
+// [slot][layer][position][dim]; f16 = 1 stores IEEE halves rounded to nearest even.
+extern "C" __global__ void kv_write(const float* k, const float* v, int rows, int kdim, int vdim, const int* slot,
+                                    const int* pos, int layer, int n_layer, int cap, int f16, void* kc, void* vc) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    int width = kdim + vdim;
+    if (idx >= (long long)rows * width) return;
+    int r = idx / width, e = idx % width;
+    long long base = ((long long)slot[r] * n_layer + layer) * cap + pos[r];
+    if (e < kdim) {
+        float val = k[(long long)r * kdim + e];
+        long long at = base * kdim + e;
+        if (f16) ((u16*)kc)[at] = f32_to_f16(val);
+        else ((float*)kc)[at] = val;
+    } else {
+        e -= kdim;
+        float val = v[(long long)r * vdim + e];
+        long long at = base * vdim + e;
+        if (f16) ((u16*)vc)[at] = f32_to_f16(val);
+        else ((float*)vc)[at] = val;
+    }
+}
+
+__device__ __forceinline__ float kv_at(const void* c, int f16, long long i) {
+    return f16 ? f16_to_f32(((const u16*)c)[i]) : ((const float*)c)[i];
+}
+
+// Attention of one query head of one row (a block per (row, head)) over positions
+// start..=pos of its slot, as ops::attend_heads: scores (8-lane dot, tree, ·scale),
+// optional soft-capping, max, exp(x − max), Σ in eight position lanes and the tree, then
+// per dimension the weighted value sum in position order. scores: scratch of
+// rows × heads × cap.
+#define ATT_THREADS 128
+extern "C" __global__ void attention(const float* q, int heads, int kv_heads, int d, const int* slot,
+                                     const int* pos, int layer, int n_layer, int cap, int window, int f16,
+                                     const void* kc, const void* vc, float scale, float softcap,
+                                     float* scores, float* out) {
+    __shared__ float qs[512];
+    __shared__ float red[ATT_THREADS];
+    __shared__ float inv_s;
+    int row = blockIdx.x / heads, h = blockIdx.x % heads;
+    int t = threadIdx.x;
+    int p = pos[row];
+    int start = window > 0 ? (p + 1 > window ? p + 1 - window : 0) : 0;
+    int len = p + 1 - start;
+    int group = heads / kv_heads;
+    int kvh = h / group;
+    int stride = kv_heads * d;
+    long long base = ((long long)slot[row] * n_layer + layer) * cap;
+    const float* qh = q + ((long long)row * heads + h) * d;
+    for (int i = t; i < d; i += ATT_THREADS) qs[i] = qh[i];
+    __syncthreads();
+    float* s = scores + ((long long)row * heads + h) * cap;
+    int whole = d / 8 * 8;
+    for (int i = t; i < len; i += ATT_THREADS) {
+        long long kr = (base + start + i) * stride + kvh * d;
+        float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int c = 0; c < whole; c += 8) {
+#pragma unroll
+            for (int l = 0; l < 8; l++) a[l] = a[l] + qs[c + l] * kv_at(kc, f16, kr + c + l);
+        }
+        for (int c = whole; c < d; c++) a[c - whole] = a[c - whole] + qs[c] * kv_at(kc, f16, kr + c);
+        float v = tree8(a) * scale;
+        if (softcap != 0.0f) v = softcap * t_tanh(v / softcap);
+        s[i] = v;
+    }
+    __syncthreads();
+    float mx = -__int_as_float(0x7f800000);
+    for (int i = t; i < len; i += ATT_THREADS) mx = fmaxf(mx, s[i]);
+    red[t] = mx;
+    __syncthreads();
+    for (int o = ATT_THREADS / 2; o > 0; o /= 2) {
+        if (t < o) red[t] = fmaxf(red[t], red[t + o]);
+        __syncthreads();
+    }
+    mx = red[0];
+    for (int i = t; i < len; i += ATT_THREADS) s[i] = t_exp(s[i] - mx);
+    __syncthreads();
+    if (t < 32) {
+        float acc = 0.0f;
+        if (t < 8)
+            for (int i = t; i < len; i += 8) acc = acc + s[i];
+        float a[8];
+#pragma unroll
+        for (int l = 0; l < 8; l++) a[l] = __shfl_sync(0xffffffff, acc, l);
+        if (t == 0) inv_s = 1.0f / tree8(a);
+    }
+    __syncthreads();
+    float inv = inv_s;
+    float* o = out + ((long long)row * heads + h) * d;
+    for (int dd = t; dd < d; dd += ATT_THREADS) {
+        float acc = 0.0f;
+        for (int i = 0; i < len; i++) {
+            float pr = s[i] * inv;
+            acc = acc + pr * kv_at(vc, f16, (base + start + i) * stride + kvh * d + dd);
+        }
+        o[dd] = acc;
+    }
+}
+
+// hs[j] = x[want[j]] (rows of width e)
+extern "C" __global__ void gather_rows(const float* x, const int* want, int n, int e, float* hs) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)n * e) return;
+    int j = idx / e, i = idx % e;
+    hs[idx] = x[(long long)want[j] * e + i];
+}
+
+// logits = cap·tanh(logits/cap)
+extern "C" __global__ void softcap_rows(float* x, long long total, float cap) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx < total) x[idx] = cap * t_tanh(x[idx] / cap);
+}
+
+// The elementary functions on their own, for the self-test: out[4i..4i+3] = exp, tanh,
+// silu, gelu of x[i].
+extern "C" __global__ void probe_functions(const float* x, int n, float* out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    out[4 * i] = t_exp(x[i]);
+    out[4 * i + 1] = t_tanh(x[i]);
+    out[4 * i + 2] = t_silu(x[i]);
+    out[4 * i + 3] = t_gelu(x[i]);
+}

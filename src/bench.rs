@@ -5,7 +5,6 @@
 
 use crate::error::Result;
 use teacher_kernels::ops::KvType;
-use teacher_kernels::sampling::argmax;
 use teacher_models::forward::{KvCache, Segment, Transformer};
 use teacher_models::TextTokenizer;
 
@@ -24,9 +23,6 @@ pub struct BenchRow {
 /// KV memory bench may allocate (the engine's default `--kv-memory`).
 const BENCH_KV_BUDGET: usize = 8 << 30;
 
-/// Prompt-token budget of one prefill step (llama.cpp's -ub 512).
-const PREFILL_STEP: usize = 512;
-
 pub fn run(
     model: &Transformer,
     tok: &TextTokenizer,
@@ -34,6 +30,7 @@ pub fn run(
     prompt_len: usize,
     gen_len: usize,
     kv: KvType,
+    prefill_step: usize,
     mut report: impl FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>> {
     let text = "The quick brown fox jumps over the lazy dog while the teacher writes new \
@@ -72,16 +69,16 @@ pub fn run(
                     .collect()
             })
             .collect();
-        let mut cache = model.new_cache_of(b, prompt_len + gen_len + 1, kv);
+        let mut cache = model.new_cache_of(b, prompt_len + gen_len + 1, kv)?;
         let mut next: Vec<u32> = vec![0; b];
         // The first pass also pages the weights in from the file: untimed, as
         // llama-bench's warm-up run. Then whole prefills are repeated (each rewrites the
         // cache from position 0) until they add up to a quarter second, and averaged.
-        prefill_all(model, &mut cache, &prompts, &mut next)?;
+        prefill_all(model, &mut cache, &prompts, prefill_step, &mut next)?;
         let started = std::time::Instant::now();
         let mut reps = 0;
         while reps == 0 || (started.elapsed().as_secs_f64() < 0.25 && reps < 20) {
-            prefill_all(model, &mut cache, &prompts, &mut next)?;
+            prefill_all(model, &mut cache, &prompts, prefill_step, &mut next)?;
             reps += 1;
         }
         let prefill = started.elapsed().as_secs_f64() / reps as f64;
@@ -96,10 +93,7 @@ pub fn run(
                     logits: true,
                 })
                 .collect();
-            let logits = model.step(&mut cache, &segs)?;
-            for (s, l) in logits.iter().enumerate() {
-                next[s] = argmax(l);
-            }
+            next = model.step_argmax(&mut cache, &segs)?;
         }
         let decode = started.elapsed().as_secs_f64();
         let row = BenchRow {
@@ -122,10 +116,11 @@ fn prefill_all(
     model: &Transformer,
     cache: &mut KvCache,
     prompts: &[Vec<u32>],
+    step_tokens: usize,
     next: &mut [u32],
 ) -> Result<()> {
     let prompt_len = prompts.first().map_or(0, |p| p.len());
-    let per_step = (PREFILL_STEP / prompt_len.max(1)).max(1);
+    let per_step = (step_tokens / prompt_len.max(1)).max(1);
     let mut i = 0;
     while i < prompts.len() {
         let group: Vec<usize> = (i..(i + per_step).min(prompts.len())).collect();
@@ -138,9 +133,9 @@ fn prefill_all(
                 logits: true,
             })
             .collect();
-        let logits = model.step(cache, &segs)?;
-        for (&s, l) in group.iter().zip(&logits) {
-            next[s] = argmax(l);
+        let picks = model.step_argmax(cache, &segs)?;
+        for (&s, t) in group.iter().zip(picks) {
+            next[s] = t;
         }
         i += group.len();
     }

@@ -18,6 +18,7 @@ pub mod merge;
 pub mod perplexity;
 pub mod pipeline;
 pub mod progress;
+pub mod selftest;
 pub mod report;
 pub mod serve;
 pub mod shard;

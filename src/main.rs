@@ -54,6 +54,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Perplexity of a text, computed as llama.cpp's llama-perplexity does.
     Perplexity(cli::perplexity::PerplexityArgs),
+    /// Check a GPU backend against the CPU, bit for bit, on synthetic models.
+    Selftest(cli::selftest::SelftestArgs),
     /// One self-contained HTML page of charts (verb-noun, lengths, similarity, scores, time).
     Report(cli::report::ReportArgs),
     /// Counts, acceptance by filter, length and similarity distributions of a dataset.
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => cli::merge::run(a),
         Command::Serve(a) => cli::serve::run(a, offline),
         Command::Perplexity(a) => cli::perplexity::run(a, offline),
+        Command::Selftest(a) => cli::selftest::run(a),
         Command::Report(a) => cli::report::run(a),
         Command::Stats(a) => cli::stats::run(a),
     }

@@ -92,7 +92,7 @@ pub fn compute(
         _ => None,
     };
     let per_step = (opts.batch_tokens / n).max(1);
-    let mut cache = model.new_cache_of(per_step.min(chunks), n, opts.kv_type);
+    let mut cache = model.new_cache_of(per_step.min(chunks), n, opts.kv_type)?;
     let first = n / 2;
     let (mut sum, mut sum2, mut count) = (0f64, 0f64, 0usize);
     let mut running = Vec::with_capacity(chunks);

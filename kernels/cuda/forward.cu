@@ -23,6 +23,7 @@ typedef unsigned long long u64;
 
 // ---------------------------------------------------------------- numbers
 
+#ifndef TEACHER_EMULATE
 __device__ __forceinline__ float f16_to_f32(u16 h) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
@@ -35,15 +36,19 @@ __device__ __forceinline__ u16 f32_to_f16(float f) {
     return h;
 }
 
-__device__ __forceinline__ float bf16_to_f32(u16 h) { return __int_as_float(((u32)h) << 16); }
-
-__device__ __forceinline__ float ld_f16(const u8* p) { return f16_to_f32((u16)(p[0] | (p[1] << 8))); }
-
 __device__ __forceinline__ int dp4a(int a, int b, int c) {
     int r;
     asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
 }
+
+// Truncation toward zero, saturating, NaN -> 0 (cvt.rzi.s32.f32; Rust's `as i32`).
+__device__ __forceinline__ int f32_to_i32_rz(float x) { return (int)x; }
+#endif  // (emulate.cpp defines these four for the CPU)
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __int_as_float(((u32)h) << 16); }
+
+__device__ __forceinline__ float ld_f16(const u8* p) { return f16_to_f32((u16)(p[0] | (p[1] << 8))); }
 
 __device__ __forceinline__ int pack4(int a, int b, int c, int d) {
     return (a & 0xff) | ((b & 0xff) << 8) | ((c & 0xff) << 16) | ((d & 0xff) << 24);
@@ -372,7 +377,7 @@ extern "C" __global__ void quantize_q8(const float* __restrict__ x, int m, int k
     float dd = amax / 127.0f;
     float id = dd != 0.0f ? 1.0f / dd : 0.0f;
     float xv = v * id;
-    int tr = (int)xv;  // truncation, saturating, NaN -> 0 (as Rust's `as i32`)
+    int tr = f32_to_i32_rz(xv);
     float frac = xv - (float)tr;
     int q = tr + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
     q = q < -127 ? -127 : (q > 127 ? 127 : q);
@@ -731,4 +736,38 @@ extern "C" __global__ void probe_functions(const float* x, int n, float* out) {
     out[4 * i + 1] = t_tanh(x[i]);
     out[4 * i + 2] = t_silu(x[i]);
     out[4 * i + 3] = t_gelu(x[i]);
+}
+
+// Greedy choice per row, as sampling::argmax: the first index of the largest value
+// (a NaN never wins; a row of −∞/NaN gives 0). One block of 256 per row.
+extern "C" __global__ void argmax_rows(const float* x, int rows, int n, u32* out) {
+    __shared__ float bv[256];
+    __shared__ int bi[256];
+    int row = blockIdx.x, t = threadIdx.x;
+    if (row >= rows) return;
+    const float* xr = x + (long long)row * n;
+    float best = -__int_as_float(0x7f800000);
+    int idx = 0x7fffffff;
+    for (int i = t; i < n; i += 256) {
+        float v = xr[i];
+        if (v > best) {  // strided: the first larger value in this thread's order
+            best = v;
+            idx = i;
+        }
+    }
+    bv[t] = best;
+    bi[t] = idx;
+    __syncthreads();
+    for (int o = 128; o > 0; o /= 2) {
+        if (t < o) {
+            float v = bv[t + o];
+            int i = bi[t + o];
+            if (v > bv[t] || (v == bv[t] && i < bi[t])) {
+                bv[t] = v;
+                bi[t] = i;
+            }
+        }
+        __syncthreads();
+    }
+    if (t == 0) out[row] = bi[0] == 0x7fffffff ? 0u : (u32)bi[0];
 }

@@ -6,7 +6,8 @@
 //! The kernels compute exactly what the CPU kernels compute (see the top of
 //! `forward.cu`); this module only moves numbers and launches.
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+pub use cudarc;
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +64,7 @@ pub const KERNELS: &[&str] = &[
     "gather_rows",
     "softcap_rows",
     "probe_functions",
+    "argmax_rows",
 ];
 
 /// Rows of one matmul thread block (MM_ROWS) and its columns (MM_COLS) in `forward.cu`.
@@ -241,11 +243,62 @@ pub enum Arg {
     F32(f32),
 }
 
-/// A GPU with the kernels loaded, and the stream everything runs on.
+/// A buffer in device memory (or, under the emulator, host memory): its address, its
+/// length in elements, and what keeps it alive.
+pub struct DevBuf<T> {
+    ptr: u64,
+    len: usize,
+    _mem: Mem,
+    _t: std::marker::PhantomData<T>,
+}
+
+enum Mem {
+    /// Owns the device allocation (freed on drop).
+    Cuda(#[allow(dead_code)] CudaSlice<u8>),
+    /// 16-byte aligned host memory for the emulator.
+    Host(#[allow(dead_code)] Vec<u128>),
+}
+
+impl<T> DevBuf<T> {
+    /// The device address (what kernels take).
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A captured sequence of launches that can be replayed as one.
+pub struct Graph(cudarc::driver::CudaGraph);
+
+impl Graph {
+    pub fn launch(&self) -> Result<()> {
+        Ok(self.0.launch()?)
+    }
+}
+
+enum Engine {
+    Cuda {
+        stream: Arc<CudaStream>,
+        funcs: HashMap<&'static str, CudaFunction>,
+    },
+    /// `emulate.cpp` built as a library: the kernels on the CPU (tests only).
+    Emulated {
+        launch: libloading::Symbol<'static, EmuLaunch>,
+    },
+}
+
+type EmuLaunch = unsafe extern "C" fn(*const std::ffi::c_char, u32, u32, u32, *mut u64, i32) -> i32;
+
+/// A GPU with the kernels loaded, and the one stream everything runs on in order.
 pub struct Gpu {
-    pub ctx: Arc<CudaContext>,
-    pub stream: Arc<CudaStream>,
-    funcs: HashMap<&'static str, CudaFunction>,
+    engine: Engine,
     pub name: String,
     pub ordinal: usize,
     pub compute_capability: (i32, i32),
@@ -254,7 +307,12 @@ pub struct Gpu {
 
 impl Gpu {
     /// Open GPU `ordinal`: the driver, the device, the kernels (compiled or cached).
+    /// With `TEACHER_CUDA_EMULATOR` naming a build of `kernels/cuda/emulate.cpp`, the
+    /// kernels run on the CPU instead (for testing them without a GPU).
     pub fn open(ordinal: usize) -> Result<Gpu> {
+        if let Some(lib) = std::env::var_os("TEACHER_CUDA_EMULATOR") {
+            return Gpu::emulated(std::path::Path::new(&lib));
+        }
         // SAFETY: only opens the library (no symbol is called here).
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(GpuError::Unavailable(
@@ -277,7 +335,7 @@ impl Gpu {
         // One stream, used in order: cudarc's per-buffer event tracking is not needed.
         // SAFETY: every buffer is used on the one stream below only.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        let stream = ctx.new_stream()?;
         let (major, minor) = ctx.compute_capability()?;
         let ptx = cached_ptx(arch_name(major, minor))?;
         let module = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx))?;
@@ -288,12 +346,34 @@ impl Gpu {
         Ok(Gpu {
             name: ctx.name()?,
             total_memory: ctx.total_mem()?,
-            ctx,
-            stream,
-            funcs,
+            engine: Engine::Cuda { stream, funcs },
             ordinal,
             compute_capability: (major, minor),
         })
+    }
+
+    fn emulated(lib: &std::path::Path) -> Result<Gpu> {
+        let bad = |e: libloading::Error| {
+            GpuError::Unavailable(format!("the kernel emulator {}: {e}", lib.display()))
+        };
+        // SAFETY: the library is emulate.cpp built as documented there; it is kept
+        // loaded for the life of the process.
+        let l: &'static libloading::Library =
+            Box::leak(Box::new(unsafe { libloading::Library::new(lib) }.map_err(bad)?));
+        // SAFETY: the symbol has the EmuLaunch signature in emulate.cpp.
+        let launch = unsafe { l.get::<EmuLaunch>(b"teacher_emu_launch") }.map_err(bad)?;
+        Ok(Gpu {
+            engine: Engine::Emulated { launch },
+            name: "kernel emulator on the CPU".into(),
+            ordinal: 0,
+            compute_capability: (0, 0),
+            total_memory: 0,
+        })
+    }
+
+    /// Whether the kernels run in the CPU emulator.
+    pub fn is_emulated(&self) -> bool {
+        matches!(self.engine, Engine::Emulated { .. })
     }
 
     /// Launch kernel `name` on the stream with `grid` × `block` threads.
@@ -301,10 +381,6 @@ impl Gpu {
         if grid.0 == 0 || grid.1 == 0 {
             return Ok(());
         }
-        let f = self
-            .funcs
-            .get(name)
-            .ok_or_else(|| GpuError::Driver(format!("no kernel `{name}`")))?;
         let mut vals: Vec<u64> = args
             .iter()
             .map(|a| match *a {
@@ -314,24 +390,53 @@ impl Gpu {
                 Arg::F32(v) => v.to_bits() as u64,
             })
             .collect();
-        // Each parameter points at its own 8 bytes; the kernel reads the 4 or 8 it
-        // declares (little-endian: an int or float is the low half).
-        let mut params: Vec<*mut std::ffi::c_void> = vals
-            .iter_mut()
-            .map(|v| v as *mut u64 as *mut std::ffi::c_void)
-            .collect();
-        // SAFETY: `params` match the kernel's declared parameters (each call site below
-        // passes them in the order forward.cu declares), and the pointers are live
-        // device allocations of the sizes the kernel indexes.
-        unsafe {
-            cudarc::driver::result::launch_kernel(
-                f.cu_function(),
-                (grid.0, grid.1, 1),
-                (block, 1, 1),
-                0,
-                self.stream.cu_stream(),
-                &mut params,
-            )?;
+        match &self.engine {
+            Engine::Cuda { stream, funcs, .. } => {
+                let f = funcs
+                    .get(name)
+                    .ok_or_else(|| GpuError::Driver(format!("no kernel `{name}`")))?;
+                // Each parameter points at its own 8 bytes; the kernel reads the 4 or 8
+                // it declares (little-endian: an int or float is the low half).
+                let mut params: Vec<*mut std::ffi::c_void> = vals
+                    .iter_mut()
+                    .map(|v| v as *mut u64 as *mut std::ffi::c_void)
+                    .collect();
+                // SAFETY: `params` match the kernel's declared parameters (each call
+                // site passes them in the order forward.cu declares), and the pointers
+                // are live device allocations of the sizes the kernel indexes.
+                unsafe {
+                    cudarc::driver::result::launch_kernel(
+                        f.cu_function(),
+                        (grid.0, grid.1, 1),
+                        (block, 1, 1),
+                        0,
+                        stream.cu_stream(),
+                        &mut params,
+                    )?;
+                }
+            }
+            Engine::Emulated { launch } => {
+                let cname = std::ffi::CString::new(name)
+                    .map_err(|_| GpuError::Driver(format!("bad kernel name `{name}`")))?;
+                // SAFETY: as for the CUDA launch; the emulator reads each parameter from
+                // its 8 bytes the same way, and the pointers are host buffers.
+                let rc = unsafe {
+                    launch(
+                        cname.as_ptr(),
+                        grid.0,
+                        grid.1,
+                        block,
+                        vals.as_mut_ptr(),
+                        vals.len() as i32,
+                    )
+                };
+                if rc != 0 {
+                    return Err(GpuError::Driver(format!(
+                        "emulated kernel `{name}` failed ({})",
+                        if rc == -2 { "its threads deadlocked" } else { "unknown kernel" }
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -345,75 +450,126 @@ impl Gpu {
         self.launch(name, (blocks as u32, 1), 256, args)
     }
 
-    pub fn alloc<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-        &self,
-        n: usize,
-    ) -> Result<CudaSlice<T>> {
-        Ok(self.stream.alloc_zeros::<T>(n.max(1))?)
+    /// `n` zeroed elements.
+    pub fn alloc<T: Copy>(&self, n: usize) -> Result<DevBuf<T>> {
+        let bytes = n.max(1) * std::mem::size_of::<T>();
+        let (ptr, mem) = match &self.engine {
+            Engine::Cuda { stream, .. } => {
+                let s = stream.alloc_zeros::<u8>(bytes)?;
+                let p = {
+                    let (p, _sync) = s.device_ptr(stream);
+                    p
+                };
+                (p, Mem::Cuda(s))
+            }
+            Engine::Emulated { .. } => {
+                let v = vec![0u128; bytes.div_ceil(16)];
+                (v.as_ptr() as u64, Mem::Host(v))
+            }
+        };
+        Ok(DevBuf {
+            ptr,
+            len: n,
+            _mem: mem,
+            _t: std::marker::PhantomData,
+        })
     }
 
-    pub fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
-        if host.is_empty() {
-            // SAFETY: a one-element buffer that nothing reads.
-            return Ok(unsafe { self.stream.alloc::<T>(1)? });
-        }
-        Ok(self.stream.clone_htod(host)?)
+    pub fn upload<T: Copy>(&self, host: &[T]) -> Result<DevBuf<T>> {
+        let mut b = self.alloc::<T>(host.len())?;
+        self.write(host, &mut b)?;
+        Ok(b)
     }
 
     /// Copy `host` into the start of `dev`.
-    pub fn write<T: DeviceRepr>(&self, host: &[T], dev: &mut CudaSlice<T>) -> Result<()> {
+    pub fn write<T: Copy>(&self, host: &[T], dev: &mut DevBuf<T>) -> Result<()> {
+        assert!(host.len() <= dev.len, "write past the end of a device buffer");
         if host.is_empty() {
             return Ok(());
         }
-        let mut view = dev.slice_mut(..host.len());
-        self.stream.memcpy_htod(host, &mut view)?;
+        match &self.engine {
+            // SAFETY: dev holds at least host.len() elements; the copy is ordered on
+            // the stream (pageable memory: the driver stages it before returning).
+            Engine::Cuda { stream, .. } => unsafe {
+                cudarc::driver::result::memcpy_htod_async(dev.ptr, host, stream.cu_stream())?
+            },
+            // SAFETY: as above, in host memory.
+            Engine::Emulated { .. } => unsafe {
+                std::ptr::copy_nonoverlapping(host.as_ptr(), dev.ptr as *mut T, host.len())
+            },
+        }
         Ok(())
     }
 
     /// Copy the first `out.len()` elements of `dev` to `out` (waits for the stream).
-    pub fn read<T: DeviceRepr>(&self, dev: &CudaSlice<T>, out: &mut [T]) -> Result<()> {
+    pub fn read<T: Copy>(&self, dev: &DevBuf<T>, out: &mut [T]) -> Result<()> {
+        assert!(out.len() <= dev.len, "read past the end of a device buffer");
         if out.is_empty() {
             return Ok(());
         }
-        let view = dev.slice(..out.len());
-        self.stream.memcpy_dtoh(&view, out)?;
-        self.stream.synchronize()?;
+        match &self.engine {
+            // SAFETY: dev holds at least out.len() elements; synchronised below.
+            Engine::Cuda { stream, .. } => unsafe {
+                cudarc::driver::result::memcpy_dtoh_async(out, dev.ptr, stream.cu_stream())?;
+                stream.synchronize()?;
+            },
+            // SAFETY: as above, in host memory.
+            Engine::Emulated { .. } => unsafe {
+                std::ptr::copy_nonoverlapping(dev.ptr as *const T, out.as_mut_ptr(), out.len())
+            },
+        }
         Ok(())
     }
 
-    /// Copy `len` elements from `src` at `from` to `dst` at `to` (device to device).
-    pub fn copy_within<T: DeviceRepr>(
+    /// Copy `n` elements of `src` from `from` to `dst` at `to` (device to device; the
+    /// two may be the same buffer when the ranges do not overlap).
+    pub fn copy<T: Copy>(
         &self,
-        buf: &mut CudaSlice<T>,
-        from: usize,
+        dst: u64,
         to: usize,
-        len: usize,
+        src: u64,
+        from: usize,
+        n: usize,
     ) -> Result<()> {
-        if len == 0 || from == to {
+        if n == 0 {
             return Ok(());
         }
-        let size = std::mem::size_of::<T>();
-        let base = self.ptr(buf);
-        // SAFETY: both ranges lie inside `buf` (checked by the caller's shapes); the
-        // copy is ordered on the one stream.
-        unsafe {
-            cudarc::driver::result::memcpy_dtod_async(
-                base + (to * size) as u64,
-                base + (from * size) as u64,
-                len * size,
-                self.stream.cu_stream(),
-            )?;
+        let size = std::mem::size_of::<T>() as u64;
+        let (d, s) = (dst + to as u64 * size, src + from as u64 * size);
+        match &self.engine {
+            // SAFETY: the caller's ranges lie inside live buffers; ordered on the stream.
+            Engine::Cuda { stream, .. } => unsafe {
+                cudarc::driver::result::memcpy_dtod_async(d, s, n * size as usize, stream.cu_stream())?
+            },
+            // SAFETY: as above, in host memory (`copy` allows overlap).
+            Engine::Emulated { .. } => unsafe {
+                std::ptr::copy(s as *const u8, d as *mut u8, n * size as usize)
+            },
         }
         Ok(())
     }
 
-    /// The device address of a buffer.
-    pub fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
-        let (p, _sync) = s.device_ptr(&self.stream);
-        p
+    /// Record `f`'s launches as a graph instead of running them (None under the
+    /// emulator, which has no graphs: the caller then runs `f` itself).
+    pub fn capture(&self, f: impl FnOnce() -> Result<()>) -> Result<Option<Graph>> {
+        match &self.engine {
+            Engine::Cuda { stream, .. } => {
+                stream.begin_capture(
+                    cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+                )?;
+                let queued = f();
+                let graph = stream.end_capture(cudarc::driver::sys::CUgraphInstantiate_flags(0))?;
+                queued?;
+                Ok(graph.map(Graph))
+            }
+            Engine::Emulated { .. } => Ok(None),
+        }
     }
 
     pub fn synchronize(&self) -> Result<()> {
-        Ok(self.stream.synchronize()?)
+        match &self.engine {
+            Engine::Cuda { stream, .. } => Ok(stream.synchronize()?),
+            Engine::Emulated { .. } => Ok(()),
+        }
     }
 }

@@ -148,14 +148,33 @@ impl Rope {
         }
     }
 
+    /// (sin θ, cos θ) of rotated pair `i` at position `pos`, scaled as `apply` uses them
+    /// (the GPU backends take tables of these, so they rotate by the same numbers).
+    #[inline]
+    pub fn sin_cos(&self, pos: usize, i: usize) -> (f32, f32) {
+        let theta = pos as f32 * self.inv_freq[i];
+        let (sin, cos) = crate::math::sin_cos(theta as f64);
+        (sin as f32 * self.mscale, cos as f32 * self.mscale)
+    }
+
+    /// Whether two ropes rotate by the same angles (layers can then share a table).
+    pub fn same_angles(&self, other: &Rope) -> bool {
+        self.dims == other.dims
+            && self.mscale.to_bits() == other.mscale.to_bits()
+            && self.inv_freq.len() == other.inv_freq.len()
+            && self
+                .inv_freq
+                .iter()
+                .zip(&other.inv_freq)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
     /// Rotate every head of `x` (heads × head_dim) for position `pos`.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
         let half = self.dims / 2;
         // The angles depend on the position only: computed once for all heads.
         for i in 0..half {
-            let theta = pos as f32 * self.inv_freq[i];
-            let (sin, cos) = crate::math::sin_cos(theta as f64);
-            let (sin, cos) = (sin as f32 * self.mscale, cos as f32 * self.mscale);
+            let (sin, cos) = self.sin_cos(pos, i);
             let (a, b) = match self.style {
                 RopeStyle::Interleaved => (2 * i, 2 * i + 1),
                 RopeStyle::Halves => (i, i + half),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use teacher::engine::EngineConfig;
 use teacher_kernels::SamplingParams;
 use teacher_models::fetch;
+use teacher_models::forward::{Device, Transformer};
 use teacher_models::{LoadOptions, ModelFile};
 
 #[derive(Args, Clone)]
@@ -24,9 +25,26 @@ pub(crate) struct ModelArgs {
     /// A Jinja chat template file to use instead of the GGUF's.
     #[arg(long)]
     pub(crate) chat_template: Option<PathBuf>,
+    /// Where the model runs: auto (a GPU this build supports, if present; else the
+    /// CPU), cpu, cuda, cuda:N or metal. The output is the same on each.
+    #[arg(long, env = "TEACHER_DEVICE", default_value = "auto")]
+    pub(crate) device: String,
 }
 
 impl ModelArgs {
+    /// Load the forward pass of an opened model on `--device`, saying on stderr which
+    /// device was chosen when it is not the plain CPU.
+    pub(crate) fn load(&self, file: &ModelFile) -> anyhow::Result<Transformer> {
+        let device: Device = self.device.parse()?;
+        let model = Transformer::load_on(file.gguf.clone(), device)?;
+        if let Some(note) = model.device_note() {
+            eprintln!("device: {note}");
+        } else if device != Device::Cpu && model.device() != "cpu" {
+            eprintln!("device: {}", model.device());
+        }
+        Ok(model)
+    }
+
     pub(crate) fn open(&self, offline: bool) -> anyhow::Result<ModelFile> {
         let resolved = fetch::resolve(&self.model, offline)?;
         let opts = LoadOptions {

@@ -3,7 +3,6 @@
 use super::args::{KvArg, ModelArgs};
 use anyhow::bail;
 use clap::Args;
-use teacher_models::forward::Transformer;
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -19,25 +18,28 @@ pub(crate) struct BenchArgs {
     /// What the KV cache stores (as the engine's --kv-type).
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
     kv_type: KvArg,
+    /// Prompt tokens per prefill step (llama.cpp's -ub; larger suits a GPU).
+    #[arg(long, default_value_t = 512)]
+    prefill_step: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
-    if a.batch.contains(&0) || a.prompt_tokens == 0 || a.gen_tokens == 0 {
-        bail!("batch sizes, --prompt-tokens and --gen-tokens must be at least 1");
+    if a.batch.contains(&0) || a.prompt_tokens == 0 || a.gen_tokens == 0 || a.prefill_step == 0 {
+        bail!("batch sizes, --prompt-tokens, --gen-tokens and --prefill-step must be at least 1");
     }
     let file = a.model.open(offline)?;
     let started = std::time::Instant::now();
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let load_s = started.elapsed().as_secs_f64();
     let threads = rayon::current_num_threads();
     let isa = format!("{:?}", teacher_kernels::matmul::detected_isa());
     if !a.json {
         println!(
-            "model {} · {} threads · kernels {isa} · KV {:?} · load {:.2} s · prompt {} + gen {} tokens",
-            a.model.model, threads, a.kv_type, load_s, a.prompt_tokens, a.gen_tokens
+            "model {} · {} · {} threads · kernels {isa} · KV {:?} · load {:.2} s · prompt {} + gen {} tokens",
+            a.model.model, model.device(), threads, a.kv_type, load_s, a.prompt_tokens, a.gen_tokens
         );
         println!(
             "{:>6} {:>14} {:>16} {:>12}",
@@ -51,6 +53,7 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
         a.prompt_tokens,
         a.gen_tokens,
         a.kv_type.into(),
+        a.prefill_step,
         |r| {
             if !a.json {
                 println!(
@@ -66,6 +69,7 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
     if a.json {
         let v = serde_json::json!({
             "model": a.model.model,
+            "device": model.device(),
             "threads": threads,
             "kernels": isa,
             "kv_cache": format!("{:?}", a.kv_type).to_lowercase(),

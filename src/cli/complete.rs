@@ -5,7 +5,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use std::io::Write;
 use teacher::engine::{Engine, EngineConfig, Request};
-use teacher_models::forward::Transformer;
 use teacher_models::Message;
 
 #[derive(Args)]
@@ -60,7 +59,7 @@ pub(crate) fn run(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
         None => a.prompt.clone().unwrap_or_default(),
     };
     let ids = file.encode_prompt(&text)?;
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let cfg = EngineConfig::new(1, model.hp.context_length.min(8192), a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
     let mut result = None;

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use teacher::engine::Engine;
 use teacher_kernels::SamplingParams;
 use teacher_models::fetch;
-use teacher_models::forward::Transformer;
 
 #[derive(Args)]
 pub(crate) struct EvolveArgs {
@@ -116,7 +115,7 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         .rejected
         .clone()
         .unwrap_or_else(|| teacher::pipeline::run_file::default_rejected_path(&a.out));
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let ecfg = a.engine.config(a.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let started = std::time::Instant::now();

@@ -4,7 +4,6 @@ use super::args::{check_output, open_for_pipeline, EngineArgs, ModelArgs, Sampli
 use clap::Args;
 use std::path::PathBuf;
 use teacher::engine::Engine;
-use teacher_models::forward::Transformer;
 
 #[derive(Args)]
 pub(crate) struct GenerateArgs {
@@ -47,7 +46,7 @@ pub(crate) fn run(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
         wave_size: a.wave_size,
         shard: a.shard,
     };
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let cfg = a.engine.config(a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, cfg)?;
     let bar = teacher::progress::counter("completions");

@@ -7,7 +7,6 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use teacher::engine::Engine;
 use teacher::pipeline::{items, judge as jd};
-use teacher_models::forward::Transformer;
 use teacher_models::{fetch, ModelFile};
 
 #[derive(Args)]
@@ -105,7 +104,7 @@ pub(crate) fn run(a: JudgeArgs, offline: bool) -> anyhow::Result<()> {
         constrained: !a.unconstrained,
         shard: a.shard,
     };
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let mut engine = Engine::new(&model, &file.tokenizer, a.engine.config(a.sampling.seed))?;
     judge_with(
         &mut engine,
@@ -242,7 +241,7 @@ impl PipelineJudgeArgs {
         }
         let (jfile, jsha) = open_for_pipeline(&judge_model, ran.offline)?;
         cfg.model_sha256 = jsha;
-        let jmodel = Transformer::load(jfile.gguf.clone())?;
+        let jmodel = judge_model.load(&jfile)?;
         let mut jengine = Engine::new(&jmodel, &jfile.tokenizer, ran.engine_args.config(ran.seed))?;
         judge_with(
             &mut jengine,

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use teacher::engine::Engine;
 use teacher::pipeline::magpie;
 use teacher_kernels::SamplingParams;
-use teacher_models::forward::Transformer;
 
 #[derive(Args)]
 pub(crate) struct MagpieArgs {
@@ -126,7 +125,7 @@ pub(crate) fn run(a: MagpieArgs, offline: bool) -> anyhow::Result<()> {
         model_sha256: model_sha256.clone(),
         shard: a.shard,
     };
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let ecfg = a.engine.config(a.shard.seed(a.seed));
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let started = std::time::Instant::now();

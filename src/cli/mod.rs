@@ -15,6 +15,7 @@ pub(crate) mod perplexity;
 pub(crate) mod report;
 pub(crate) mod respond;
 pub(crate) mod self_instruct;
+pub(crate) mod selftest;
 pub(crate) mod serve;
 pub(crate) mod stats;
 pub(crate) mod tokenize;

@@ -6,7 +6,6 @@ use super::args::{KvArg, ModelArgs};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
-use teacher_models::forward::Transformer;
 
 #[derive(Args)]
 pub(crate) struct PerplexityArgs {
@@ -46,7 +45,7 @@ pub(crate) fn run(a: PerplexityArgs, offline: bool) -> anyhow::Result<()> {
         anyhow::bail!("--chunks must be at least 1");
     }
     let file = a.model.open(offline)?;
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let opts = teacher::perplexity::Options {
         context: a.context,
         batch_tokens: a.batch_tokens.max(a.context),

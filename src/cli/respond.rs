@@ -6,7 +6,6 @@ use clap::Args;
 use std::path::PathBuf;
 use teacher::engine::Engine;
 use teacher_models::fetch;
-use teacher_models::forward::Transformer;
 
 #[derive(Args)]
 pub(crate) struct RespondArgs {
@@ -54,7 +53,7 @@ pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
         input_sha256: fetch::sha256_file(&a.input)?,
         shard: a.shard,
     };
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let ecfg = a.engine.config(a.sampling.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let bar = teacher::progress::bar(a.shard.range(list.len()).len() as u64, "responses");

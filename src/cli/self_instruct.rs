@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use teacher::engine::Engine;
 use teacher_kernels::SamplingParams;
 use teacher_models::fetch;
-use teacher_models::forward::Transformer;
 use teacher_models::{LoadOptions, ModelFile};
 
 #[derive(Args)]
@@ -156,7 +155,7 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
         shard: a.shard,
         constrained: a.constrained,
     };
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let ecfg = a.engine.config(a.shard.seed(a.seed));
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let bar = teacher::progress::bar(a.shard.share(a.num) as u64, "tasks");

@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use teacher::engine::Engine;
-use teacher_models::forward::Transformer;
 
 #[derive(Args)]
 pub(crate) struct ServeArgs {
@@ -51,7 +50,7 @@ pub(crate) fn run(a: ServeArgs, offline: bool) -> anyhow::Result<()> {
     }
     let (file, _sha) = open_for_pipeline(&a.model, offline)?;
     let file = Arc::new(file);
-    let model = Transformer::load(file.gguf.clone())?;
+    let model = a.model.load(&file)?;
     let ecfg = a.engine.config(a.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;
     let stop = Arc::new(AtomicBool::new(false));

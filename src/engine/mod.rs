@@ -152,7 +152,7 @@ impl<'m> Engine<'m> {
                 cfg.kv_memory as f64 / (1u64 << 30) as f64
             )));
         }
-        let cache = model.new_cache_of(cfg.batch, context, cfg.kv_type);
+        let cache = model.new_cache_of(cfg.batch, context, cfg.kv_type)?;
         Ok(Engine {
             model,
             tokenizer,
@@ -165,6 +165,11 @@ impl<'m> Engine<'m> {
     }
 
     /// What the KV cache stores.
+    /// The device the model runs on, in words.
+    pub fn device(&self) -> String {
+        self.model.device()
+    }
+
     pub fn kv_type(&self) -> KvType {
         self.cache.kv_type()
     }

@@ -23,6 +23,7 @@ pub fn run_info(engine: &Engine) -> serde_json::Value {
     serde_json::json!({
         "engine_context": engine.context(),
         "kernels": format!("{:?}", teacher_kernels::matmul::detected_isa()),
+        "device": engine.device(),
         "threads": rayon::current_num_threads(),
         "prefix_reuse": engine.prefix_reuse(),
     })

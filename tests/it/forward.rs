@@ -23,7 +23,7 @@ fn compare_with_reference(name: &str, prompt: &str) {
     let ids = file.encode_prompt(prompt).unwrap();
     let ours = Transformer::load(file.gguf.clone()).unwrap();
     let mut reference = Model::load(open(name), &candle_core::Device::Cpu).unwrap();
-    let mut cache = ours.new_cache(1, 256);
+    let mut cache = ours.new_cache(1, 256).unwrap();
     let mut ref_logits = reference.forward(&ids, 0).unwrap();
     let mut our_logits = ours
         .step(
@@ -96,7 +96,7 @@ fn candle_gemma3_reference_differs_by_its_mlp_activation() {
         .unwrap();
     let ours = Transformer::load(file.gguf.clone()).unwrap();
     let mut reference = Model::load(open(GEMMA3), &candle_core::Device::Cpu).unwrap();
-    let mut cache = ours.new_cache(1, 64);
+    let mut cache = ours.new_cache(1, 64).unwrap();
     let r = reference.forward(&ids, 0).unwrap();
     let o = ours
         .step(
@@ -137,7 +137,7 @@ fn a_sequence_gets_the_same_logits_alone_or_in_a_mixed_batch() {
         // Alone, whole prompt at once.
         let mut alone = Vec::new();
         for p in &ids {
-            let mut c = t.new_cache(1, 128);
+            let mut c = t.new_cache(1, 128).unwrap();
             alone.push(
                 t.step(
                     &mut c,
@@ -153,7 +153,7 @@ fn a_sequence_gets_the_same_logits_alone_or_in_a_mixed_batch() {
             );
         }
         // Together, in different slots, the first prompt chunked across two steps.
-        let mut c = t.new_cache(4, 128);
+        let mut c = t.new_cache(4, 128).unwrap();
         let split = 3;
         let first = t
             .step(

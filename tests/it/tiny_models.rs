@@ -174,7 +174,7 @@ fn write_tiny(dir: &Path, m: &Tiny) -> (PathBuf, Tensors) {
 fn ours(path: &Path, prompt: &[u32], next: &[u32]) -> Vec<Vec<f32>> {
     let file = ModelFile::open(path, &LoadOptions::default()).unwrap();
     let model = Transformer::load(file.gguf.clone()).unwrap();
-    let mut cache = model.new_cache(1, 64);
+    let mut cache = model.new_cache(1, 64).unwrap();
     let mut out = Vec::new();
     let mut pos = 0;
     for toks in std::iter::once(prompt).chain(next.chunks(1)) {
@@ -692,7 +692,7 @@ fn synthetic_shapes_have_the_real_models_tensors() {
         // And it runs.
         let file = ModelFile::open(&p, &LoadOptions::default()).unwrap();
         let model = Transformer::load(file.gguf.clone()).unwrap();
-        let mut cache = model.new_cache(1, 8);
+        let mut cache = model.new_cache(1, 8).unwrap();
         let l = model
             .step(
                 &mut cache,

@@ -224,7 +224,7 @@ fn write_model(path: &Path, t: QType, dequantized: bool) {
 fn logits(path: &Path) -> Vec<Vec<f32>> {
     let file = ModelFile::open(path, &LoadOptions::default()).unwrap();
     let model = Transformer::load(file.gguf.clone()).unwrap();
-    let mut cache = model.new_cache(1, 32);
+    let mut cache = model.new_cache(1, 32).unwrap();
     let prompt: Vec<u32> = vec![3, 17, 5, 22, 9, 31, 1, 40];
     let mut out = vec![model
         .step(

@@ -10,23 +10,25 @@
 //! (RoPE style, norms, activation, biases, sliding windows) live in `llama.rs`,
 //! `qwen2.rs` and `gemma3.rs`.
 
+mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod device;
 mod gemma2;
 mod gemma3;
-mod kv_cache;
 mod llama;
 mod phi3;
 mod qwen2;
 mod qwen3;
 
-pub use kv_cache::KvCache;
+pub use device::Device;
 
 use crate::error::{Error, Result};
 use crate::gguf::{tensor_err, GgufFile};
 use crate::hparams::{Arch, HParams};
 use std::sync::Arc;
 use teacher_kernels::ops::{self, KvType, Rope, RopeScaling, Yarn};
-use teacher_kernels::pool;
-use teacher_kernels::{matmul, matmul_many, QMatrix, QType};
+use teacher_kernels::{QMatrix, QType};
 
 /// A weight matrix as a view into the GGUF map.
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +233,9 @@ pub struct Transformer {
     layers: Vec<Layer>,
     /// Wall time spent in parts of the step, for profiles.
     times: StepTimes,
+    backend: Backend,
+    /// Why `--device auto` stayed on the CPU, when a GPU backend is built in.
+    device_note: Option<String>,
 }
 
 /// Nanoseconds the steps so far spent in attention and in the output layer.
@@ -262,6 +267,58 @@ pub struct Segment<'a> {
 }
 
 impl Transformer {
+    /// Load the model on `device`. `Device::Auto` takes a compiled-in GPU that is
+    /// present, else the CPU (`device_note` says why); naming a GPU that cannot be used
+    /// is an error that says why.
+    pub fn load_on(gguf: Arc<GgufFile>, device: Device) -> Result<Self> {
+        #[allow(unused_mut)]
+        let mut t = Self::load(gguf)?;
+        match device {
+            Device::Cpu => {}
+            Device::Metal => {
+                return Err(Error::Usage(
+                    "--device metal: this build of teacher has no Metal backend yet\nhint: use --device cpu (or cuda on an NVIDIA GPU)".into(),
+                ))
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => {
+                let g = cuda::CudaModel::new(&t, n).map_err(|e| Error::Usage(format!(
+                    "--device cuda:{n}: {e}\nhint: --device auto falls back to the CPU"
+                )))?;
+                t.backend = Backend::Cuda(Box::new(g));
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => {
+                return Err(Error::Usage(
+                    "--device cuda: this build of teacher has no CUDA backend\nhint: build with `cargo build --release --features cuda`, or use --device cpu".into(),
+                ))
+            }
+            Device::Auto => {
+                #[cfg(feature = "cuda")]
+                match cuda::CudaModel::new(&t, 0) {
+                    Ok(g) => t.backend = Backend::Cuda(Box::new(g)),
+                    Err(e) => t.device_note = Some(format!("no usable CUDA GPU ({e}); running on the CPU")),
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// The device the forward pass runs on, in words (`cpu`, `cuda:0 (NVIDIA H200)`).
+    pub fn device(&self) -> String {
+        match &self.backend {
+            Backend::Cpu => "cpu".into(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.describe(),
+        }
+    }
+
+    /// Why `--device auto` chose the CPU although a GPU backend is built in.
+    pub fn device_note(&self) -> Option<&str> {
+        self.device_note.as_deref()
+    }
+
+    /// Load the model on the CPU.
     pub fn load(gguf: Arc<GgufFile>) -> Result<Self> {
         let hp = HParams::from_gguf(&gguf)?;
         let flavor = match hp.arch {
@@ -390,6 +447,8 @@ impl Transformer {
             layers,
             gguf,
             times: StepTimes::default(),
+            backend: Backend::Cpu,
+            device_note: None,
         })
     }
 
@@ -417,25 +476,36 @@ impl Transformer {
     }
 
     /// An f32 KV cache of `slots` sequences of up to `capacity` positions each.
-    pub fn new_cache(&self, slots: usize, capacity: usize) -> KvCache {
+    pub fn new_cache(&self, slots: usize, capacity: usize) -> Result<KvCache> {
         self.new_cache_of(slots, capacity, KvType::F32)
     }
 
     /// A KV cache storing `kv` numbers.
-    pub fn new_cache_of(&self, slots: usize, capacity: usize, kv: KvType) -> KvCache {
-        KvCache::new(
-            slots,
-            capacity,
-            self.hp.n_layer,
+    pub fn new_cache_of(&self, slots: usize, capacity: usize, kv: KvType) -> Result<KvCache> {
+        let (k_dim, v_dim) = (
             self.hp.n_head_kv * self.hp.head_dim_k,
             self.hp.n_head_kv * self.hp.head_dim_v,
-            kv,
-        )
+        );
+        Ok(KvCache(match &self.backend {
+            Backend::Cpu => CacheImpl::Cpu(cpu::KvCache::new(
+                slots,
+                capacity,
+                self.hp.n_layer,
+                k_dim,
+                v_dim,
+                kv,
+            )),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => CacheImpl::Cuda(g.new_cache(slots, capacity, self.hp.n_layer, k_dim, v_dim, kv).map_err(|e| Error::Model {
+                path: self.gguf.path().to_path_buf(),
+                what: format!("cannot allocate the KV cache on the GPU: {e}"),
+            })?),
+        }))
     }
 
     /// Bytes of KV cache one position of one sequence takes.
     pub fn kv_bytes_per_position(&self, kv: KvType) -> usize {
-        KvCache::bytes_per_position(
+        cpu::KvCache::bytes_per_position(
             self.hp.n_layer,
             self.hp.n_head_kv * self.hp.head_dim_k,
             self.hp.n_head_kv * self.hp.head_dim_v,
@@ -445,13 +515,22 @@ impl Transformer {
 
     /// Run one step; returns the logits (vocab-sized) of each segment that asked.
     pub fn step(&self, cache: &mut KvCache, segs: &[Segment]) -> Result<Vec<Vec<f32>>> {
-        self.run_step(cache, segs, false)
+        self.run_step(cache, segs, false, false)?.logits()
+    }
+
+    /// Run one step; returns the greedy choice (`sampling::argmax` of the logits) of
+    /// each segment that asked. A GPU sends back only these token ids.
+    pub fn step_argmax(&self, cache: &mut KvCache, segs: &[Segment]) -> Result<Vec<u32>> {
+        match self.run_step(cache, segs, false, true)? {
+            StepOut::Tokens(t) => Ok(t),
+            StepOut::Logits(l) => Ok(l.iter().map(|r| teacher_kernels::sampling::argmax(r)).collect()),
+        }
     }
 
     /// Run one step; returns the logits of *every* token of each segment that asked,
     /// in order (perplexity scoring). Each row's numbers are the same as `step` gives.
     pub fn step_every_token(&self, cache: &mut KvCache, segs: &[Segment]) -> Result<Vec<Vec<f32>>> {
-        self.run_step(cache, segs, true)
+        self.run_step(cache, segs, true, false)?.logits()
     }
 
     fn run_step(
@@ -459,9 +538,9 @@ impl Transformer {
         cache: &mut KvCache,
         segs: &[Segment],
         every_token: bool,
-    ) -> Result<Vec<Vec<f32>>> {
+        greedy: bool,
+    ) -> Result<StepOut> {
         let hp = &self.hp;
-        let e = hp.n_embd;
         // Row bookkeeping: (slot, position) per row.
         let mut rows: Vec<(usize, usize)> = Vec::new();
         let mut tokens: Vec<u32> = Vec::new();
@@ -493,197 +572,23 @@ impl Transformer {
                 tokens.push(t);
             }
         }
-        let r = rows.len();
-        if r == 0 {
-            return Ok(Vec::new());
+        if rows.is_empty() {
+            return Ok(StepOut::Logits(Vec::new()));
         }
-        let embd = self.matrix(&self.embd);
-        let mut x = vec![0f32; r * e];
-        for (row, &t) in x.chunks_mut(e).zip(&tokens) {
-            embd.dequantize_row(t as usize, row);
-            if let Some(s) = self.flavor.embed_scale {
-                row.iter_mut().for_each(|v| *v *= s);
+        match (&self.backend, &mut cache.0) {
+            (Backend::Cpu, CacheImpl::Cpu(c)) => {
+                cpu::run_step(self, c, segs, &rows, &tokens, every_token).map(StepOut::Logits)
             }
+            #[cfg(feature = "cuda")]
+            (Backend::Cuda(g), CacheImpl::Cuda(c)) => {
+                g.run_step(self, c, segs, &rows, &tokens, every_token, greedy)
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::Model {
+                path: self.gguf.path().to_path_buf(),
+                what: "the KV cache was made for another device than the model's".into(),
+            }),
         }
-        let (nh, nkv, dk, dv) = (hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v);
-        let mut h = vec![0f32; r * e];
-        let mut q = vec![0f32; r * nh * dk];
-        let mut k = vec![0f32; r * nkv * dk];
-        let mut v = vec![0f32; r * nkv * dv];
-        let mut att = vec![0f32; r * nh * dv];
-        let mut o = vec![0f32; r * e];
-        let mut gate = vec![0f32; r * hp.n_ff];
-        let mut up = vec![0f32; r * hp.n_ff];
-        for (li, layer) in self.layers.iter().enumerate() {
-            h.copy_from_slice(&x);
-            norm_rows(&mut h, e, &layer.attn_norm, hp.rms_norm_eps);
-            let (wq, wk, wv) = (
-                self.matrix(&layer.wq),
-                self.matrix(&layer.wk),
-                self.matrix(&layer.wv),
-            );
-            matmul_many(
-                &mut [(&wq, &mut q[..]), (&wk, &mut k[..]), (&wv, &mut v[..])],
-                &h,
-                r,
-            );
-            add_bias(&mut q, layer.bq.as_deref());
-            add_bias(&mut k, layer.bk.as_deref());
-            add_bias(&mut v, layer.bv.as_deref());
-            if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-                norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
-                norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
-            }
-            // K is roped before it enters the cache; each query head is roped and
-            // attends in its own task (heads split across threads even for one row).
-            for (kr, &(_, pos)) in k.chunks_mut(nkv * dk).zip(rows.iter()) {
-                layer.rope.apply(kr, dk, pos);
-            }
-            pool::for_each_row(&mut q, dk, ROW_TASKS, |i, qh| {
-                layer.rope.apply(qh, dk, rows[i / nh].1);
-            });
-            for (i, &(slot, pos)) in rows.iter().enumerate() {
-                cache.write(
-                    li,
-                    slot,
-                    pos,
-                    &k[i * nkv * dk..(i + 1) * nkv * dk],
-                    &v[i * nkv * dv..(i + 1) * nkv * dv],
-                );
-            }
-            let cache_ref: &KvCache = cache;
-            let scale = self.flavor.attn_scale;
-            let softcap = hp.attn_softcap.unwrap_or(0.0);
-            let q_ref = &q;
-            // Units of query heads sharing a KV head, whose K/V rows are then read once;
-            // single heads when there are too few units to keep the threads busy. Each
-            // head's numbers are the same either way.
-            let group = nh / nkv;
-            let per = if r * nkv >= 2 * pool::global().threads() {
-                group
-            } else {
-                1
-            };
-            let attention_started = std::time::Instant::now();
-            pool::for_each_row(&mut att, per * dv, ROW_TASKS, |i, out| {
-                let (row, h0) = (i * per / nh, i * per % nh);
-                let (slot, pos) = rows[row];
-                let start = match layer.window {
-                    Some(w) => (pos + 1).saturating_sub(w),
-                    None => 0,
-                };
-                let (k_cache, v_cache) = cache_ref.layer(li, slot);
-                let head = ops::Head {
-                    k: k_cache,
-                    v: v_cache,
-                    kv_stride: nkv * dk,
-                    kv_head: h0 / group,
-                    head_dim: dk,
-                    softcap,
-                };
-                SCORES.with_borrow_mut(|scores| {
-                    let qh = &q_ref[i * per * dk..(i + 1) * per * dk];
-                    ops::attend_heads(qh, &head, start, pos, scale, scores, out);
-                });
-            });
-            self.times.attention_ns.fetch_add(
-                attention_started.elapsed().as_nanos() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            matmul(&self.matrix(&layer.wo), &att, r, &mut o);
-            if let Some(pn) = &layer.post_attn_norm {
-                norm_rows(&mut o, e, pn, hp.rms_norm_eps);
-            }
-            add_into(&mut x, &o);
-            h.copy_from_slice(&x);
-            norm_rows(&mut h, e, &layer.ffn_norm, hp.rms_norm_eps);
-            let (wg, wu) = (self.matrix(&layer.w_gate), self.matrix(&layer.w_up));
-            matmul_many(&mut [(&wg, &mut gate[..]), (&wu, &mut up[..])], &h, r);
-            let gelu = self.flavor.gelu;
-            let up_ref = &up;
-            let n_ff = hp.n_ff;
-            pool::for_each_row(&mut gate, n_ff, PARALLEL_ROWS, |i, g| {
-                for (gv, uv) in g.iter_mut().zip(&up_ref[i * n_ff..(i + 1) * n_ff]) {
-                    let a = if gelu {
-                        ops::gelu_tanh(*gv)
-                    } else {
-                        ops::silu(*gv)
-                    };
-                    *gv = a * uv;
-                }
-            });
-            matmul(&self.matrix(&layer.w_down), &gate, r, &mut o);
-            if let Some(pn) = &layer.post_ffn_norm {
-                norm_rows(&mut o, e, pn, hp.rms_norm_eps);
-            }
-            add_into(&mut x, &o);
-        }
-        // Logits only for the rows that need them.
-        let mut want: Vec<usize> = Vec::new();
-        let mut row = 0;
-        for s in segs {
-            let first = row;
-            row += s.tokens.len();
-            if s.logits && !s.tokens.is_empty() {
-                if every_token {
-                    want.extend(first..row);
-                } else {
-                    want.push(row - 1);
-                }
-            }
-        }
-        let output_started = std::time::Instant::now();
-        let mut hs = vec![0f32; want.len() * e];
-        for (j, &i) in want.iter().enumerate() {
-            hs[j * e..(j + 1) * e].copy_from_slice(&x[i * e..(i + 1) * e]);
-        }
-        norm_rows(&mut hs, e, &self.output_norm, hp.rms_norm_eps);
-        let out = self.matrix(&self.output);
-        let vocab = out.rows;
-        let mut logits = vec![0f32; want.len() * vocab];
-        matmul(&out, &hs, want.len(), &mut logits);
-        if let Some(cap) = hp.final_softcap {
-            logits
-                .iter_mut()
-                .for_each(|l| *l = cap * ops::tanh(*l / cap));
-        }
-        self.times.output_ns.fetch_add(
-            output_started.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        Ok(logits.chunks(vocab).map(|c| c.to_vec()).collect())
-    }
-}
-
-/// Below this many rows, cheap per-row work (norms, activations) runs on the calling
-/// thread: handing it out costs more than the work (decode steps of a few sequences).
-const PARALLEL_ROWS: usize = 8;
-/// Attention and RoPE go parallel from two (row, head) units: one head's attention
-/// over a long context is worth a hand-off.
-const ROW_TASKS: usize = 2;
-
-thread_local! {
-    /// Attention score scratch, one per thread.
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-fn norm_rows(x: &mut [f32], width: usize, w: &[f32], eps: f32) {
-    pool::for_each_row(x, width, PARALLEL_ROWS, |_, row| ops::rms_norm(row, w, eps));
-}
-
-fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
-    if let Some(b) = b {
-        for row in x.chunks_mut(b.len()) {
-            for (v, bb) in row.iter_mut().zip(b) {
-                *v += bb;
-            }
-        }
-    }
-}
-
-fn add_into(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
     }
 }
 
@@ -735,4 +640,95 @@ fn vector(gguf: &GgufFile, name: &str) -> Result<Vec<f32>> {
     let mut out = vec![0f32; n];
     teacher_kernels::quant::dequantize_row(qt, gguf.tensor_bytes(t), n, &mut out);
     Ok(out)
+}
+
+/// The rows of a step whose logits are returned: each asking segment's last row, or
+/// all of its rows for `every_token`.
+fn logit_rows(segs: &[Segment], every_token: bool) -> Vec<usize> {
+    let mut want: Vec<usize> = Vec::new();
+    let mut row = 0;
+    for s in segs {
+        let first = row;
+        row += s.tokens.len();
+        if s.logits && !s.tokens.is_empty() {
+            if every_token {
+                want.extend(first..row);
+            } else {
+                want.push(row - 1);
+            }
+        }
+    }
+    want
+}
+
+/// Where the forward pass runs (one backend each, siblings behind `Transformer`).
+enum Backend {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda(Box<cuda::CudaModel>),
+}
+
+/// The KV cache of a model's sequences, kept on the model's device.
+pub struct KvCache(CacheImpl);
+
+enum CacheImpl {
+    Cpu(cpu::KvCache),
+    #[cfg(feature = "cuda")]
+    Cuda(cuda::KvCache),
+}
+
+impl KvCache {
+    pub fn slots(&self) -> usize {
+        match &self.0 {
+            CacheImpl::Cpu(c) => c.slots(),
+            #[cfg(feature = "cuda")]
+            CacheImpl::Cuda(c) => c.slots,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        match &self.0 {
+            CacheImpl::Cpu(c) => c.capacity(),
+            #[cfg(feature = "cuda")]
+            CacheImpl::Cuda(c) => c.capacity,
+        }
+    }
+
+    pub fn kv_type(&self) -> KvType {
+        match &self.0 {
+            CacheImpl::Cpu(c) => c.kv_type(),
+            #[cfg(feature = "cuda")]
+            CacheImpl::Cuda(c) => c.kv_type,
+        }
+    }
+
+    /// Copy positions `0..len` of every layer from slot `from` to slot `to` (a shared
+    /// prompt prefix: the keys and values of a position depend only on the tokens up to
+    /// it, so the copy holds exactly what computing them again would write).
+    pub fn copy_prefix(&mut self, from: usize, to: usize, len: usize) {
+        match &mut self.0 {
+            CacheImpl::Cpu(c) => c.copy_prefix(from, to, len),
+            #[cfg(feature = "cuda")]
+            CacheImpl::Cuda(c) => c.copy_prefix(from, to, len),
+        }
+    }
+}
+
+/// What a backend's step gives back: logit rows, or (asked for greedy choices, on a
+/// device that makes them itself) token ids.
+enum StepOut {
+    Logits(Vec<Vec<f32>>),
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    Tokens(Vec<u32>),
+}
+
+impl StepOut {
+    fn logits(self) -> Result<Vec<Vec<f32>>> {
+        match self {
+            StepOut::Logits(l) => Ok(l),
+            StepOut::Tokens(_) => Err(Error::Usage(
+                "internal: a logits step returned token ids".into(),
+            )),
+        }
+    }
 }

@@ -1,0 +1,203 @@
+//! The forward step on the CPU: teacher's own kernels over the memory-mapped weights,
+//! threads splitting output columns, attention heads and rows.
+
+mod kv_cache;
+
+pub use kv_cache::KvCache;
+
+use super::{Segment, Transformer};
+use crate::error::Result;
+use teacher_kernels::ops;
+use teacher_kernels::pool;
+use teacher_kernels::{matmul, matmul_many};
+
+/// One step of `segs` whose rows are `rows` ((slot, position) each) with `tokens`,
+/// already checked against the cache and the vocabulary.
+pub(super) fn run_step(
+    model: &Transformer,
+    cache: &mut KvCache,
+    segs: &[Segment],
+    rows: &[(usize, usize)],
+    tokens: &[u32],
+    every_token: bool,
+) -> Result<Vec<Vec<f32>>> {
+    let hp = &model.hp;
+    let e = hp.n_embd;
+    let r = rows.len();
+    let embd = model.matrix(&model.embd);
+    let mut x = vec![0f32; r * e];
+    for (row, &t) in x.chunks_mut(e).zip(tokens) {
+        embd.dequantize_row(t as usize, row);
+        if let Some(s) = model.flavor.embed_scale {
+        row.iter_mut().for_each(|v| *v *= s);
+        }
+    }
+    let (nh, nkv, dk, dv) = (hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v);
+    let mut h = vec![0f32; r * e];
+    let mut q = vec![0f32; r * nh * dk];
+    let mut k = vec![0f32; r * nkv * dk];
+    let mut v = vec![0f32; r * nkv * dv];
+    let mut att = vec![0f32; r * nh * dv];
+    let mut o = vec![0f32; r * e];
+    let mut gate = vec![0f32; r * hp.n_ff];
+    let mut up = vec![0f32; r * hp.n_ff];
+    for (li, layer) in model.layers.iter().enumerate() {
+        h.copy_from_slice(&x);
+        norm_rows(&mut h, e, &layer.attn_norm, hp.rms_norm_eps);
+        let (wq, wk, wv) = (
+        model.matrix(&layer.wq),
+        model.matrix(&layer.wk),
+        model.matrix(&layer.wv),
+        );
+        matmul_many(
+        &mut [(&wq, &mut q[..]), (&wk, &mut k[..]), (&wv, &mut v[..])],
+        &h,
+        r,
+        );
+        add_bias(&mut q, layer.bq.as_deref());
+        add_bias(&mut k, layer.bk.as_deref());
+        add_bias(&mut v, layer.bv.as_deref());
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+        norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
+        norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
+        }
+        // K is roped before it enters the cache; each query head is roped and
+        // attends in its own task (heads split across threads even for one row).
+        for (kr, &(_, pos)) in k.chunks_mut(nkv * dk).zip(rows.iter()) {
+        layer.rope.apply(kr, dk, pos);
+        }
+        pool::for_each_row(&mut q, dk, ROW_TASKS, |i, qh| {
+        layer.rope.apply(qh, dk, rows[i / nh].1);
+        });
+        for (i, &(slot, pos)) in rows.iter().enumerate() {
+        cache.write(
+            li,
+            slot,
+            pos,
+            &k[i * nkv * dk..(i + 1) * nkv * dk],
+            &v[i * nkv * dv..(i + 1) * nkv * dv],
+        );
+        }
+        let cache_ref: &KvCache = cache;
+        let scale = model.flavor.attn_scale;
+        let softcap = hp.attn_softcap.unwrap_or(0.0);
+        let q_ref = &q;
+        // Units of query heads sharing a KV head, whose K/V rows are then read once;
+        // single heads when there are too few units to keep the threads busy. Each
+        // head's numbers are the same either way.
+        let group = nh / nkv;
+        let per = if r * nkv >= 2 * pool::global().threads() {
+        group
+        } else {
+        1
+        };
+        let attention_started = std::time::Instant::now();
+        pool::for_each_row(&mut att, per * dv, ROW_TASKS, |i, out| {
+        let (row, h0) = (i * per / nh, i * per % nh);
+        let (slot, pos) = rows[row];
+        let start = match layer.window {
+            Some(w) => (pos + 1).saturating_sub(w),
+            None => 0,
+        };
+        let (k_cache, v_cache) = cache_ref.layer(li, slot);
+        let head = ops::Head {
+            k: k_cache,
+            v: v_cache,
+            kv_stride: nkv * dk,
+            kv_head: h0 / group,
+            head_dim: dk,
+            softcap,
+        };
+        SCORES.with_borrow_mut(|scores| {
+            let qh = &q_ref[i * per * dk..(i + 1) * per * dk];
+            ops::attend_heads(qh, &head, start, pos, scale, scores, out);
+        });
+        });
+        model.times.attention_ns.fetch_add(
+        attention_started.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+        );
+        matmul(&model.matrix(&layer.wo), &att, r, &mut o);
+        if let Some(pn) = &layer.post_attn_norm {
+        norm_rows(&mut o, e, pn, hp.rms_norm_eps);
+        }
+        add_into(&mut x, &o);
+        h.copy_from_slice(&x);
+        norm_rows(&mut h, e, &layer.ffn_norm, hp.rms_norm_eps);
+        let (wg, wu) = (model.matrix(&layer.w_gate), model.matrix(&layer.w_up));
+        matmul_many(&mut [(&wg, &mut gate[..]), (&wu, &mut up[..])], &h, r);
+        let gelu = model.flavor.gelu;
+        let up_ref = &up;
+        let n_ff = hp.n_ff;
+        pool::for_each_row(&mut gate, n_ff, PARALLEL_ROWS, |i, g| {
+        for (gv, uv) in g.iter_mut().zip(&up_ref[i * n_ff..(i + 1) * n_ff]) {
+            let a = if gelu {
+            ops::gelu_tanh(*gv)
+            } else {
+            ops::silu(*gv)
+            };
+            *gv = a * uv;
+        }
+        });
+        matmul(&model.matrix(&layer.w_down), &gate, r, &mut o);
+        if let Some(pn) = &layer.post_ffn_norm {
+        norm_rows(&mut o, e, pn, hp.rms_norm_eps);
+        }
+        add_into(&mut x, &o);
+    }
+    // Logits only for the rows that need them.
+    let want = super::logit_rows(segs, every_token);
+    let output_started = std::time::Instant::now();
+    let mut hs = vec![0f32; want.len() * e];
+    for (j, &i) in want.iter().enumerate() {
+        hs[j * e..(j + 1) * e].copy_from_slice(&x[i * e..(i + 1) * e]);
+    }
+    norm_rows(&mut hs, e, &model.output_norm, hp.rms_norm_eps);
+    let out = model.matrix(&model.output);
+    let vocab = out.rows;
+    let mut logits = vec![0f32; want.len() * vocab];
+    matmul(&out, &hs, want.len(), &mut logits);
+    if let Some(cap) = hp.final_softcap {
+        logits
+        .iter_mut()
+        .for_each(|l| *l = cap * ops::tanh(*l / cap));
+    }
+    model.times.output_ns.fetch_add(
+        output_started.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(logits.chunks(vocab).map(|c| c.to_vec()).collect())
+}
+
+/// Below this many rows, cheap per-row work (norms, activations) runs on the calling
+/// thread: handing it out costs more than the work (decode steps of a few sequences).
+const PARALLEL_ROWS: usize = 8;
+/// Attention and RoPE go parallel from two (row, head) units: one head's attention
+/// over a long context is worth a hand-off.
+const ROW_TASKS: usize = 2;
+
+thread_local! {
+    /// Attention score scratch, one per thread.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn norm_rows(x: &mut [f32], width: usize, w: &[f32], eps: f32) {
+    pool::for_each_row(x, width, PARALLEL_ROWS, |_, row| ops::rms_norm(row, w, eps));
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
+    if let Some(b) = b {
+        for row in x.chunks_mut(b.len()) {
+            for (v, bb) in row.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+

@@ -52,7 +52,9 @@ fn main() {
             .iter()
             .map(|x| x.as_f64().unwrap())
             .collect();
-        let mut cache = model.new_cache_of(1, prompt.len() + gen.len() + 1, KvType::F16).unwrap();
+        let mut cache = model
+            .new_cache_of(1, prompt.len() + gen.len() + 1, KvType::F16)
+            .unwrap();
         let mut seq = prompt.clone();
         seq.extend_from_slice(&gen);
         // Logits after the prompt and after each forced token.

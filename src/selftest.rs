@@ -5,7 +5,8 @@
 //! - `batch1`: one sequence, one prompt step, the logits of every token;
 //! - `mixed`: five sequences prefilled in uneven chunks side by side and then decoded
 //!   together at different positions, against each sequence run alone on the CPU;
-//! - `wide` (one model): 256 sequences at different positions in one decode step.
+//! - `wide` (the first weight type): many sequences (256 by default) at different
+//!   positions decoding together.
 //!
 //! A case passes when every logit has the CPU's bits; otherwise it reports the share of
 //! identical logits and the largest difference in units in the last place.
@@ -166,7 +167,10 @@ fn together(
     }
     let steps = decode.iter().map(Vec::len).max().unwrap_or(0);
     for i in 0..steps {
-        let toks: Vec<[u32; 1]> = decode.iter().map(|d| [d.get(i).copied().unwrap_or(0)]).collect();
+        let toks: Vec<[u32; 1]> = decode
+            .iter()
+            .map(|d| [d.get(i).copied().unwrap_or(0)])
+            .collect();
         let mut segs = Vec::new();
         let mut owners = Vec::new();
         for s in 0..n {
@@ -194,10 +198,11 @@ pub fn run(
     device: Device,
     dir: &std::path::Path,
     types: &[QType],
+    wide: usize,
     mut report: impl FnMut(&CaseResult),
 ) -> Result<Vec<CaseResult>> {
     let mut results = Vec::new();
-    let mut wide_done = false;
+    let mut wide_done = wide == 0;
     for arch in ARCHES {
         for &wt in types {
             let shape = tiny_shape(arch);
@@ -256,16 +261,20 @@ pub fn run(
                     &want,
                     &together(&dev, kv, &prompts, &decode, 1)?,
                 );
-                if !wide_done && kv == KvType::F16 && wt == QType::Q4K {
-                    // wide: 256 sequences of different lengths, two decode steps together.
-                    let prompts: Vec<Vec<u32>> = (0..256)
+                if !wide_done && kv == KvType::F16 {
+                    // wide: many sequences of different lengths, two decode steps together.
+                    let prompts: Vec<Vec<u32>> = (0..wide)
                         .map(|s| (0..1 + s % 37).map(|i| tok(11 * s + i, v)).collect())
                         .collect();
-                    let decode: Vec<Vec<u32>> = (0..256)
+                    let decode: Vec<Vec<u32>> = (0..wide)
                         .map(|s| (0..2).map(|i| tok(5 * s + i + 3, v)).collect())
                         .collect();
                     let want = together(&cpu, kv, &prompts, &decode, 64)?;
-                    push("wide256", &want, &together(&dev, kv, &prompts, &decode, 64)?);
+                    push(
+                        &format!("wide{wide}"),
+                        &want,
+                        &together(&dev, kv, &prompts, &decode, 64)?,
+                    );
                     wide_done = true;
                 }
             }
@@ -278,7 +287,10 @@ pub fn run(
 /// traced to its kernel): the elementary functions, RMSNorm, and the matmul of every
 /// weight type at several row counts.
 #[cfg(feature = "cuda")]
-pub fn cuda_kernels(ordinal: usize, mut report: impl FnMut(&CaseResult)) -> Result<Vec<CaseResult>> {
+pub fn cuda_kernels(
+    ordinal: usize,
+    mut report: impl FnMut(&CaseResult),
+) -> Result<Vec<CaseResult>> {
     use teacher_kernels::cuda::{Arg, Gpu, MM_COLS, MM_ROWS};
     use teacher_kernels::matmul::tests_support::random_matrix;
     use teacher_kernels::{ops, QMatrix};
@@ -310,7 +322,11 @@ pub fn cuda_kernels(ordinal: usize, mut report: impl FnMut(&CaseResult)) -> Resu
         g.launch_n(
             "probe_functions",
             xs.len(),
-            &[Arg::Ptr(xd.ptr()), Arg::I32(xs.len() as i32), Arg::Ptr(od.ptr())],
+            &[
+                Arg::Ptr(xd.ptr()),
+                Arg::I32(xs.len() as i32),
+                Arg::Ptr(od.ptr()),
+            ],
         )?;
         let mut got = vec![0f32; 4 * xs.len()];
         g.read(&od, &mut got)?;
@@ -331,7 +347,9 @@ pub fn cuda_kernels(ordinal: usize, mut report: impl FnMut(&CaseResult)) -> Resu
         // RMSNorm rows of odd and even widths.
         for width in [64usize, 576, 75] {
             let rows = 7;
-            let x: Vec<f32> = (0..rows * width).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.03).collect();
+            let x: Vec<f32> = (0..rows * width)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.03)
+                .collect();
             let w: Vec<f32> = (0..width).map(|i| 1.0 + (i % 7) as f32 * 0.01).collect();
             let mut want = x.clone();
             for r in want.chunks_mut(width) {

@@ -109,7 +109,12 @@ fn nvrtc_candidates() -> Vec<PathBuf> {
     if let Ok(venv) = std::env::var("VIRTUAL_ENV") {
         sites.push(PathBuf::from(venv).join("lib"));
     }
-    for base in ["/opt/torch/.venv/lib", "/usr/local/lib", "/usr/lib", "/opt/conda/lib"] {
+    for base in [
+        "/opt/torch/.venv/lib",
+        "/usr/local/lib",
+        "/usr/lib",
+        "/opt/conda/lib",
+    ] {
         sites.push(base.into());
     }
     if let Ok(home) = std::env::var("HOME") {
@@ -190,7 +195,10 @@ fn cached_ptx(arch: &'static str) -> Result<String> {
     h.update(SOURCE.as_bytes());
     h.update(NVRTC_OPTIONS.join(" ").as_bytes());
     h.update(arch.as_bytes());
-    let key: String = h.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let key: String = h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let dir = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
@@ -358,8 +366,9 @@ impl Gpu {
         };
         // SAFETY: the library is emulate.cpp built as documented there; it is kept
         // loaded for the life of the process.
-        let l: &'static libloading::Library =
-            Box::leak(Box::new(unsafe { libloading::Library::new(lib) }.map_err(bad)?));
+        let l: &'static libloading::Library = Box::leak(Box::new(
+            unsafe { libloading::Library::new(lib) }.map_err(bad)?,
+        ));
         // SAFETY: the symbol has the EmuLaunch signature in emulate.cpp.
         let launch = unsafe { l.get::<EmuLaunch>(b"teacher_emu_launch") }.map_err(bad)?;
         Ok(Gpu {
@@ -433,7 +442,11 @@ impl Gpu {
                 if rc != 0 {
                     return Err(GpuError::Driver(format!(
                         "emulated kernel `{name}` failed ({})",
-                        if rc == -2 { "its threads deadlocked" } else { "unknown kernel" }
+                        if rc == -2 {
+                            "its threads deadlocked"
+                        } else {
+                            "unknown kernel"
+                        }
                     )));
                 }
             }
@@ -445,7 +458,9 @@ impl Gpu {
     pub fn launch_n(&self, name: &str, n: usize, args: &[Arg]) -> Result<()> {
         let blocks = n.div_ceil(256);
         if blocks > u32::MAX as usize {
-            return Err(GpuError::Driver(format!("{name}: {n} elements is too many")));
+            return Err(GpuError::Driver(format!(
+                "{name}: {n} elements is too many"
+            )));
         }
         self.launch(name, (blocks as u32, 1), 256, args)
     }
@@ -483,7 +498,10 @@ impl Gpu {
 
     /// Copy `host` into the start of `dev`.
     pub fn write<T: Copy>(&self, host: &[T], dev: &mut DevBuf<T>) -> Result<()> {
-        assert!(host.len() <= dev.len, "write past the end of a device buffer");
+        assert!(
+            host.len() <= dev.len,
+            "write past the end of a device buffer"
+        );
         if host.is_empty() {
             return Ok(());
         }
@@ -539,7 +557,12 @@ impl Gpu {
         match &self.engine {
             // SAFETY: the caller's ranges lie inside live buffers; ordered on the stream.
             Engine::Cuda { stream, .. } => unsafe {
-                cudarc::driver::result::memcpy_dtod_async(d, s, n * size as usize, stream.cu_stream())?
+                cudarc::driver::result::memcpy_dtod_async(
+                    d,
+                    s,
+                    n * size as usize,
+                    stream.cu_stream(),
+                )?
             },
             // SAFETY: as above, in host memory (`copy` allows overlap).
             Engine::Emulated { .. } => unsafe {

@@ -28,6 +28,9 @@ fn every_kernel_compiles_for_hopper_and_ampere() {
         // (the matmul lanes, its minimum terms and the float matmul).
         let fmas = ptx.matches("fma.rn.f32").count();
         assert!(fmas > 0, "{arch}: the explicit fmas are missing");
-        assert!(!ptx.contains("mad.f32") && !ptx.contains(".ftz."), "{arch}: contracted or flushed arithmetic");
+        assert!(
+            !ptx.contains("mad.f32") && !ptx.contains(".ftz."),
+            "{arch}: contracted or flushed arithmetic"
+        );
     }
 }

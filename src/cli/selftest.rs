@@ -14,6 +14,9 @@ pub(crate) struct SelftestArgs {
     /// Weight types to cover (llama.cpp names); all that teacher reads by default.
     #[arg(long, value_delimiter = ',')]
     types: Vec<String>,
+    /// Sequences of the case that decodes many at once (0 skips it).
+    #[arg(long, default_value_t = 256)]
+    wide: usize,
     /// Also write every case as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -57,7 +60,13 @@ pub(crate) fn run(a: SelftestArgs) -> anyhow::Result<()> {
     if let Device::Cuda(n) = device {
         results.extend(teacher::selftest::cuda_kernels(n, &mut line)?);
     }
-    results.extend(teacher::selftest::run(device, dir.path(), &types, &mut line)?);
+    results.extend(teacher::selftest::run(
+        device,
+        dir.path(),
+        &types,
+        a.wide,
+        &mut line,
+    )?);
     let failed = results.iter().filter(|r| !r.passed()).count();
     let logits: usize = results.iter().map(|r| r.logits).sum();
     let same: usize = results.iter().map(|r| r.identical).sum();

@@ -156,3 +156,42 @@ fn messages_on_a_base_model_is_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("no chat template"), "{err}");
 }
+
+#[test]
+fn device_flag_names_what_it_accepts_and_what_this_build_lacks() {
+    let m = model_path(SMOLLM2);
+    let m = m.to_str().unwrap();
+    let bench = |dev: &str| {
+        run_teacher(&[
+            "bench",
+            "--model",
+            m,
+            "--device",
+            dev,
+            "--batch",
+            "1",
+            "--prompt-tokens",
+            "2",
+            "--gen-tokens",
+            "1",
+        ])
+    };
+    let (ok, _, err) = bench("tpu");
+    assert!(
+        !ok && err.contains("`tpu` is not a device") && err.contains("cuda:N"),
+        "{err}"
+    );
+    let (ok, _, err) = bench("metal");
+    assert!(!ok && err.contains("no Metal backend"), "{err}");
+    #[cfg(not(feature = "cuda"))]
+    {
+        let (ok, _, err) = bench("cuda:1");
+        assert!(
+            !ok && err.contains("no CUDA backend") && err.contains("--features cuda"),
+            "{err}"
+        );
+    }
+    // cpu, and auto in a build without a GPU backend, run on the CPU without comment.
+    let (ok, out, err) = bench("cpu");
+    assert!(ok && out.contains("· cpu ·"), "{out}\n{err}");
+}

@@ -4,6 +4,8 @@
 mod cli;
 mod common;
 mod constrained;
+#[cfg(feature = "cuda")]
+mod cuda_emulated;
 mod dedup_cli;
 mod engine;
 mod evol;

@@ -11,7 +11,9 @@ use super::{Segment, Transformer, WeightRef};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use teacher_kernels::cuda::{Arg, DevBuf, Gpu, GpuError, Graph, ATT_THREADS, MAX_HEAD_DIM, MM_COLS, MM_ROWS};
+use teacher_kernels::cuda::{
+    Arg, DevBuf, Gpu, GpuError, Graph, ATT_THREADS, MAX_HEAD_DIM, MM_COLS, MM_ROWS,
+};
 use teacher_kernels::ops::{KvType, Rope, RopeStyle};
 use teacher_kernels::QType;
 
@@ -589,10 +591,7 @@ impl CudaModel {
             } else {
                 g.launch(
                     &format!("mm_{kind}"),
-                    (
-                        wt.rows.div_ceil(MM_COLS) as u32,
-                        m.div_ceil(MM_ROWS) as u32,
-                    ),
+                    (wt.rows.div_ceil(MM_COLS) as u32, m.div_ceil(MM_ROWS) as u32),
                     (MM_COLS * 8) as u32,
                     &[
                         Arg::Ptr(wt.buf.ptr()),

@@ -496,10 +496,13 @@ impl Transformer {
                 kv,
             )),
             #[cfg(feature = "cuda")]
-            Backend::Cuda(g) => CacheImpl::Cuda(g.new_cache(slots, capacity, self.hp.n_layer, k_dim, v_dim, kv).map_err(|e| Error::Model {
-                path: self.gguf.path().to_path_buf(),
-                what: format!("cannot allocate the KV cache on the GPU: {e}"),
-            })?),
+            Backend::Cuda(g) => CacheImpl::Cuda(
+                g.new_cache(slots, capacity, self.hp.n_layer, k_dim, v_dim, kv)
+                    .map_err(|e| Error::Model {
+                        path: self.gguf.path().to_path_buf(),
+                        what: format!("cannot allocate the KV cache on the GPU: {e}"),
+                    })?,
+            ),
         }))
     }
 
@@ -523,7 +526,10 @@ impl Transformer {
     pub fn step_argmax(&self, cache: &mut KvCache, segs: &[Segment]) -> Result<Vec<u32>> {
         match self.run_step(cache, segs, false, true)? {
             StepOut::Tokens(t) => Ok(t),
-            StepOut::Logits(l) => Ok(l.iter().map(|r| teacher_kernels::sampling::argmax(r)).collect()),
+            StepOut::Logits(l) => Ok(l
+                .iter()
+                .map(|r| teacher_kernels::sampling::argmax(r))
+                .collect()),
         }
     }
 

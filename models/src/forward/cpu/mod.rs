@@ -29,7 +29,7 @@ pub(super) fn run_step(
     for (row, &t) in x.chunks_mut(e).zip(tokens) {
         embd.dequantize_row(t as usize, row);
         if let Some(s) = model.flavor.embed_scale {
-        row.iter_mut().for_each(|v| *v *= s);
+            row.iter_mut().for_each(|v| *v *= s);
         }
     }
     let (nh, nkv, dk, dv) = (hp.n_head, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v);
@@ -45,38 +45,38 @@ pub(super) fn run_step(
         h.copy_from_slice(&x);
         norm_rows(&mut h, e, &layer.attn_norm, hp.rms_norm_eps);
         let (wq, wk, wv) = (
-        model.matrix(&layer.wq),
-        model.matrix(&layer.wk),
-        model.matrix(&layer.wv),
+            model.matrix(&layer.wq),
+            model.matrix(&layer.wk),
+            model.matrix(&layer.wv),
         );
         matmul_many(
-        &mut [(&wq, &mut q[..]), (&wk, &mut k[..]), (&wv, &mut v[..])],
-        &h,
-        r,
+            &mut [(&wq, &mut q[..]), (&wk, &mut k[..]), (&wv, &mut v[..])],
+            &h,
+            r,
         );
         add_bias(&mut q, layer.bq.as_deref());
         add_bias(&mut k, layer.bk.as_deref());
         add_bias(&mut v, layer.bv.as_deref());
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-        norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
-        norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
+            norm_rows(&mut q, dk, qn, hp.rms_norm_eps);
+            norm_rows(&mut k, dk, kn, hp.rms_norm_eps);
         }
         // K is roped before it enters the cache; each query head is roped and
         // attends in its own task (heads split across threads even for one row).
         for (kr, &(_, pos)) in k.chunks_mut(nkv * dk).zip(rows.iter()) {
-        layer.rope.apply(kr, dk, pos);
+            layer.rope.apply(kr, dk, pos);
         }
         pool::for_each_row(&mut q, dk, ROW_TASKS, |i, qh| {
-        layer.rope.apply(qh, dk, rows[i / nh].1);
+            layer.rope.apply(qh, dk, rows[i / nh].1);
         });
         for (i, &(slot, pos)) in rows.iter().enumerate() {
-        cache.write(
-            li,
-            slot,
-            pos,
-            &k[i * nkv * dk..(i + 1) * nkv * dk],
-            &v[i * nkv * dv..(i + 1) * nkv * dv],
-        );
+            cache.write(
+                li,
+                slot,
+                pos,
+                &k[i * nkv * dk..(i + 1) * nkv * dk],
+                &v[i * nkv * dv..(i + 1) * nkv * dv],
+            );
         }
         let cache_ref: &KvCache = cache;
         let scale = model.flavor.attn_scale;
@@ -87,39 +87,39 @@ pub(super) fn run_step(
         // head's numbers are the same either way.
         let group = nh / nkv;
         let per = if r * nkv >= 2 * pool::global().threads() {
-        group
+            group
         } else {
-        1
+            1
         };
         let attention_started = std::time::Instant::now();
         pool::for_each_row(&mut att, per * dv, ROW_TASKS, |i, out| {
-        let (row, h0) = (i * per / nh, i * per % nh);
-        let (slot, pos) = rows[row];
-        let start = match layer.window {
-            Some(w) => (pos + 1).saturating_sub(w),
-            None => 0,
-        };
-        let (k_cache, v_cache) = cache_ref.layer(li, slot);
-        let head = ops::Head {
-            k: k_cache,
-            v: v_cache,
-            kv_stride: nkv * dk,
-            kv_head: h0 / group,
-            head_dim: dk,
-            softcap,
-        };
-        SCORES.with_borrow_mut(|scores| {
-            let qh = &q_ref[i * per * dk..(i + 1) * per * dk];
-            ops::attend_heads(qh, &head, start, pos, scale, scores, out);
-        });
+            let (row, h0) = (i * per / nh, i * per % nh);
+            let (slot, pos) = rows[row];
+            let start = match layer.window {
+                Some(w) => (pos + 1).saturating_sub(w),
+                None => 0,
+            };
+            let (k_cache, v_cache) = cache_ref.layer(li, slot);
+            let head = ops::Head {
+                k: k_cache,
+                v: v_cache,
+                kv_stride: nkv * dk,
+                kv_head: h0 / group,
+                head_dim: dk,
+                softcap,
+            };
+            SCORES.with_borrow_mut(|scores| {
+                let qh = &q_ref[i * per * dk..(i + 1) * per * dk];
+                ops::attend_heads(qh, &head, start, pos, scale, scores, out);
+            });
         });
         model.times.attention_ns.fetch_add(
-        attention_started.elapsed().as_nanos() as u64,
-        std::sync::atomic::Ordering::Relaxed,
+            attention_started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
         );
         matmul(&model.matrix(&layer.wo), &att, r, &mut o);
         if let Some(pn) = &layer.post_attn_norm {
-        norm_rows(&mut o, e, pn, hp.rms_norm_eps);
+            norm_rows(&mut o, e, pn, hp.rms_norm_eps);
         }
         add_into(&mut x, &o);
         h.copy_from_slice(&x);
@@ -130,18 +130,18 @@ pub(super) fn run_step(
         let up_ref = &up;
         let n_ff = hp.n_ff;
         pool::for_each_row(&mut gate, n_ff, PARALLEL_ROWS, |i, g| {
-        for (gv, uv) in g.iter_mut().zip(&up_ref[i * n_ff..(i + 1) * n_ff]) {
-            let a = if gelu {
-            ops::gelu_tanh(*gv)
-            } else {
-            ops::silu(*gv)
-            };
-            *gv = a * uv;
-        }
+            for (gv, uv) in g.iter_mut().zip(&up_ref[i * n_ff..(i + 1) * n_ff]) {
+                let a = if gelu {
+                    ops::gelu_tanh(*gv)
+                } else {
+                    ops::silu(*gv)
+                };
+                *gv = a * uv;
+            }
         });
         matmul(&model.matrix(&layer.w_down), &gate, r, &mut o);
         if let Some(pn) = &layer.post_ffn_norm {
-        norm_rows(&mut o, e, pn, hp.rms_norm_eps);
+            norm_rows(&mut o, e, pn, hp.rms_norm_eps);
         }
         add_into(&mut x, &o);
     }
@@ -159,8 +159,8 @@ pub(super) fn run_step(
     matmul(&out, &hs, want.len(), &mut logits);
     if let Some(cap) = hp.final_softcap {
         logits
-        .iter_mut()
-        .for_each(|l| *l = cap * ops::tanh(*l / cap));
+            .iter_mut()
+            .for_each(|l| *l = cap * ops::tanh(*l / cap));
     }
     model.times.output_ns.fetch_add(
         output_started.elapsed().as_nanos() as u64,
@@ -200,4 +200,3 @@ fn add_into(x: &mut [f32], y: &[f32]) {
         *a += b;
     }
 }
-

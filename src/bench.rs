@@ -23,16 +23,30 @@ pub struct BenchRow {
 /// KV memory bench may allocate (the engine's default `--kv-memory`).
 const BENCH_KV_BUDGET: usize = 8 << 30;
 
+/// What to measure: batch sizes, prompt and generated tokens per sequence, the KV cache
+/// type, and the prompt tokens of one prefill step (llama.cpp's -ub).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub batches: Vec<usize>,
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub kv: KvType,
+    pub prefill_step: usize,
+}
+
 pub fn run(
     model: &Transformer,
     tok: &TextTokenizer,
-    batches: &[usize],
-    prompt_len: usize,
-    gen_len: usize,
-    kv: KvType,
-    prefill_step: usize,
+    plan: &Plan,
     mut report: impl FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>> {
+    let (batches, prompt_len, gen_len, kv, prefill_step) = (
+        &plan.batches[..],
+        plan.prompt_tokens,
+        plan.gen_tokens,
+        plan.kv,
+        plan.prefill_step,
+    );
     let text = "The quick brown fox jumps over the lazy dog while the teacher writes new \
                 instructions, answers them carefully, and checks every answer twice. ";
     let base = tok.encode(&text.repeat(16), false, false)?;

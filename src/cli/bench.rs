@@ -49,11 +49,13 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
     let rows = teacher::bench::run(
         &model,
         &file.tokenizer,
-        &a.batch,
-        a.prompt_tokens,
-        a.gen_tokens,
-        a.kv_type.into(),
-        a.prefill_step,
+        &teacher::bench::Plan {
+            batches: a.batch.clone(),
+            prompt_tokens: a.prompt_tokens,
+            gen_tokens: a.gen_tokens,
+            kv: a.kv_type.into(),
+            prefill_step: a.prefill_step,
+        },
         |r| {
             if !a.json {
                 println!(

@@ -7,7 +7,7 @@
 //! so a step costs one launch instead of hundreds. `TEACHER_CUDA_GRAPHS=0` turns that
 //! off (for comparisons; the numbers are the same).
 
-use super::{Segment, Transformer, WeightRef};
+use super::{Step, Transformer, WeightRef};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -300,11 +300,7 @@ impl CudaModel {
         &self,
         t: &Transformer,
         cache: &mut KvCache,
-        segs: &[Segment],
-        rows: &[(usize, usize)],
-        tokens: &[u32],
-        every_token: bool,
-        greedy: bool,
+        step: &Step,
     ) -> Result<super::StepOut> {
         let err = |e: GpuError| Error::Model {
             path: t.gguf.path().to_path_buf(),
@@ -313,9 +309,9 @@ impl CudaModel {
         if let Some(f) = cache.failed.take() {
             return Err(err(GpuError::Driver(f)));
         }
-        let want = super::logit_rows(segs, every_token);
+        let want = super::logit_rows(step.segs, step.every_token);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.step_locked(t, &mut st, cache, rows, tokens, &want, greedy)
+        self.step_locked(t, &mut st, cache, step, &want)
             .map_err(err)
     }
 
@@ -324,11 +320,10 @@ impl CudaModel {
         t: &Transformer,
         st: &mut State,
         cache: &KvCache,
-        rows: &[(usize, usize)],
-        tokens: &[u32],
+        step: &Step,
         want: &[usize],
-        greedy: bool,
     ) -> GResult<super::StepOut> {
+        let (rows, tokens, greedy) = (step.rows, step.tokens, step.greedy);
         let hp = &t.hp;
         let gpu = &self.gpu;
         let r = rows.len();

@@ -581,14 +581,17 @@ impl Transformer {
         if rows.is_empty() {
             return Ok(StepOut::Logits(Vec::new()));
         }
+        let step = Step {
+            segs,
+            rows: &rows,
+            tokens: &tokens,
+            every_token,
+            greedy,
+        };
         match (&self.backend, &mut cache.0) {
-            (Backend::Cpu, CacheImpl::Cpu(c)) => {
-                cpu::run_step(self, c, segs, &rows, &tokens, every_token).map(StepOut::Logits)
-            }
+            (Backend::Cpu, CacheImpl::Cpu(c)) => cpu::run_step(self, c, &step).map(StepOut::Logits),
             #[cfg(feature = "cuda")]
-            (Backend::Cuda(g), CacheImpl::Cuda(c)) => {
-                g.run_step(self, c, segs, &rows, &tokens, every_token, greedy)
-            }
+            (Backend::Cuda(g), CacheImpl::Cuda(c)) => g.run_step(self, c, &step),
             #[allow(unreachable_patterns)]
             _ => Err(Error::Model {
                 path: self.gguf.path().to_path_buf(),
@@ -737,4 +740,17 @@ impl StepOut {
             )),
         }
     }
+}
+
+/// One step as the backends get it: the segments, and their rows ((slot, position)
+/// each) and tokens, already checked against the cache and the vocabulary.
+struct Step<'a> {
+    segs: &'a [Segment<'a>],
+    rows: &'a [(usize, usize)],
+    tokens: &'a [u32],
+    /// Logits of every row of the asking segments, not only their last.
+    every_token: bool,
+    /// Greedy token ids are wanted instead of logits (a backend may answer either).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    greedy: bool,
 }

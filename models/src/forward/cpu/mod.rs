@@ -5,22 +5,19 @@ mod kv_cache;
 
 pub use kv_cache::KvCache;
 
-use super::{Segment, Transformer};
+use super::{Step, Transformer};
 use crate::error::Result;
 use teacher_kernels::ops;
 use teacher_kernels::pool;
 use teacher_kernels::{matmul, matmul_many};
 
-/// One step of `segs` whose rows are `rows` ((slot, position) each) with `tokens`,
-/// already checked against the cache and the vocabulary.
+/// One step on the CPU: the logits of the rows that asked.
 pub(super) fn run_step(
     model: &Transformer,
     cache: &mut KvCache,
-    segs: &[Segment],
-    rows: &[(usize, usize)],
-    tokens: &[u32],
-    every_token: bool,
+    step: &Step,
 ) -> Result<Vec<Vec<f32>>> {
+    let (segs, rows, tokens) = (step.segs, step.rows, step.tokens);
     let hp = &model.hp;
     let e = hp.n_embd;
     let r = rows.len();
@@ -146,7 +143,7 @@ pub(super) fn run_step(
         add_into(&mut x, &o);
     }
     // Logits only for the rows that need them.
-    let want = super::logit_rows(segs, every_token);
+    let want = super::logit_rows(segs, step.every_token);
     let output_started = std::time::Instant::now();
     let mut hs = vec![0f32; want.len() * e];
     for (j, &i) in want.iter().enumerate() {

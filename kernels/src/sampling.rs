@@ -85,6 +85,11 @@ impl SamplingParams {
         Ok(())
     }
 
+    /// Greedy with nothing that changes the logits first: `sample` is then `argmax`.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temperature == 0.0 && !self.penalties_active() && self.logit_bias.is_empty()
+    }
+
     fn penalties_active(&self) -> bool {
         self.repetition_penalty != 1.0
             || self.presence_penalty != 0.0

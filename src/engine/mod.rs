@@ -295,9 +295,23 @@ impl<'m> Engine<'m> {
                     }
                 })
                 .collect();
+            // When every row that wants a token is plain greedy (no constraint,
+            // penalty, bias or log-probabilities), the forward pass returns the argmax
+            // itself: a GPU then sends back token ids instead of logit rows.
+            let greedy_step = plan.iter().filter(|p| p.logits).all(|p| {
+                let r = &sched.running[p.seq].req;
+                r.constraint.is_none() && r.top_logprobs.is_none() && r.params.is_plain_greedy()
+            });
             let started = std::time::Instant::now();
             let before = self.model.profile();
-            let logits = self.model.step(&mut self.cache, &segs)?;
+            let (logits, greedy_picks) = if greedy_step {
+                (
+                    Vec::new(),
+                    Some(self.model.step_argmax(&mut self.cache, &segs)?),
+                )
+            } else {
+                (self.model.step(&mut self.cache, &segs)?, None)
+            };
             let secs = started.elapsed().as_secs_f64();
             let after = self.model.profile();
             self.stats.attention_seconds += after.attention_seconds - before.attention_seconds;
@@ -364,7 +378,10 @@ impl<'m> Engine<'m> {
                     });
                 }
             });
-            let picks = work.into_iter().map(|(_, pick, lp)| (pick, lp));
+            let picks: Vec<(u32, Option<TokenLogprob>)> = match greedy_picks {
+                Some(p) => p.into_iter().map(|t| (t, None)).collect(),
+                None => work.into_iter().map(|(_, pick, lp)| (pick, lp)).collect(),
+            };
             self.stats.sampling_seconds += sampling_started.elapsed().as_secs_f64();
             let text_started = std::time::Instant::now();
             self.stats.generated_tokens += wanting.len() as u64;

@@ -19,14 +19,15 @@
 use super::items::Item;
 use super::respond::{completion_stops, item_prompt};
 use super::run_file::RunFile;
-use super::{generate_all, stream_of_id};
-use crate::engine::{Engine, FinishReason, Request};
+use super::stream_of_id;
+use crate::engine::{Engine, FinishReason, Output, Request};
 use crate::error::Result;
 use crate::filter::exact::normalize;
 use crate::filter::rouge_l::RougeIndex;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 use teacher_kernels::{philox, SamplingParams};
@@ -679,11 +680,115 @@ fn evolve_wave(
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    // The equality verdict (rule 1, greedy) and the response of item i.
+    let verdict_request = |i: usize, text: &str| -> Result<Request> {
+        let q = EQUAL
+            .replace("{first}", &pool[i].text)
+            .replace("{second}", text);
+        let text = if chat {
+            file.render_chat(&[Message::new("user", q.trim_end())])?
+        } else {
+            q.trim_end().to_string() + "\nAnswer:"
+        };
+        Ok(Request {
+            id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 2,
+            prompt: file.encode_prompt(&text)?,
+            params: SamplingParams::greedy(),
+            max_tokens: if cfg.constrained { 8 } else { 4 },
+            stop: vec!["\n".into()],
+            constraint: equal_c.clone(),
+            draw: None,
+            top_logprobs: None,
+        })
+    };
+    let response_request = |i: usize, text: &str| -> Result<Request> {
+        let item = Item {
+            line: 0,
+            id: pool[i].id.clone(),
+            instruction: text.to_string(),
+            input: String::new(),
+            messages: None,
+            record: Value::Null,
+        };
+        Ok(Request {
+            id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 3,
+            prompt: file.encode_prompt(&item_prompt(file, &item, None)?)?,
+            params: cfg.response_sampling.clone(),
+            max_tokens: cfg.response_max_tokens,
+            stop: completion_stops(file),
+            constraint: None,
+            draw: None,
+            top_logprobs: None,
+        })
+    };
+    // Rules 4 and the rule-1 pre-check on an evolution.
+    let instruction_rule = |c: &Current, o: &Output| -> Option<Elimination> {
+        let text = o.text.trim();
+        if o.finish_reason == FinishReason::Error {
+            Some(Elimination::PromptTooLong)
+        } else if text.is_empty() || o.finish_reason != FinishReason::Stop {
+            Some(Elimination::Truncated)
+        } else if leaks_prompt(text) {
+            Some(Elimination::PromptLeak)
+        } else if normalize(text) == normalize(&c.text) {
+            Some(Elimination::NoGainIdentical)
+        } else {
+            None
+        }
+    };
+    // Each item's chain (evolve → verdict → response) runs in one engine stream: a
+    // stage starts as soon as its item's previous stage allows it, not at a barrier.
+    // The outputs are the ones separate passes would give; the rules below then walk
+    // them in the order the passes did, so records and rejects are unchanged.
+    let mut stage_of: HashMap<u64, (usize, u8)> = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id, (i, 1)))
+        .collect();
+    let ids: Vec<[u64; 3]> = reqs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let base = stream_of_id(&pool[i].id) ^ ((round as u64) << 48);
+            debug_assert_eq!(r.id, base ^ 1);
+            [base ^ 1, base ^ 2, base ^ 3]
+        })
+        .collect();
+    let mut evolved_text: HashMap<usize, String> = HashMap::new();
     let t0 = Instant::now();
-    let evolved = generate_all(engine, reqs)?;
+    let mut outs = super::run_chains(engine, reqs, |o| {
+        let Some(&(i, stage)) = stage_of.get(&o.id) else {
+            return Ok(Vec::new());
+        };
+        let next = match stage {
+            1 if instruction_rule(&pool[i], o).is_none() => {
+                let text = o.text.trim().to_string();
+                let r = verdict_request(i, &text)?;
+                evolved_text.insert(i, text);
+                Some((r, 2))
+            }
+            2 if parse_equal(&o.text) != Some(true) => {
+                let text = evolved_text.get(&i).cloned().unwrap_or_default();
+                Some((response_request(i, &text)?, 3))
+            }
+            _ => None,
+        };
+        Ok(next
+            .map(|(r, st)| {
+                stage_of.insert(r.id, (i, st));
+                r
+            })
+            .into_iter()
+            .collect())
+    })?;
     gen_s += t0.elapsed().as_secs_f64();
+    let mut take = |i: usize, stage: usize| -> Output {
+        outs.remove(&ids[i][stage - 1])
+            .expect("every stage a chain started has finished")
+    };
 
     // 2. Instruction rules (4, then the rule-1 pre-check); survivors go on.
+    let evolved: Vec<Output> = (0..pool.len()).map(|i| take(i, 1)).collect();
     let mut alive: Vec<Option<String>> = Vec::with_capacity(pool.len());
     let fail = |counts: &mut BTreeMap<String, u64>,
                 rejects: &mut Vec<Value>,
@@ -700,18 +805,7 @@ fn evolve_wave(
     };
     for ((c, o), &op) in pool.iter().zip(&evolved).zip(&ops) {
         let text = o.text.trim().to_string();
-        let why = if o.finish_reason == FinishReason::Error {
-            Some(Elimination::PromptTooLong)
-        } else if text.is_empty() || o.finish_reason != FinishReason::Stop {
-            Some(Elimination::Truncated)
-        } else if leaks_prompt(&text) {
-            Some(Elimination::PromptLeak)
-        } else if normalize(&text) == normalize(&c.text) {
-            Some(Elimination::NoGainIdentical)
-        } else {
-            None
-        };
-        match why {
+        match instruction_rule(c, o) {
             Some(w) => {
                 fail(&mut counts, &mut rejects, c, op, w, &text, None);
                 alive.push(None);
@@ -720,36 +814,10 @@ fn evolve_wave(
         }
     }
 
-    // 3. Equality verdicts (rule 1) for the survivors, greedy.
+    // 3. Equality verdicts (rule 1) of the survivors.
     let ask: Vec<usize> = (0..pool.len()).filter(|&i| alive[i].is_some()).collect();
-    let reqs = ask
-        .iter()
-        .map(|&i| -> Result<Request> {
-            let q = EQUAL
-                .replace("{first}", &pool[i].text)
-                .replace("{second}", alive[i].as_deref().unwrap_or_default());
-            let text = if chat {
-                file.render_chat(&[Message::new("user", q.trim_end())])?
-            } else {
-                q.trim_end().to_string() + "\nAnswer:"
-            };
-            Ok(Request {
-                id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 2,
-                prompt: file.encode_prompt(&text)?,
-                params: SamplingParams::greedy(),
-                max_tokens: if cfg.constrained { 8 } else { 4 },
-                stop: vec!["\n".into()],
-                constraint: equal_c.clone(),
-                draw: None,
-                top_logprobs: None,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let t0 = Instant::now();
-    let verdicts = generate_all(engine, reqs)?;
-    gen_s += t0.elapsed().as_secs_f64();
-    for (&i, v) in ask.iter().zip(&verdicts) {
-        match parse_equal(&v.text) {
+    for &i in &ask {
+        match parse_equal(&take(i, 2).text) {
             Some(true) => {
                 let text = alive[i].take().unwrap_or_default();
                 fail(
@@ -767,34 +835,9 @@ fn evolve_wave(
         }
     }
 
-    // 4. Responses for the survivors, then rules 2 and 3 and the near-duplicate filter.
+    // 4. Responses of the survivors: rules 2 and 3 and the near-duplicate filter.
     let ask: Vec<usize> = (0..pool.len()).filter(|&i| alive[i].is_some()).collect();
-    let reqs = ask
-        .iter()
-        .map(|&i| -> Result<Request> {
-            let item = Item {
-                line: 0,
-                id: pool[i].id.clone(),
-                instruction: alive[i].clone().unwrap_or_default(),
-                input: String::new(),
-                messages: None,
-                record: Value::Null,
-            };
-            Ok(Request {
-                id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 3,
-                prompt: file.encode_prompt(&item_prompt(file, &item, None)?)?,
-                params: cfg.response_sampling.clone(),
-                max_tokens: cfg.response_max_tokens,
-                stop: completion_stops(file),
-                constraint: None,
-                draw: None,
-                top_logprobs: None,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let t0 = Instant::now();
-    let responses = generate_all(engine, reqs)?;
-    gen_s += t0.elapsed().as_secs_f64();
+    let responses: Vec<Output> = ask.iter().map(|&i| take(i, 3)).collect();
     let t0 = Instant::now();
     let mut records = Vec::new();
     for (&i, r) in ask.iter().zip(&responses) {

@@ -89,6 +89,55 @@ pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<O
         .collect())
 }
 
+/// Run chains of requests as one engine stream: `first` starts them, and `follow` sees
+/// every output as it finishes and may return further requests (later stages of the
+/// same items), which are admitted while the other chains still decode. So the
+/// batch stays full across what would otherwise be a barrier between stages; every
+/// request's output is what it would be alone (the forward pass is batch-invariant and
+/// each draw is keyed by its request id). Returns every output by request id.
+pub fn run_chains(
+    engine: &mut Engine,
+    first: Vec<Request>,
+    mut follow: impl FnMut(&Output) -> Result<Vec<Request>>,
+) -> Result<HashMap<u64, Output>> {
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+    struct Queue {
+        queue: Rc<RefCell<VecDeque<Request>>>,
+        live: Rc<Cell<usize>>,
+    }
+    impl crate::engine::Source for Queue {
+        fn next(&mut self, _idle: bool) -> crate::engine::Next {
+            use crate::engine::Next;
+            match self.queue.borrow_mut().pop_front() {
+                Some(r) => Next::Request(r),
+                // A running request may still add a stage.
+                None if self.live.get() > 0 => Next::Wait,
+                None => Next::Done,
+            }
+        }
+    }
+    let live = Rc::new(Cell::new(first.len()));
+    let queue = Rc::new(RefCell::new(VecDeque::from(first)));
+    let source = Queue {
+        queue: queue.clone(),
+        live: live.clone(),
+    };
+    let mut outs: HashMap<u64, Output> = HashMap::new();
+    engine.serve(source, |o| {
+        for next in follow(&o)? {
+            queue.borrow_mut().push_back(next);
+            live.set(live.get() + 1);
+        }
+        // Only now, so the source never sees zero while a follow-up is being made.
+        live.set(live.get() - 1);
+        outs.insert(o.id, o);
+        Ok(())
+    })?;
+    Ok(outs)
+}
+
 /// Run one request per item through the engine as a single stream and hand the
 /// outputs to `commit` in item order, `wave` items at a time (the last wave may be
 /// shorter). Items are independent, so the engine can keep its batch full across wave

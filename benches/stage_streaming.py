@@ -6,7 +6,7 @@ side by side in one session, runs alternated, outputs compared byte for byte.
   evolve         2 rounds over the first 32 Alpaca instructions (--wave-size 32)
   self-instruct  paper style (--style paper --num 24 --wave-size 16)
 
-Usage: python3 benches/stage_streaming.py BEFORE_BIN AFTER_BIN [REPEATS]
+Usage: python3 benches/stage_streaming.py BEFORE_BIN AFTER_BIN [REPEATS]   (JOBS=a,b picks)
 Default model, --batch 16, all cores. Prints one JSON line per job.
 """
 import filecmp, json, os, subprocess, sys, tempfile, time
@@ -25,7 +25,10 @@ jobs = {
     "evolve": ["evolve", "--input", "a32.jsonl", "--rounds", "2", "--wave-size", "32"],
     "self-instruct-paper": ["self-instruct", "--style", "paper", "--num", "24", "--wave-size", "16"],
 }
+only = os.environ.get("JOBS")
 for name, args in jobs.items():
+    if only and name not in only.split(","):
+        continue
     walls = {"before": [], "after": []}
     occ = {}
     for rep in range(repeats):
@@ -35,7 +38,8 @@ for name, args in jobs.items():
                 if os.path.exists(f):
                     os.remove(f)
             t0 = time.time()
-            subprocess.run([binary, *args, "--out", out, "--batch", "16"],
+            subprocess.run([binary, *args, "--out", out, "--batch", "16",
+                            "--rejected", out.replace(".jsonl", ".rejected.jsonl")],
                            cwd=work, check=True, capture_output=True)
             walls[which].append(time.time() - t0)
             m = json.load(open(out + ".manifest.json"))

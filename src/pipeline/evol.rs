@@ -575,32 +575,167 @@ pub fn run(
         (None, None)
     };
     let total_waves = 1 + cfg.rounds as u64 * waves_per_round;
-    while wave < total_waves {
-        let round = ((wave - 1) / waves_per_round) as usize + 1;
+    let reqs = RoundRequests::new(file, cfg, &constraints);
+    // Every root's chain (evolve → verdict → response, round after round) depends only
+    // on its own item, so all of them run in one engine stream: an item starts its next
+    // round as soon as it finished the last one and its wave is at most one ahead of the
+    // wave being completed, so the batch stays full across wave ends. Waves are still
+    // finished and committed in order (the near-duplicate filter and the rejected file
+    // see the same order as a pass per wave), so the bytes do not change.
+    let wave_of = |round: usize, i: usize| -> u64 {
+        1 + (round as u64 - 1) * waves_per_round + (i / cfg.wave_size) as u64
+    };
+    let span_of = |wave: u64| -> std::ops::Range<usize> {
         let w = ((wave - 1) % waves_per_round) as usize;
-        let span = w * cfg.wave_size..((w + 1) * cfg.wave_size).min(items.len());
-        let (records, rejects, counts, secs) = evolve_wave(
-            engine,
-            file,
-            &mut pool[span],
-            dedup.as_mut(),
-            &constraints,
-            cfg,
-            round,
-        )?;
-        progress.evolved += records.len() as u64;
-        for (k, v) in &counts {
-            *progress.failed.entry(k.clone()).or_default() += v;
+        w * cfg.wave_size..((w + 1) * cfg.wave_size).min(items.len())
+    };
+    let round_of = |wave: u64| ((wave - 1) / waves_per_round) as usize + 1;
+    // The round each item does next (the first uncommitted wave holding it).
+    let mut next_round: Vec<usize> = (0..pool.len())
+        .map(|i| {
+            if wave >= total_waves {
+                cfg.rounds + 1
+            } else if wave_of(round_of(wave), i) >= wave {
+                round_of(wave)
+            } else {
+                round_of(wave) + 1
+            }
+        })
+        .collect();
+    // An item's round in flight: its form at the round's start and its evolution.
+    let mut chains: Vec<Chain> = pool
+        .iter()
+        .map(|c| Chain {
+            form: c.clone(),
+            evolved: String::new(),
+            running: false,
+        })
+        .collect();
+    let mut stage_of: HashMap<u64, (usize, usize, u8)> = HashMap::new();
+    let mut outs: HashMap<u64, Output> = HashMap::new();
+    let mut done_round: Vec<usize> = next_round.iter().map(|r| r - 1).collect();
+    let mut committing = wave;
+    let mut since = Instant::now();
+    // Start item i's next round if its wave is released (at most one past the wave
+    // being completed) and it is not running.
+    let start = |i: usize,
+                 committing: u64,
+                 chains: &mut [Chain],
+                 next_round: &[usize],
+                 stage_of: &mut HashMap<u64, (usize, usize, u8)>|
+     -> Result<Option<Request>> {
+        let round = next_round[i];
+        if chains[i].running || round > cfg.rounds || wave_of(round, i) > committing + 1 {
+            return Ok(None);
         }
-        progress.generation_seconds += secs["generation"];
-        progress.filter_seconds += secs["filter"];
-        rf.note_tokens(&engine.stats);
-        rf.commit_wave(&records, &rejects, &counts, &secs)?;
-        progress.round = round;
-        progress.waves = wave;
-        report(&progress);
-        wave += 1;
+        chains[i].running = true;
+        let r = reqs.evolve(&chains[i].form, round)?;
+        stage_of.insert(r.id, (i, round, 1));
+        Ok(Some(r))
+    };
+    let mut first = Vec::new();
+    for i in 0..chains.len() {
+        first.extend(start(
+            i,
+            committing,
+            &mut chains,
+            &next_round,
+            &mut stage_of,
+        )?);
     }
+    super::run_chains(engine, first, |o| {
+        let mut f = super::FollowUps::default();
+        let Some((i, round, stage)) = stage_of.remove(&o.id) else {
+            return Ok(f);
+        };
+        let chain = &mut chains[i];
+        let mut round_done = false;
+        match stage {
+            1 if instruction_rule(&chain.form, &o).is_none() => {
+                chain.evolved = o.text.trim().to_string();
+                let r = reqs.verdict(&chain.form, round, &chain.evolved)?;
+                stage_of.insert(r.id, (i, round, 2));
+                f.first.push(r);
+            }
+            2 if parse_equal(&o.text) != Some(true) => {
+                let r = reqs.response(&chain.form, round, &chain.evolved)?;
+                stage_of.insert(r.id, (i, round, 3));
+                f.first.push(r);
+            }
+            3 if response_rule(&o).is_none() => {
+                // The chain goes on from this evolution whatever the dataset filter says.
+                chain.form = Current {
+                    root: chain.form.root,
+                    root_id: chain.form.root_id.clone(),
+                    id: format!("{}.r{round}", chain.form.root_id),
+                    text: std::mem::take(&mut chain.evolved),
+                };
+                round_done = true;
+            }
+            _ => round_done = true,
+        }
+        outs.insert(o.id, o);
+        if round_done {
+            chains[i].running = false;
+            done_round[i] = round;
+            next_round[i] = round + 1;
+            f.last.extend(start(
+                i,
+                committing,
+                &mut chains,
+                &next_round,
+                &mut stage_of,
+            )?);
+        }
+        // Finish and commit every wave whose items are all done, in order.
+        while committing < total_waves
+            && span_of(committing).all(|j| done_round[j] >= round_of(committing))
+        {
+            let round = round_of(committing);
+            let span = span_of(committing);
+            let gen_s = since.elapsed().as_secs_f64();
+            let (records, rejects, counts, mut secs) = finish_wave(
+                &reqs,
+                &mut pool[span],
+                &mut outs,
+                dedup.as_mut(),
+                cfg,
+                round,
+            )?;
+            secs.insert("generation".to_string(), gen_s);
+            since = Instant::now();
+            progress.evolved += records.len() as u64;
+            for (k, v) in &counts {
+                *progress.failed.entry(k.clone()).or_default() += v;
+            }
+            progress.generation_seconds += secs["generation"];
+            progress.filter_seconds += secs["filter"];
+            rf.commit_wave(&records, &rejects, &counts, &secs)?;
+            progress.round = round;
+            progress.waves = committing;
+            report(&progress);
+            committing += 1;
+            // The wave after the next may start now.
+            if committing + 1 < total_waves {
+                for j in span_of(committing + 1) {
+                    f.last.extend(start(
+                        j,
+                        committing,
+                        &mut chains,
+                        &next_round,
+                        &mut stage_of,
+                    )?);
+                }
+            }
+        }
+        Ok(f)
+    })?;
+    if committing < total_waves {
+        return Err(crate::Error::Usage(format!(
+            "internal: evolve stopped with wave {committing} of {total_waves} uncommitted"
+        )));
+    }
+    rf.note_tokens(&engine.stats);
     rf.finish()?;
     Ok(progress)
 }
@@ -634,162 +769,178 @@ fn evolve_prompt(file: &ModelFile, op: EvolOp, text: &str, pick: u64) -> Result<
     }
 }
 
-fn evolve_wave(
-    engine: &mut Engine,
-    file: &ModelFile,
-    pool: &mut [Current],
-    mut dedup: Option<&mut NearDuplicates>,
-    constraints: &Constraints,
-    cfg: &Config,
-    round: usize,
-) -> Result<WaveResult> {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut rejects = Vec::new();
-    let mut gen_s = 0.0;
-    let mut filter_s = 0.0;
-    let chat = file.chat_template.is_some();
-    let (evolved_c, equal_c) = constraints.clone();
-    // 1. Evolve every item of the wave with its drawn operation.
-    let draws: Vec<u64> = pool
-        .iter()
-        .map(|c| philox::random_u64(cfg.seed, stream_of_id(&c.id) ^ 0x45564f4c, round as u64))
-        .collect();
-    let ops: Vec<EvolOp> = draws
-        .iter()
-        .map(|d| cfg.ops[(d % cfg.ops.len() as u64) as usize])
-        .collect();
-    let stops: Vec<String> = if chat {
-        Vec::new()
-    } else {
-        vec!["\n\n".into(), "#".into()]
-    };
-    let reqs = pool
-        .iter()
-        .zip(&ops)
-        .zip(&draws)
-        .map(|((c, &op), &d)| -> Result<Request> {
-            Ok(Request {
-                id: stream_of_id(&c.id) ^ ((round as u64) << 48) ^ 1,
-                prompt: file.encode_prompt(&evolve_prompt(file, op, &c.text, d >> 32)?)?,
-                params: cfg.evolve_sampling.clone(),
-                max_tokens: cfg.evolve_max_tokens,
-                stop: stops.clone(),
-                constraint: evolved_c.clone(),
-                draw: None,
-                top_logprobs: None,
-            })
+/// An item's round in flight.
+struct Chain {
+    /// Its form at the start of the round (the last evolution that passed every rule).
+    form: Current,
+    /// The round's evolution, between the evolve and the response stage.
+    evolved: String,
+    running: bool,
+}
+
+/// The request of stage `stage` (1 evolve, 2 verdict, 3 response) of an item's round.
+fn stage_id(c: &Current, round: usize, stage: u64) -> u64 {
+    stream_of_id(&c.id) ^ ((round as u64) << 48) ^ stage
+}
+
+/// Builds an item's requests for a round: pure functions of its form at the round's
+/// start (and of the round's evolution).
+struct RoundRequests<'a> {
+    file: &'a ModelFile,
+    cfg: &'a Config,
+    chat: bool,
+    stops: Vec<String>,
+    constraints: Constraints,
+}
+
+impl<'a> RoundRequests<'a> {
+    fn new(file: &'a ModelFile, cfg: &'a Config, constraints: &Constraints) -> Self {
+        let chat = file.chat_template.is_some();
+        RoundRequests {
+            file,
+            cfg,
+            chat,
+            stops: if chat {
+                Vec::new()
+            } else {
+                vec!["\n\n".into(), "#".into()]
+            },
+            constraints: constraints.clone(),
+        }
+    }
+
+    /// The operation drawn for an item's round, and the draw (its high half picks the
+    /// depth method's wording).
+    fn op(&self, c: &Current, round: usize) -> (EvolOp, u64) {
+        let cfg = self.cfg;
+        let d = philox::random_u64(cfg.seed, stream_of_id(&c.id) ^ 0x45564f4c, round as u64);
+        (cfg.ops[(d % cfg.ops.len() as u64) as usize], d)
+    }
+
+    fn evolve(&self, c: &Current, round: usize) -> Result<Request> {
+        let (op, d) = self.op(c, round);
+        Ok(Request {
+            id: stage_id(c, round, 1),
+            prompt: self
+                .file
+                .encode_prompt(&evolve_prompt(self.file, op, &c.text, d >> 32)?)?,
+            params: self.cfg.evolve_sampling.clone(),
+            max_tokens: self.cfg.evolve_max_tokens,
+            stop: self.stops.clone(),
+            constraint: self.constraints.0.clone(),
+            draw: None,
+            top_logprobs: None,
         })
-        .collect::<Result<Vec<_>>>()?;
-    // The equality verdict (rule 1, greedy) and the response of item i.
-    let verdict_request = |i: usize, text: &str| -> Result<Request> {
+    }
+
+    /// The equality verdict (rule 1, greedy) between the form and its evolution.
+    fn verdict(&self, c: &Current, round: usize, evolved: &str) -> Result<Request> {
         let q = EQUAL
-            .replace("{first}", &pool[i].text)
-            .replace("{second}", text);
-        let text = if chat {
-            file.render_chat(&[Message::new("user", q.trim_end())])?
+            .replace("{first}", &c.text)
+            .replace("{second}", evolved);
+        let text = if self.chat {
+            self.file
+                .render_chat(&[Message::new("user", q.trim_end())])?
         } else {
             q.trim_end().to_string() + "\nAnswer:"
         };
         Ok(Request {
-            id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 2,
-            prompt: file.encode_prompt(&text)?,
+            id: stage_id(c, round, 2),
+            prompt: self.file.encode_prompt(&text)?,
             params: SamplingParams::greedy(),
-            max_tokens: if cfg.constrained { 8 } else { 4 },
+            max_tokens: if self.cfg.constrained { 8 } else { 4 },
             stop: vec!["\n".into()],
-            constraint: equal_c.clone(),
+            constraint: self.constraints.1.clone(),
             draw: None,
             top_logprobs: None,
         })
-    };
-    let response_request = |i: usize, text: &str| -> Result<Request> {
+    }
+
+    /// The response to an evolution.
+    fn response(&self, c: &Current, round: usize, evolved: &str) -> Result<Request> {
         let item = Item {
             line: 0,
-            id: pool[i].id.clone(),
-            instruction: text.to_string(),
+            id: c.id.clone(),
+            instruction: evolved.to_string(),
             input: String::new(),
             messages: None,
             record: Value::Null,
         };
         Ok(Request {
-            id: stream_of_id(&pool[i].id) ^ ((round as u64) << 48) ^ 3,
-            prompt: file.encode_prompt(&item_prompt(file, &item, None)?)?,
-            params: cfg.response_sampling.clone(),
-            max_tokens: cfg.response_max_tokens,
-            stop: completion_stops(file),
+            id: stage_id(c, round, 3),
+            prompt: self
+                .file
+                .encode_prompt(&item_prompt(self.file, &item, None)?)?,
+            params: self.cfg.response_sampling.clone(),
+            max_tokens: self.cfg.response_max_tokens,
+            stop: completion_stops(self.file),
             constraint: None,
             draw: None,
             top_logprobs: None,
         })
-    };
-    // Rules 4 and the rule-1 pre-check on an evolution.
-    let instruction_rule = |c: &Current, o: &Output| -> Option<Elimination> {
-        let text = o.text.trim();
-        if o.finish_reason == FinishReason::Error {
-            Some(Elimination::PromptTooLong)
-        } else if text.is_empty() || o.finish_reason != FinishReason::Stop {
-            Some(Elimination::Truncated)
-        } else if leaks_prompt(text) {
-            Some(Elimination::PromptLeak)
-        } else if normalize(text) == normalize(&c.text) {
-            Some(Elimination::NoGainIdentical)
-        } else {
-            None
-        }
-    };
-    // Each item's chain (evolve → verdict → response) runs in one engine stream: a
-    // stage starts as soon as its item's previous stage allows it, not at a barrier.
-    // The outputs are the ones separate passes would give; the rules below then walk
-    // them in the order the passes did, so records and rejects are unchanged.
-    let mut stage_of: HashMap<u64, (usize, u8)> = reqs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id, (i, 1)))
-        .collect();
-    let ids: Vec<[u64; 3]> = reqs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let base = stream_of_id(&pool[i].id) ^ ((round as u64) << 48);
-            debug_assert_eq!(r.id, base ^ 1);
-            [base ^ 1, base ^ 2, base ^ 3]
-        })
-        .collect();
-    let mut evolved_text: HashMap<usize, String> = HashMap::new();
-    let t0 = Instant::now();
-    let mut outs = super::run_chains(engine, reqs, |o| {
-        let Some(&(i, stage)) = stage_of.get(&o.id) else {
-            return Ok(Vec::new());
-        };
-        let next = match stage {
-            1 if instruction_rule(&pool[i], o).is_none() => {
-                let text = o.text.trim().to_string();
-                let r = verdict_request(i, &text)?;
-                evolved_text.insert(i, text);
-                Some((r, 2))
-            }
-            2 if parse_equal(&o.text) != Some(true) => {
-                let text = evolved_text.get(&i).cloned().unwrap_or_default();
-                Some((response_request(i, &text)?, 3))
-            }
-            _ => None,
-        };
-        Ok(next
-            .map(|(r, st)| {
-                stage_of.insert(r.id, (i, st));
-                r
-            })
-            .into_iter()
-            .collect())
-    })?;
-    gen_s += t0.elapsed().as_secs_f64();
-    let mut take = |i: usize, stage: usize| -> Output {
-        outs.remove(&ids[i][stage - 1])
-            .expect("every stage a chain started has finished")
-    };
+    }
+}
 
-    // 2. Instruction rules (4, then the rule-1 pre-check); survivors go on.
-    let evolved: Vec<Output> = (0..pool.len()).map(|i| take(i, 1)).collect();
-    let mut alive: Vec<Option<String>> = Vec::with_capacity(pool.len());
+/// Rule 4 and the rule-1 pre-check on an evolution.
+fn instruction_rule(c: &Current, o: &Output) -> Option<Elimination> {
+    let text = o.text.trim();
+    if o.finish_reason == FinishReason::Error {
+        Some(Elimination::PromptTooLong)
+    } else if text.is_empty() || o.finish_reason != FinishReason::Stop {
+        Some(Elimination::Truncated)
+    } else if leaks_prompt(text) {
+        Some(Elimination::PromptLeak)
+    } else if normalize(text) == normalize(&c.text) {
+        Some(Elimination::NoGainIdentical)
+    } else {
+        None
+    }
+}
+
+/// Rules 2 and 3 on a response.
+fn response_rule(r: &Output) -> Option<Elimination> {
+    let resp = r.text.trim();
+    if r.finish_reason == FinishReason::Error {
+        Some(Elimination::PromptTooLong)
+    } else if matches!(
+        r.finish_reason,
+        FinishReason::Length | FinishReason::Context
+    ) {
+        Some(Elimination::Truncated)
+    } else if struggles(resp) {
+        Some(Elimination::Struggled)
+    } else if only_stop_words(resp) {
+        Some(Elimination::EmptyResponse)
+    } else {
+        None
+    }
+}
+
+/// One wave's records and rejects from its items' finished rounds (`outs`, taken out):
+/// the instruction rules over every item, then the verdicts of the survivors, then their
+/// responses and the near-duplicate filter — each in item order, as a pass per stage
+/// gives them. `pool` (the wave's items at the round's start) moves to each item's form
+/// after the round.
+fn finish_wave(
+    reqs: &RoundRequests,
+    pool: &mut [Current],
+    outs: &mut HashMap<u64, Output>,
+    mut dedup: Option<&mut NearDuplicates>,
+    cfg: &Config,
+    round: usize,
+) -> Result<WaveResult> {
+    let t0 = Instant::now();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut rejects = Vec::new();
+    let mut take = |c: &Current, stage: u64| -> Result<Output> {
+        outs.remove(&stage_id(c, round, stage)).ok_or_else(|| {
+            crate::Error::Usage(format!(
+                "internal: evolve lost stage {stage} of `{}` in round {round}",
+                c.id
+            ))
+        })
+    };
+    let ops: Vec<EvolOp> = pool.iter().map(|c| reqs.op(c, round).0).collect();
     let fail = |counts: &mut BTreeMap<String, u64>,
                 rejects: &mut Vec<Value>,
                 c: &Current,
@@ -803,9 +954,12 @@ fn evolve_wave(
             "instruction": text, "output": resp,
         }));
     };
-    for ((c, o), &op) in pool.iter().zip(&evolved).zip(&ops) {
+    // 1. Instruction rules (4, then the rule-1 pre-check); survivors go on.
+    let mut alive: Vec<Option<String>> = Vec::with_capacity(pool.len());
+    for (c, &op) in pool.iter().zip(&ops) {
+        let o = take(c, 1)?;
         let text = o.text.trim().to_string();
-        match instruction_rule(c, o) {
+        match instruction_rule(c, &o) {
             Some(w) => {
                 fail(&mut counts, &mut rejects, c, op, w, &text, None);
                 alive.push(None);
@@ -813,11 +967,12 @@ fn evolve_wave(
             None => alive.push(Some(text)),
         }
     }
-
-    // 3. Equality verdicts (rule 1) of the survivors.
-    let ask: Vec<usize> = (0..pool.len()).filter(|&i| alive[i].is_some()).collect();
-    for &i in &ask {
-        match parse_equal(&take(i, 2).text) {
+    // 2. Equality verdicts (rule 1) of the survivors.
+    for i in 0..pool.len() {
+        if alive[i].is_none() {
+            continue;
+        }
+        match parse_equal(&take(&pool[i], 2)?.text) {
             Some(true) => {
                 let text = alive[i].take().unwrap_or_default();
                 fail(
@@ -834,31 +989,16 @@ fn evolve_wave(
             None => *counts.entry("equality_unclear".into()).or_default() += 1,
         }
     }
-
-    // 4. Responses of the survivors: rules 2 and 3 and the near-duplicate filter.
-    let ask: Vec<usize> = (0..pool.len()).filter(|&i| alive[i].is_some()).collect();
-    let responses: Vec<Output> = ask.iter().map(|&i| take(i, 3)).collect();
-    let t0 = Instant::now();
+    // 3. Responses of the survivors: rules 2 and 3, then the near-duplicate filter.
     let mut records = Vec::new();
-    for (&i, r) in ask.iter().zip(&responses) {
-        let text = alive[i].clone().unwrap_or_default();
+    for i in 0..pool.len() {
+        let Some(text) = alive[i].clone() else {
+            continue;
+        };
+        let r = take(&pool[i], 3)?;
         let resp = r.text.trim().to_string();
         let op = ops[i];
-        let why = if r.finish_reason == FinishReason::Error {
-            Some(Elimination::PromptTooLong)
-        } else if matches!(
-            r.finish_reason,
-            FinishReason::Length | FinishReason::Context
-        ) {
-            Some(Elimination::Truncated)
-        } else if struggles(&resp) {
-            Some(Elimination::Struggled)
-        } else if only_stop_words(&resp) {
-            Some(Elimination::EmptyResponse)
-        } else {
-            None
-        };
-        if let Some(w) = why {
+        if let Some(w) = response_rule(&r) {
             fail(
                 &mut counts,
                 &mut rejects,
@@ -901,10 +1041,8 @@ fn evolve_wave(
         }
         records.push(record);
     }
-    filter_s += t0.elapsed().as_secs_f64();
     let mut secs = BTreeMap::new();
-    secs.insert("generation".to_string(), gen_s);
-    secs.insert("filter".to_string(), filter_s);
+    secs.insert("filter".to_string(), t0.elapsed().as_secs_f64());
     Ok((records, rejects, counts, secs))
 }
 

@@ -89,17 +89,26 @@ pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<O
         .collect())
 }
 
-/// Run chains of requests as one engine stream: `first` starts them, and `follow` sees
-/// every output as it finishes and may return further requests (later stages of the
-/// same items), which are admitted while the other chains still decode. So the
-/// batch stays full across what would otherwise be a barrier between stages; every
-/// request's output is what it would be alone (the forward pass is batch-invariant and
-/// each draw is keyed by its request id). Returns every output by request id.
+/// The requests a finished output leads to in `run_chains`: `first` go ahead of
+/// everything queued (later stages of chains already running, so they finish soon),
+/// `last` behind it.
+#[derive(Default)]
+pub struct FollowUps {
+    pub first: Vec<Request>,
+    pub last: Vec<Request>,
+}
+
+/// Run chains of requests as one engine stream: `first` starts them, and `follow` gets
+/// every output as it finishes and returns the requests it leads to (later stages of
+/// the same items, or items now allowed to start), which are admitted while the other
+/// chains still decode. So the batch stays full across what would otherwise be a
+/// barrier between stages or waves; every request's output is what it would be alone
+/// (the forward pass is batch-invariant and each draw is keyed by its request id).
 pub fn run_chains(
     engine: &mut Engine,
     first: Vec<Request>,
-    mut follow: impl FnMut(&Output) -> Result<Vec<Request>>,
-) -> Result<HashMap<u64, Output>> {
+    mut follow: impl FnMut(Output) -> Result<FollowUps>,
+) -> Result<()> {
     use std::cell::{Cell, RefCell};
     use std::collections::VecDeque;
     use std::rc::Rc;
@@ -112,7 +121,7 @@ pub fn run_chains(
             use crate::engine::Next;
             match self.queue.borrow_mut().pop_front() {
                 Some(r) => Next::Request(r),
-                // A running request may still add a stage.
+                // A running request may still lead to more.
                 None if self.live.get() > 0 => Next::Wait,
                 None => Next::Done,
             }
@@ -124,18 +133,18 @@ pub fn run_chains(
         queue: queue.clone(),
         live: live.clone(),
     };
-    let mut outs: HashMap<u64, Output> = HashMap::new();
     engine.serve(source, |o| {
-        for next in follow(&o)? {
-            queue.borrow_mut().push_back(next);
-            live.set(live.get() + 1);
+        let f = follow(o)?;
+        let mut q = queue.borrow_mut();
+        live.set(live.get() + f.first.len() + f.last.len());
+        for r in f.first.into_iter().rev() {
+            q.push_front(r);
         }
-        // Only now, so the source never sees zero while a follow-up is being made.
+        q.extend(f.last);
+        // Only now, so the source never sees zero while follow-ups are being made.
         live.set(live.get() - 1);
-        outs.insert(o.id, o);
         Ok(())
-    })?;
-    Ok(outs)
+    })
 }
 
 /// Run one request per item through the engine as a single stream and hand the

@@ -416,18 +416,26 @@ fn run_wave(
             top_logprobs: None,
         })
     };
+    let mut later: HashMap<u64, Output> = HashMap::new();
     let t0 = Instant::now();
-    let mut later = super::run_chains(engine, requests, |o| {
+    super::run_chains(engine, requests, |o| {
         let mut next = Vec::new();
         match stage_of.get(&o.id).copied() {
-            Some(Stage::Generate(j)) => outs[j] = Some(o.clone()),
+            Some(Stage::Generate(j)) => outs[j] = Some(o),
             Some(Stage::Classify(k)) => {
                 clf[k] = prompt::parse_classify(&o.text);
                 next.push(instances_request(k, &accepted[k].0, clf[k])?);
                 stage_of.insert(next[0].id, Stage::Later);
-                return Ok(next);
+                return Ok(super::FollowUps {
+                    first: next,
+                    last: Vec::new(),
+                });
             }
-            _ => return Ok(next),
+            Some(Stage::Later) => {
+                later.insert(o.id, o);
+                return Ok(super::FollowUps::default());
+            }
+            None => return Ok(super::FollowUps::default()),
         }
         // Parse and filter every completion whose turn has come; the pool grows inside
         // the wave.
@@ -467,7 +475,10 @@ fn run_wave(
             }
         }
         filter_s += started.elapsed().as_secs_f64();
-        Ok(next)
+        Ok(super::FollowUps {
+            first: next,
+            last: Vec::new(),
+        })
     })?;
     gen_s += t0.elapsed().as_secs_f64() - filter_s;
 

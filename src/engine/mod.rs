@@ -265,7 +265,8 @@ impl<'m> Engine<'m> {
             for (seq, reason) in sched.retire(&gone) {
                 on_done(seq.finish(reason))?;
             }
-            for (req, why) in sched.admit(self.cfg.context) {
+            let held = self.cfg.prefix_reuse.then_some(&self.slot_tokens[..]);
+            for (req, why) in sched.admit(self.cfg.context, held) {
                 on_done(Output::failed(&req, why))?;
             }
             if sched.running.is_empty() {

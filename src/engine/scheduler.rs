@@ -59,6 +59,26 @@ pub(crate) struct Scheduler<I: Source> {
     step_tokens: usize,
 }
 
+/// Index into `free` (slots in the order they were freed) of the slot for `prompt`:
+/// the one whose cache holds the longest prefix of it (the later freed on a tie), or,
+/// when none holds a prefix worth reusing (a shared chat header is not), the one freed
+/// longest ago.
+fn pick_slot(free: &[usize], held: &[Vec<u32>], prompt: &[u32]) -> usize {
+    let common = |slot: usize| {
+        held.get(slot).map_or(0, |h| {
+            h.iter().zip(prompt).take_while(|(a, b)| a == b).count()
+        })
+    };
+    let mut best = (0, 0);
+    for (i, &slot) in free.iter().enumerate() {
+        let n = common(slot);
+        if n >= best.1 && n >= super::HOLD_FOR_PREFIX {
+            best = (i, n);
+        }
+    }
+    best.0
+}
+
 impl<I: Source> Scheduler<I> {
     pub fn new(slots: usize, step_tokens: usize, input: I) -> Self {
         Scheduler {
@@ -75,8 +95,13 @@ impl<I: Source> Scheduler<I> {
         self.input_done && self.running.is_empty()
     }
 
-    /// Fill free slots; requests that cannot run come back with the reason.
-    pub fn admit(&mut self, context: usize) -> Vec<(Request, String)> {
+    /// Fill free slots; requests that cannot run come back with the reason. With
+    /// `held` (what each slot's cache holds, for prefix reuse), a request takes the
+    /// free slot holding the longest prefix of its prompt, and a request that matches
+    /// none takes the slot freed longest ago, so recently used prefixes (a template
+    /// the next request of a stage shares) stay in place longer. Which slot a sequence
+    /// gets never changes its numbers.
+    pub fn admit(&mut self, context: usize, held: Option<&[Vec<u32>]>) -> Vec<(Request, String)> {
         let mut failed = Vec::new();
         while !self.free_slots.is_empty() && !self.input_done {
             let req = match self.input.next(self.running.is_empty()) {
@@ -100,7 +125,11 @@ impl<I: Source> Scheduler<I> {
                 failed.push((req, why));
                 continue;
             }
-            let slot = self.free_slots.pop().expect("checked non-empty");
+            let at = match held {
+                Some(held) => pick_slot(&self.free_slots, held, &req.prompt),
+                None => self.free_slots.len() - 1,
+            };
+            let slot = self.free_slots.remove(at);
             self.running.push(Sequence::new(req, slot));
         }
         failed

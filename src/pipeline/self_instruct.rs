@@ -12,10 +12,10 @@
 //! removed from the pool (the reference keeps it, since its steps run separately);
 //! at most 5 instances per task, the first 5 rather than a random 5.
 
-use super::pick;
 use super::prompt::{self, PROMPT_VERSION};
 use super::run_file::RunFile;
 use super::seeds::{Instance, SeedTask};
+use super::{generate_all, pick};
 use crate::engine::{Engine, FinishReason, Output, Request};
 use crate::error::Result;
 use crate::filter::heuristics::{
@@ -24,7 +24,7 @@ use crate::filter::heuristics::{
 };
 use crate::filter::rouge_l::{DropRule, PruneStats, RougeIndex};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 use teacher_kernels::SamplingParams;
@@ -349,148 +349,165 @@ fn run_wave(
         });
         prompts.push(ids);
     }
-    // Every stage of the wave runs in one engine stream: a prompt's completion is parsed
-    // and filtered as soon as every earlier prompt's is (the filter is sequential, in
-    // prompt order), and an accepted task's next request (classification, or the
-    // Alpaca answer of a task without output) starts then, while later prompts still
-    // decode; a classification starts its instance request. Each request's output is
-    // what a separate pass would give, and results are taken in the passes' order, so
-    // records and rejects are unchanged.
+    let t0 = Instant::now();
+    let outs = generate_all(engine, requests)?;
+    gen_s += t0.elapsed().as_secs_f64();
+
+    // 2. Parse and filter in prompt order; the pool grows inside the wave.
+    let t0 = Instant::now();
     let blacklist = match cfg.style {
         Style::Paper => PAPER_BLACKLIST,
         Style::Alpaca => ALPACA_BLACKLIST,
     };
-    let classify = if cfg.style == Style::Paper && cfg.constrained {
-        Some(state.constraints.get(prompt::CLASSIFY_CONSTRAINT)?)
-    } else {
-        None
-    };
-    let n = requests.len();
-    let mut stage_of: HashMap<u64, Stage> = requests
-        .iter()
-        .enumerate()
-        .map(|(j, r)| (r.id, Stage::Generate(j)))
-        .collect();
-    let mut outs: Vec<Option<Output>> = vec![None; n];
-    let mut parsed = 0usize;
     let mut in_wave = RougeIndex::new();
     let mut accepted: Vec<(String, Vec<Instance>, Vec<String>)> = Vec::new();
-    let mut clf: Vec<bool> = Vec::new();
     let mut stats = PruneStats::default();
-    let classify_request = |k: usize, inst: &str| -> Result<Request> {
-        Ok(Request {
-            id: stream_id(2, wave, k as u64),
-            prompt: file.encode_prompt(&prompt::classify_prompt(inst))?,
-            params: SamplingParams::greedy(),
-            max_tokens: 3,
-            stop: vec!["\n".into(), "Task".into()],
-            constraint: classify.clone(),
-            draw: None,
-            top_logprobs: None,
-        })
-    };
-    let instances_request = |k: usize, inst: &str, is_clf: bool| -> Result<Request> {
-        Ok(Request {
-            id: stream_id(3, wave, k as u64),
-            prompt: file.encode_prompt(&prompt::instances_prompt(inst, is_clf))?,
-            params: SamplingParams {
-                presence_penalty: 1.5,
-                ..SamplingParams::greedy()
-            },
-            max_tokens: if is_clf { 300 } else { 350 },
-            stop: vec!["Example 6".into(), "Task:".into()],
-            constraint: None,
-            draw: None,
-            top_logprobs: None,
-        })
-    };
-    let answer_request = |k: usize, inst: &str, input: &str| -> Result<Request> {
-        Ok(Request {
-            id: stream_id(4, wave, k as u64),
-            prompt: file.encode_prompt(&prompt::respond_prompt(file, inst, input, None)?)?,
-            params: answer_params(),
-            max_tokens: cfg.answer_max_tokens,
-            stop: Vec::new(),
-            constraint: None,
-            draw: None,
-            top_logprobs: None,
-        })
-    };
-    let mut later: HashMap<u64, Output> = HashMap::new();
-    let t0 = Instant::now();
-    super::run_chains(engine, requests, |o| {
-        let mut next = Vec::new();
-        match stage_of.get(&o.id).copied() {
-            Some(Stage::Generate(j)) => outs[j] = Some(o),
-            Some(Stage::Classify(k)) => {
-                clf[k] = prompt::parse_classify(&o.text);
-                next.push(instances_request(k, &accepted[k].0, clf[k])?);
-                stage_of.insert(next[0].id, Stage::Later);
-                return Ok(super::FollowUps {
-                    first: next,
-                    last: Vec::new(),
-                });
-            }
-            Some(Stage::Later) => {
-                later.insert(o.id, o);
-                return Ok(super::FollowUps::default());
-            }
-            None => return Ok(super::FollowUps::default()),
+    for (j, o) in outs.iter().enumerate() {
+        let in_context = &prompts[j];
+        let base = json!({"prompt": j, "in_context_ids": in_context});
+        if o.finish_reason == FinishReason::Error {
+            let mut v = base.clone();
+            v["error"] = json!(o.error);
+            reject(&mut counts, Reason::PromptTooLong, v);
+            continue;
         }
-        // Parse and filter every completion whose turn has come; the pool grows inside
-        // the wave.
-        let started = Instant::now();
-        while parsed < n && outs[parsed].is_some() {
-            let j = parsed;
-            parsed += 1;
-            let o = outs[j].take().expect("checked");
-            let before = accepted.len();
-            filter_completion(
-                &o,
-                &prompts[j],
-                j,
-                cfg,
-                blacklist,
-                state,
-                &mut in_wave,
-                &mut stats,
-                &mut accepted,
-                &mut |r, v| reject(&mut counts, r, v),
-            );
-            for (k, (inst, instances, _)) in accepted.iter().enumerate().skip(before) {
-                clf.push(false);
-                let r = match cfg.style {
-                    Style::Paper => Some((classify_request(k, inst)?, Stage::Classify(k))),
-                    // Tasks whose completion had no output get one answer request.
-                    Style::Alpaca if instances.first().is_none_or(|i| i.output.is_empty()) => {
-                        let input = instances.first().map_or("", |i| i.input.as_str());
-                        Some((answer_request(k, inst, input)?, Stage::Later))
-                    }
-                    Style::Alpaca => None,
-                };
-                if let Some((r, st)) = r {
-                    stage_of.insert(r.id, st);
-                    next.push(r);
+        let truncated = matches!(
+            o.finish_reason,
+            FinishReason::Length | FinishReason::Context
+        );
+        let candidates: Vec<Option<(String, Option<Instance>)>> = match cfg.style {
+            Style::Paper => {
+                if truncated || o.finish_reason == FinishReason::Error {
+                    let mut v = base.clone();
+                    v["completion"] = json!(o.text);
+                    reject(&mut counts, Reason::Truncated, v);
+                    continue;
+                }
+                prompt::parse_paper_completion(&o.text)
+                    .into_iter()
+                    .map(|i| Some((i, None)))
+                    .collect()
+            }
+            Style::Alpaca => prompt::parse_alpaca_completion(&o.text, 4, truncated)
+                .into_iter()
+                .map(|p| {
+                    p.map(|t| {
+                        let inst = t.output.map(|output| Instance {
+                            input: t.input.clone(),
+                            output,
+                        });
+                        // Without an output the task keeps its input for the answer step.
+                        (
+                            t.instruction,
+                            inst.or(Some(Instance {
+                                input: t.input,
+                                output: String::new(),
+                            })),
+                        )
+                    })
+                })
+                .collect(),
+        };
+        for c in candidates {
+            let Some((inst, instance)) = c else {
+                reject(&mut counts, Reason::Unparsable, base.clone());
+                continue;
+            };
+            let inst = if cfg.capitalize {
+                py_capitalize(&collapse_ws(&inst))
+            } else {
+                collapse_ws(&inst)
+            };
+            let mut v = base.clone();
+            v["instruction"] = json!(inst);
+            if let Some(i) = &instance {
+                v["input"] = json!(i.input);
+                v["output"] = json!(i.output);
+            }
+            if let Some(r) = check_instruction(&inst, blacklist) {
+                reject(&mut counts, r, v);
+                continue;
+            }
+            if let Some(i) = instance.as_ref().filter(|i| !i.output.is_empty()) {
+                if let Some(r) = check_instance(&i.input, &i.output) {
+                    reject(&mut counts, r, v);
+                    continue;
                 }
             }
+            let toks = state.index.tokens(&inst);
+            let best = state
+                .index
+                .best_match(&toks, cfg.threshold, &mut stats)
+                .into_iter()
+                .chain(in_wave.best_match(&in_wave.tokens(&inst), cfg.threshold, &mut stats))
+                .filter(|m| cfg.rule.drops(m.score, cfg.threshold))
+                .map(|m| m.score)
+                .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
+            if let Some(score) = best {
+                v["rouge_l"] = json!(score);
+                reject(&mut counts, Reason::NearDuplicate, v);
+                continue;
+            }
+            in_wave.insert(0, &inst);
+            accepted.push((inst, instance.into_iter().collect(), in_context.clone()));
         }
-        filter_s += started.elapsed().as_secs_f64();
-        Ok(super::FollowUps {
-            first: next,
-            last: Vec::new(),
-        })
-    })?;
-    gen_s += t0.elapsed().as_secs_f64() - filter_s;
+    }
+    filter_s += t0.elapsed().as_secs_f64();
 
-    // 3. Paper style: the instances of each accepted task, in task order.
+    // 3. Paper style: classification identification, then instances.
+    let mut clf = vec![false; accepted.len()];
     if cfg.style == Style::Paper && !accepted.is_empty() {
+        let classify = if cfg.constrained {
+            Some(state.constraints.get(prompt::CLASSIFY_CONSTRAINT)?)
+        } else {
+            None
+        };
+        let reqs = accepted
+            .iter()
+            .enumerate()
+            .map(|(k, (inst, _, _))| -> Result<Request> {
+                Ok(Request {
+                    id: stream_id(2, wave, k as u64),
+                    prompt: file.encode_prompt(&prompt::classify_prompt(inst))?,
+                    params: SamplingParams::greedy(),
+                    max_tokens: 3,
+                    stop: vec!["\n".into(), "Task".into()],
+                    constraint: classify.clone(),
+                    draw: None,
+                    top_logprobs: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t0 = Instant::now();
+        let outs = generate_all(engine, reqs)?;
+        for (k, o) in outs.iter().enumerate() {
+            clf[k] = prompt::parse_classify(&o.text);
+        }
+        let reqs = accepted
+            .iter()
+            .enumerate()
+            .map(|(k, (inst, _, _))| -> Result<Request> {
+                Ok(Request {
+                    id: stream_id(3, wave, k as u64),
+                    prompt: file.encode_prompt(&prompt::instances_prompt(inst, clf[k]))?,
+                    params: SamplingParams {
+                        presence_penalty: 1.5,
+                        ..SamplingParams::greedy()
+                    },
+                    max_tokens: if clf[k] { 300 } else { 350 },
+                    stop: vec!["Example 6".into(), "Task:".into()],
+                    constraint: None,
+                    draw: None,
+                    top_logprobs: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let outs = generate_all(engine, reqs)?;
+        gen_s += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let insts: Vec<String> = accepted.iter().map(|a| a.0.clone()).collect();
-        for k in 0..accepted.len() {
-            let o = later
-                .remove(&stream_id(3, wave, k as u64))
-                .expect("every accepted task got its instances");
-            accepted[k].1 = instances_of(&o, clf[k], &mut |r, inp: &str, out: &str| {
+        for (k, o) in outs.iter().enumerate() {
+            accepted[k].1 = instances_of(o, clf[k], &mut |r, inp: &str, out: &str| {
                 reject(
                     &mut counts,
                     r,
@@ -501,36 +518,63 @@ fn run_wave(
         filter_s += t0.elapsed().as_secs_f64();
     }
 
-    // 3b. Alpaca style: the answers of tasks whose completion had no output.
+    // 3b. Alpaca style: tasks whose completion had no output get one answer request.
     if cfg.style == Style::Alpaca {
-        for (k, (inst, instances, _)) in accepted.iter_mut().enumerate() {
-            let Some(o) = later.remove(&stream_id(4, wave, k as u64)) else {
-                continue;
-            };
-            let input = instances
-                .first()
-                .map(|i| i.input.clone())
-                .unwrap_or_default();
-            let output = o.text.trim().to_string();
-            instances.clear();
-            if matches!(
-                o.finish_reason,
-                FinishReason::Length | FinishReason::Context | FinishReason::Error
-            ) {
-                reject(
-                    &mut counts,
-                    Reason::Truncated,
-                    json!({"instruction": inst, "input": input, "output": output}),
-                );
-                continue;
-            }
-            match check_instance(&input, &output) {
-                Some(r) => reject(
-                    &mut counts,
-                    r,
-                    json!({"instruction": inst, "input": input, "output": output}),
-                ),
-                None => instances.push(Instance { input, output }),
+        let missing: Vec<usize> = (0..accepted.len())
+            .filter(|&k| accepted[k].1.first().is_none_or(|i| i.output.is_empty()))
+            .collect();
+        if !missing.is_empty() {
+            let reqs = missing
+                .iter()
+                .map(|&k| -> Result<Request> {
+                    let input = accepted[k].1.first().map_or("", |i| i.input.as_str());
+                    Ok(Request {
+                        id: stream_id(4, wave, k as u64),
+                        prompt: file.encode_prompt(&prompt::respond_prompt(
+                            file,
+                            &accepted[k].0,
+                            input,
+                            None,
+                        )?)?,
+                        params: answer_params(),
+                        max_tokens: cfg.answer_max_tokens,
+                        stop: Vec::new(),
+                        constraint: None,
+                        draw: None,
+                        top_logprobs: None,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let t0 = Instant::now();
+            let outs = generate_all(engine, reqs)?;
+            gen_s += t0.elapsed().as_secs_f64();
+            for (&k, o) in missing.iter().zip(&outs) {
+                let input = accepted[k]
+                    .1
+                    .first()
+                    .map(|i| i.input.clone())
+                    .unwrap_or_default();
+                let output = o.text.trim().to_string();
+                accepted[k].1.clear();
+                if matches!(
+                    o.finish_reason,
+                    FinishReason::Length | FinishReason::Context | FinishReason::Error
+                ) {
+                    reject(
+                        &mut counts,
+                        Reason::Truncated,
+                        json!({"instruction": accepted[k].0, "input": input, "output": output}),
+                    );
+                    continue;
+                }
+                match check_instance(&input, &output) {
+                    Some(r) => reject(
+                        &mut counts,
+                        r,
+                        json!({"instruction": accepted[k].0, "input": input, "output": output}),
+                    ),
+                    None => accepted[k].1.push(Instance { input, output }),
+                }
             }
         }
     }
@@ -563,119 +607,6 @@ fn run_wave(
     secs.insert("generation".to_string(), gen_s);
     secs.insert("filter".to_string(), filter_s);
     Ok((records, rejects, counts, secs))
-}
-
-/// One completion of a wave through the parse and the filters (§2.2: heuristics, then
-/// ROUGE-L against the pool and the wave so far); accepted tasks are appended.
-#[allow(clippy::too_many_arguments)]
-fn filter_completion(
-    o: &Output,
-    in_context: &[String],
-    j: usize,
-    cfg: &Config,
-    blacklist: &[&str],
-    state: &mut State,
-    in_wave: &mut RougeIndex,
-    stats: &mut PruneStats,
-    accepted: &mut Vec<(String, Vec<Instance>, Vec<String>)>,
-    reject: &mut dyn FnMut(Reason, Value),
-) {
-    let base = json!({"prompt": j, "in_context_ids": in_context});
-    if o.finish_reason == FinishReason::Error {
-        let mut v = base.clone();
-        v["error"] = json!(o.error);
-        reject(Reason::PromptTooLong, v);
-        return;
-    }
-    let truncated = matches!(
-        o.finish_reason,
-        FinishReason::Length | FinishReason::Context
-    );
-    let candidates: Vec<Option<(String, Option<Instance>)>> = match cfg.style {
-        Style::Paper => {
-            if truncated || o.finish_reason == FinishReason::Error {
-                let mut v = base.clone();
-                v["completion"] = json!(o.text);
-                reject(Reason::Truncated, v);
-                return;
-            }
-            prompt::parse_paper_completion(&o.text)
-                .into_iter()
-                .map(|i| Some((i, None)))
-                .collect()
-        }
-        Style::Alpaca => prompt::parse_alpaca_completion(&o.text, 4, truncated)
-            .into_iter()
-            .map(|p| {
-                p.map(|t| {
-                    let inst = t.output.map(|output| Instance {
-                        input: t.input.clone(),
-                        output,
-                    });
-                    // Without an output the task keeps its input for the answer step.
-                    (
-                        t.instruction,
-                        inst.or(Some(Instance {
-                            input: t.input,
-                            output: String::new(),
-                        })),
-                    )
-                })
-            })
-            .collect(),
-    };
-    for c in candidates {
-        let Some((inst, instance)) = c else {
-            reject(Reason::Unparsable, base.clone());
-            continue;
-        };
-        let inst = if cfg.capitalize {
-            py_capitalize(&collapse_ws(&inst))
-        } else {
-            collapse_ws(&inst)
-        };
-        let mut v = base.clone();
-        v["instruction"] = json!(inst);
-        if let Some(i) = &instance {
-            v["input"] = json!(i.input);
-            v["output"] = json!(i.output);
-        }
-        if let Some(r) = check_instruction(&inst, blacklist) {
-            reject(r, v);
-            continue;
-        }
-        if let Some(i) = instance.as_ref().filter(|i| !i.output.is_empty()) {
-            if let Some(r) = check_instance(&i.input, &i.output) {
-                reject(r, v);
-                continue;
-            }
-        }
-        let toks = state.index.tokens(&inst);
-        let best = state
-            .index
-            .best_match(&toks, cfg.threshold, stats)
-            .into_iter()
-            .chain(in_wave.best_match(&in_wave.tokens(&inst), cfg.threshold, stats))
-            .filter(|m| cfg.rule.drops(m.score, cfg.threshold))
-            .map(|m| m.score)
-            .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
-        if let Some(score) = best {
-            v["rouge_l"] = json!(score);
-            reject(Reason::NearDuplicate, v);
-            continue;
-        }
-        in_wave.insert(0, &inst);
-        accepted.push((inst, instance.into_iter().collect(), in_context.to_vec()));
-    }
-}
-
-/// Which request of a wave an output answers.
-#[derive(Debug, Clone, Copy)]
-enum Stage {
-    Generate(usize),
-    Classify(usize),
-    /// Instances (paper) or an answer (Alpaca): read after the stream.
-    Later,
 }
 
 /// The instances of one instance-generation completion, filtered (§5.1–5.3).

@@ -3,8 +3,9 @@
 same pipeline with a barrier after every stage: two teacher binaries (before and after)
 side by side in one session, runs alternated, outputs compared byte for byte.
 
-  evolve         2 rounds over the first 32 Alpaca instructions (--wave-size 32)
-  self-instruct  paper style (--style paper --num 24 --wave-size 16)
+  evolve               2 rounds over the first 32 Alpaca instructions (--wave-size 32)
+  self-instruct-paper  --style paper --num 24 --wave-size 16 (JOBS=self-instruct-paper;
+                       Self-Instruct was measured streamed and kept as passes)
 
 Usage: python3 benches/stage_streaming.py BEFORE_BIN AFTER_BIN [REPEATS]   (JOBS=a,b picks)
 Default model, --batch 16, all cores. Prints one JSON line per job.
@@ -25,6 +26,8 @@ jobs = {
     "evolve": ["evolve", "--input", "a32.jsonl", "--rounds", "2", "--wave-size", "32"],
     "self-instruct-paper": ["self-instruct", "--style", "paper", "--num", "24", "--wave-size", "16"],
 }
+if not os.environ.get("JOBS"):
+    os.environ["JOBS"] = "evolve"
 only = os.environ.get("JOBS")
 for name, args in jobs.items():
     if only and name not in only.split(","):
@@ -43,12 +46,16 @@ for name, args in jobs.items():
                            cwd=work, check=True, capture_output=True)
             walls[which].append(time.time() - t0)
             m = json.load(open(out + ".manifest.json"))
-            occ[which] = m["profile"]["mean_batch_occupancy"]
+            p = m["profile"]
+            occ[which] = (p["mean_batch_occupancy"], p["prefill_seconds"], p["decode_seconds"],
+                          m["tokens"]["prompt"])
     same = all(
         filecmp.cmp(os.path.join(work, f"{name}-before{s}"), os.path.join(work, f"{name}-after{s}"), shallow=False)
         for s in (".jsonl", ".rejected.jsonl"))
     wb, wa = min(walls["before"]), min(walls["after"])
     print(json.dumps({
         "job": name, "identical": same, "wall_before": round(wb, 1), "wall_after": round(wa, 1),
-        "speedup": round(wb / wa, 2), "occupancy_before": occ["before"], "occupancy_after": occ["after"],
+        "speedup": round(wb / wa, 2),
+        "occupancy_prefill_s_decode_s_prompt_tokens_before": occ["before"],
+        "occupancy_prefill_s_decode_s_prompt_tokens_after": occ["after"],
     }), flush=True)

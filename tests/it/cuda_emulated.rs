@@ -77,9 +77,9 @@ fn emulated_cuda_kernels_give_the_cpu_bits_for_every_architecture() {
             "--device",
             "cuda",
             "--types",
-            "q4_0,q2_k,q4_k,q6_k,bf16",
+            "q2_k,q4_k,bf16",
             "--wide",
-            "24",
+            "16",
         ],
     );
     assert!(ok, "{out}\n{err}");

@@ -6,6 +6,11 @@
 #   scripts/gpu-check.sh [BINARY] [OUTDIR]      (DEVICE=cpu runs the same flow on a CPU)
 #
 # Writes OUTDIR/gpu-check.json (everything) and the raw outputs beside it.
+#
+# On a lent device machine (no Rust there): build and strip here,
+#   cargo build --release --features cuda && strip -o .gpu/teacher target/release/teacher
+# carry `.gpu` (ignored by git), and run one command that keeps everything it wrote:
+#   bash scripts/gpu-check.sh .gpu/teacher /tmp/gc; tar czf $OUT/gc.tgz -C /tmp gc
 set -u
 BIN=${1:-target/release/teacher}
 OUT=${2:-gpu-check-out}

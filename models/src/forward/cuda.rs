@@ -548,15 +548,16 @@ impl CudaModel {
                 ],
             )
         };
-        let quantize = |src: u64, width: usize| -> GResult<()> {
-            let warps = r * width / 32;
+        // Rows of `width` activations into Q8 blocks (aq/ad/asum/ahalf), a warp a block.
+        let quantize_rows = |src: u64, rows: usize, width: usize| -> GResult<()> {
+            let warps = rows * width / 32;
             g.launch(
                 "quantize_q8",
                 (warps.div_ceil(8) as u32, 1),
                 256,
                 &[
                     Arg::Ptr(src),
-                    Arg::I32(r as i32),
+                    Arg::I32(rows as i32),
                     Arg::I32(width as i32),
                     Arg::Ptr(b.aq.ptr()),
                     p(&b.ad),
@@ -565,6 +566,7 @@ impl CudaModel {
                 ],
             )
         };
+        let quantize = |src: u64, width: usize| quantize_rows(src, r, width);
         // y (m × w.rows) = input · wᵀ; `src` is the f32 input (float weights), the
         // quantized copy of it is in aq/ad/asum/ahalf.
         let mm = |wt: &DevWeight, src: u64, m: usize, y: u64| -> GResult<()> {
@@ -752,22 +754,7 @@ impl CudaModel {
             ],
         )?;
         norm(hs, w, e, &self.output_norm)?;
-        // The quantize closure works on r rows; the output layer has w of them.
-        let warps = w * e / 32;
-        g.launch(
-            "quantize_q8",
-            (warps.div_ceil(8) as u32, 1),
-            256,
-            &[
-                Arg::Ptr(hs),
-                Arg::I32(w as i32),
-                Arg::I32(e as i32),
-                Arg::Ptr(b.aq.ptr()),
-                p(&b.ad),
-                Arg::Ptr(b.asum.ptr()),
-                Arg::Ptr(b.ahalf.ptr()),
-            ],
-        )?;
+        quantize_rows(hs, w, e)?;
         let logits = b.logits.ptr();
         mm(&self.output, hs, w, logits)?;
         if let Some(cap) = hp.final_softcap {

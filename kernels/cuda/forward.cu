@@ -112,6 +112,13 @@ __constant__ i8 IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
 
 template <int T> struct Fmt;
 
+// The types whose sub-blocks have no minimum/offset term.
+#define NO_MINS                                                                          \
+    static __device__ __forceinline__ void mins(const u8*, int, float* m0, float* m1) { \
+        *m0 = 0.0f;                                                                      \
+        *m1 = 0.0f;                                                                      \
+    }
+
 __device__ __forceinline__ void scale_min_k4(int j, const u8* q, int* sc, int* mn) {
     if (j < 4) {
         *sc = q[j] & 63;
@@ -122,6 +129,10 @@ __device__ __forceinline__ void scale_min_k4(int j, const u8* q, int* sc, int* m
     }
 }
 
+// Element e (0..32) of a sub-block stored as 16 bytes of nibbles: the low nibbles hold
+// elements 0-15, the high ones 16-31 (Q4_0, Q4_1, IQ4_NL, IQ4_XS).
+__device__ __forceinline__ int nibble32(const u8* qs, int e) { return e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4); }
+
 template <> struct Fmt<T_Q4_0> {
     static const int BB = 18, NSB = 1, MINS = 0;
     static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
@@ -130,11 +141,11 @@ template <> struct Fmt<T_Q4_0> {
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
-            w[k] = (e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4)) - 8;
+            w[k] = nibble32(qs, e) - 8;
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+    NO_MINS
 };
 
 template <> struct Fmt<T_Q4_1> {
@@ -145,7 +156,7 @@ template <> struct Fmt<T_Q4_1> {
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
-            w[k] = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
+            w[k] = nibble32(qs, e);
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
@@ -182,7 +193,7 @@ template <> struct Fmt<T_Q5_0> {
         *d = ld_f16(b);
         return q5_lane(b + 2, l, 16);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+    NO_MINS
 };
 
 template <> struct Fmt<T_Q5_1> {
@@ -205,7 +216,7 @@ template <> struct Fmt<T_Q8_0> {
         const u8* q = b + 2 + 4 * l;
         return pack4((i8)q[0], (i8)q[1], (i8)q[2], (i8)q[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+    NO_MINS
 };
 
 template <> struct Fmt<T_Q2_K> {
@@ -250,7 +261,7 @@ template <> struct Fmt<T_Q3_K> {
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+    NO_MINS
 };
 
 template <> struct Fmt<T_Q4_K> {
@@ -320,7 +331,7 @@ template <> struct Fmt<T_Q6_K> {
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+    NO_MINS
 };
 
 template <> struct Fmt<T_IQ4_NL> {
@@ -331,11 +342,11 @@ template <> struct Fmt<T_IQ4_NL> {
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
-            w[k] = IQ4_VALUES[e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4)];
+            w[k] = IQ4_VALUES[nibble32(qs, e)];
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+    NO_MINS
 };
 
 template <> struct Fmt<T_IQ4_XS> {
@@ -349,11 +360,11 @@ template <> struct Fmt<T_IQ4_XS> {
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
-            w[k] = IQ4_VALUES[e < 16 ? (q[e] & 0xF) : (q[e - 16] >> 4)];
+            w[k] = IQ4_VALUES[nibble32(q, e)];
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) { *m0 = 0.0f; *m1 = 0.0f; }
+    NO_MINS
 };
 
 // ---------------------------------------------------------------- activations

@@ -324,7 +324,6 @@ impl CudaModel {
         want: &[usize],
     ) -> GResult<super::StepOut> {
         let (rows, tokens, greedy) = (step.rows, step.tokens, step.greedy);
-        let hp = &t.hp;
         let gpu = &self.gpu;
         let r = rows.len();
         let grown = self.ensure_scratch(t, st, r, want.len().max(1), cache.capacity)?;
@@ -387,7 +386,6 @@ impl CudaModel {
         }
         let mut host = vec![0f32; want.len() * vocab];
         gpu.read(&b.logits, &mut host)?;
-        let _ = hp;
         Ok(super::StepOut::Logits(
             host.chunks(vocab.max(1)).map(|c| c.to_vec()).collect(),
         ))

@@ -283,19 +283,24 @@ pub fn run(
     Ok(results)
 }
 
-/// The CUDA kernels one by one against the CPU's (so a difference in `run` can be
+/// The GPU kernels one by one against the CPU's (so a difference in `run` can be
 /// traced to its kernel): the elementary functions, RMSNorm, and the matmul of every
-/// weight type at several row counts.
-#[cfg(feature = "cuda")]
-pub fn cuda_kernels(
-    ordinal: usize,
-    mut report: impl FnMut(&CaseResult),
-) -> Result<Vec<CaseResult>> {
-    use teacher_kernels::cuda::{Arg, Gpu, MM_COLS, MM_ROWS};
+/// weight type at several row counts. Nothing for a device that is not a GPU of this
+/// build (`run` then says why).
+#[cfg(any(feature = "cuda", feature = "metal"))]
+pub fn gpu_kernels(device: Device, mut report: impl FnMut(&CaseResult)) -> Result<Vec<CaseResult>> {
+    use teacher_kernels::gpu::{Arg, Gpu, MM_COLS, MM_ROWS};
     use teacher_kernels::matmul::tests_support::random_matrix;
     use teacher_kernels::{ops, QMatrix};
-    let gerr = |e: teacher_kernels::cuda::GpuError| crate::Error::Usage(format!("CUDA: {e}"));
-    let g = Gpu::open(ordinal).map_err(gerr)?;
+    let gerr =
+        |e: teacher_kernels::gpu::GpuError| crate::Error::Usage(format!("--device {device}: {e}"));
+    let g = match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(n) => Gpu::cuda(n),
+        Device::Metal => Gpu::metal(),
+        _ => return Ok(Vec::new()),
+    }
+    .map_err(gerr)?;
     let mut results = Vec::new();
     let mut push = |check: String, want: &[f32], got: &[f32]| {
         let (n, same, worst) = compare(&[want.to_vec()], &[got.to_vec()]);
@@ -311,7 +316,7 @@ pub fn cuda_kernels(
         report(&r);
         results.push(r);
     };
-    let mut run = || -> std::result::Result<(), teacher_kernels::cuda::GpuError> {
+    let mut run = || -> std::result::Result<(), teacher_kernels::gpu::GpuError> {
         // Elementary functions over a wide range.
         let xs: Vec<f32> = (0..40_001)
             .map(|i| (i as f32 - 20_000.0) * 0.005)

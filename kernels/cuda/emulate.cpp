@@ -1,6 +1,6 @@
-// forward.cu's kernels on the CPU, for testing them where no GPU is: every CUDA thread
-// of a block is a fiber, blocks run one after another, `__syncthreads` waits for the
-// block and each warp shuffle for its warp. The arithmetic is the kernels' own source
+// The CUDA kernels (kernels/gpu/forward.h read through prelude.cuh) on the CPU, for
+// testing them where no GPU is: every CUDA thread of a block is a fiber, blocks run one
+// after another, `__syncthreads` waits for the block and each warp shuffle for its warp. The arithmetic is the kernels' own source
 // compiled with IEEE single precision and no contraction (g++ -ffp-contract=off on
 // x86-64), so the numbers are the ones the kernels define; what it cannot show is
 // anything about a real GPU (its memory model, speed, or compiler).
@@ -51,7 +51,7 @@ static inline float __int_as_float(int i) {
     return f;
 }
 
-// The four operations forward.cu writes in PTX, in plain C++ with the same results.
+// The four operations prelude.cuh writes in PTX, in plain C++ with the same results.
 static inline float f16_to_f32(unsigned short h) { return (float)(*(const _Float16*)&h); }
 static inline unsigned short f32_to_f16(float f) {
     _Float16 h = (_Float16)f;  // round to nearest even, as cvt.rn.f16.f32
@@ -148,7 +148,12 @@ static T __shfl_xor_sync(unsigned, T v, int mask) {
     return shfl(v, (int)((emu_tid & 31u) ^ (unsigned)mask));
 }
 
-#include "forward.cu"
+#include "prelude.cuh"
+#include "../gpu/forward.h"
+#undef P
+#undef I
+#undef L
+#undef F
 
 // ------------------------------------------------------------------ launching
 

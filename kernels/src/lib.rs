@@ -18,5 +18,5 @@ pub use matmul::{matmul, matmul_many, Isa, QMatrix};
 pub use quant::QType;
 pub use sampling::{sample, SamplingError, SamplingParams};
 
-#[cfg(feature = "cuda")]
-pub mod cuda;
+#[cfg(any(feature = "cuda", feature = "metal"))]
+pub mod gpu;

@@ -4,7 +4,8 @@
 //! missing library fails there instead of skipping).
 #![cfg(feature = "cuda")]
 
-use teacher_kernels::cuda;
+use teacher_kernels::gpu::cuda;
+use teacher_kernels::gpu::KERNELS;
 
 #[test]
 fn every_kernel_compiles_for_hopper_and_ampere() {
@@ -18,7 +19,7 @@ fn every_kernel_compiles_for_hopper_and_ampere() {
     }
     for arch in ["compute_90", "compute_80"] {
         let ptx = cuda::compile(arch).unwrap_or_else(|e| panic!("{arch}: {e}"));
-        for k in cuda::KERNELS {
+        for (k, _) in KERNELS {
             assert!(
                 ptx.contains(&format!(".entry {k}(")),
                 "{arch}: kernel {k} is not in the PTX"

@@ -56,10 +56,8 @@ pub(crate) fn run(a: SelftestArgs) -> anyhow::Result<()> {
         let _ = out.flush();
     };
     let mut results = Vec::new();
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(n) = device {
-        results.extend(teacher::selftest::cuda_kernels(n, &mut line)?);
-    }
+    #[cfg(any(feature = "cuda", feature = "metal"))]
+    results.extend(teacher::selftest::gpu_kernels(device, &mut line)?);
     results.extend(teacher::selftest::run(
         device,
         dir.path(),

@@ -1,4 +1,4 @@
-//! The CUDA backend where no GPU is: the kernels of `kernels/cuda/forward.cu` built for
+//! The CUDA backend where no GPU is: the kernels of `kernels/gpu/forward.h` built for
 //! the CPU by their emulator (`kernels/cuda/emulate.cpp`, fibers for CUDA threads) and
 //! run through the real CUDA backend code (`--device cuda` with
 //! TEACHER_CUDA_EMULATOR). Their numbers must be the CPU forward's, bit for bit, and
@@ -254,7 +254,7 @@ fn a_cuda_build_without_a_gpu_says_so_and_auto_falls_back_to_the_cpu() {
     let (ok, out, err) = teacher(None, &args("auto"));
     assert!(ok, "{err}");
     assert!(
-        err.contains("device: no usable CUDA GPU") && err.contains("running on the CPU"),
+        err.contains("device: no usable GPU (no CUDA driver") && err.contains("running on the CPU"),
         "{err}"
     );
     assert!(out.contains("· cpu ·"), "{out}");

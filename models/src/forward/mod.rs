@@ -11,11 +11,11 @@
 //! `qwen2.rs` and `gemma3.rs`.
 
 mod cpu;
-#[cfg(feature = "cuda")]
-mod cuda;
 mod device;
 mod gemma2;
 mod gemma3;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod llama;
 mod phi3;
 mod qwen2;
@@ -275,30 +275,33 @@ impl Transformer {
         let mut t = Self::load(gguf)?;
         match device {
             Device::Cpu => {}
-            Device::Metal => {
-                return Err(Error::Usage(
-                    "--device metal: this build of teacher has no Metal backend yet\nhint: use --device cpu (or cuda on an NVIDIA GPU)".into(),
-                ))
+            #[cfg(feature = "gpu")]
+            Device::Auto => match gpu::GpuModel::auto(&t) {
+                Ok(g) => t.backend = Backend::Gpu(Box::new(g)),
+                Err(e) => t.device_note = Some(format!("no usable GPU ({e}); running on the CPU")),
+            },
+            #[cfg(not(feature = "gpu"))]
+            Device::Auto => {}
+            #[cfg(feature = "gpu")]
+            Device::Cuda(_) | Device::Metal => {
+                let g = gpu::GpuModel::open(&t, device).map_err(|e| {
+                    Error::Usage(format!(
+                        "--device {device}: {e}\nhint: --device auto falls back to the CPU"
+                    ))
+                })?;
+                t.backend = Backend::Gpu(Box::new(g));
             }
-            #[cfg(feature = "cuda")]
-            Device::Cuda(n) => {
-                let g = cuda::CudaModel::new(&t, n).map_err(|e| Error::Usage(format!(
-                    "--device cuda:{n}: {e}\nhint: --device auto falls back to the CPU"
-                )))?;
-                t.backend = Backend::Cuda(Box::new(g));
-            }
-            #[cfg(not(feature = "cuda"))]
+            #[cfg(not(feature = "gpu"))]
             Device::Cuda(_) => {
                 return Err(Error::Usage(
                     "--device cuda: this build of teacher has no CUDA backend\nhint: build with `cargo build --release --features cuda`, or use --device cpu".into(),
                 ))
             }
-            Device::Auto => {
-                #[cfg(feature = "cuda")]
-                match cuda::CudaModel::new(&t, 0) {
-                    Ok(g) => t.backend = Backend::Cuda(Box::new(g)),
-                    Err(e) => t.device_note = Some(format!("no usable CUDA GPU ({e}); running on the CPU")),
-                }
+            #[cfg(not(feature = "gpu"))]
+            Device::Metal => {
+                return Err(Error::Usage(
+                    "--device metal: this build of teacher has no Metal backend\nhint: on a Mac, build with `cargo build --release --features metal`; or use --device cpu".into(),
+                ))
             }
         }
         Ok(t)
@@ -308,8 +311,8 @@ impl Transformer {
     pub fn device(&self) -> String {
         match &self.backend {
             Backend::Cpu => "cpu".into(),
-            #[cfg(feature = "cuda")]
-            Backend::Cuda(g) => g.describe(),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu(g) => g.describe(),
         }
     }
 
@@ -495,8 +498,8 @@ impl Transformer {
                 v_dim,
                 kv,
             )),
-            #[cfg(feature = "cuda")]
-            Backend::Cuda(g) => CacheImpl::Cuda(
+            #[cfg(feature = "gpu")]
+            Backend::Gpu(g) => CacheImpl::Gpu(
                 g.new_cache(slots, capacity, self.hp.n_layer, k_dim, v_dim, kv)
                     .map_err(|e| Error::Model {
                         path: self.gguf.path().to_path_buf(),
@@ -590,8 +593,8 @@ impl Transformer {
         };
         match (&self.backend, &mut cache.0) {
             (Backend::Cpu, CacheImpl::Cpu(c)) => cpu::run_step(self, c, &step).map(StepOut::Logits),
-            #[cfg(feature = "cuda")]
-            (Backend::Cuda(g), CacheImpl::Cuda(c)) => g.run_step(self, c, &step),
+            #[cfg(feature = "gpu")]
+            (Backend::Gpu(g), CacheImpl::Gpu(c)) => g.run_step(self, c, &step),
             #[allow(unreachable_patterns)]
             _ => Err(Error::Model {
                 path: self.gguf.path().to_path_buf(),
@@ -673,8 +676,8 @@ fn logit_rows(segs: &[Segment], every_token: bool) -> Vec<usize> {
 /// Where the forward pass runs (one backend each, siblings behind `Transformer`).
 enum Backend {
     Cpu,
-    #[cfg(feature = "cuda")]
-    Cuda(Box<cuda::CudaModel>),
+    #[cfg(feature = "gpu")]
+    Gpu(Box<gpu::GpuModel>),
 }
 
 /// The KV cache of a model's sequences, kept on the model's device.
@@ -682,32 +685,32 @@ pub struct KvCache(CacheImpl);
 
 enum CacheImpl {
     Cpu(cpu::KvCache),
-    #[cfg(feature = "cuda")]
-    Cuda(cuda::KvCache),
+    #[cfg(feature = "gpu")]
+    Gpu(gpu::KvCache),
 }
 
 impl KvCache {
     pub fn slots(&self) -> usize {
         match &self.0 {
             CacheImpl::Cpu(c) => c.slots(),
-            #[cfg(feature = "cuda")]
-            CacheImpl::Cuda(c) => c.slots,
+            #[cfg(feature = "gpu")]
+            CacheImpl::Gpu(c) => c.slots,
         }
     }
 
     pub fn capacity(&self) -> usize {
         match &self.0 {
             CacheImpl::Cpu(c) => c.capacity(),
-            #[cfg(feature = "cuda")]
-            CacheImpl::Cuda(c) => c.capacity,
+            #[cfg(feature = "gpu")]
+            CacheImpl::Gpu(c) => c.capacity,
         }
     }
 
     pub fn kv_type(&self) -> KvType {
         match &self.0 {
             CacheImpl::Cpu(c) => c.kv_type(),
-            #[cfg(feature = "cuda")]
-            CacheImpl::Cuda(c) => c.kv_type,
+            #[cfg(feature = "gpu")]
+            CacheImpl::Gpu(c) => c.kv_type,
         }
     }
 
@@ -717,8 +720,8 @@ impl KvCache {
     pub fn copy_prefix(&mut self, from: usize, to: usize, len: usize) {
         match &mut self.0 {
             CacheImpl::Cpu(c) => c.copy_prefix(from, to, len),
-            #[cfg(feature = "cuda")]
-            CacheImpl::Cuda(c) => c.copy_prefix(from, to, len),
+            #[cfg(feature = "gpu")]
+            CacheImpl::Gpu(c) => c.copy_prefix(from, to, len),
         }
     }
 }
@@ -727,7 +730,7 @@ impl KvCache {
 /// device that makes them itself) token ids.
 enum StepOut {
     Logits(Vec<Vec<f32>>),
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     Tokens(Vec<u32>),
 }
 
@@ -751,6 +754,6 @@ struct Step<'a> {
     /// Logits of every row of the asking segments, not only their last.
     every_token: bool,
     /// Greedy token ids are wanted instead of logits (a backend may answer either).
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     greedy: bool,
 }

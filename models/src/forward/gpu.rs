@@ -1,17 +1,18 @@
-//! The forward step on a CUDA GPU: the CPU step's operations in the CPU step's order,
-//! each a kernel of `kernels/cuda/forward.cu` that computes the CPU kernel's bits.
+//! The forward step on a GPU (CUDA or Metal, through `teacher_kernels::gpu::Gpu`): the
+//! CPU step's operations in the CPU step's order, each a kernel of
+//! `kernels/gpu/forward.h` that computes the CPU kernel's bits.
 //!
 //! Weights are uploaded once, still in their GGUF blocks; per step only the token ids,
 //! positions, slots and logit rows go up and the asked-for logits come back. Steps of
 //! a shape seen before (decode steps at a steady batch) replay a captured CUDA graph,
-//! so a step costs one launch instead of hundreds. `TEACHER_CUDA_GRAPHS=0` turns that
-//! off (for comparisons; the numbers are the same).
+//! so a step costs one launch instead of hundreds (Metal encodes a step's kernels in one
+//! command buffer instead). `TEACHER_CUDA_GRAPHS=0` turns graphs off (for comparisons; the numbers are the same).
 
 use super::{Step, Transformer, WeightRef};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use teacher_kernels::cuda::{
+use teacher_kernels::gpu::{
     Arg, DevBuf, Gpu, GpuError, Graph, ATT_THREADS, MAX_HEAD_DIM, MM_COLS, MM_ROWS,
 };
 use teacher_kernels::ops::{KvType, Rope, RopeStyle};
@@ -103,7 +104,7 @@ struct GraphEntry {
     graph: Option<Graph>,
 }
 
-pub(super) struct CudaModel {
+pub(super) struct GpuModel {
     gpu: Arc<Gpu>,
     layers: Vec<DevLayer>,
     embd: DevWeight,
@@ -174,16 +175,51 @@ fn ggml_kind(t: QType) -> (&'static str, i32) {
     }
 }
 
-impl CudaModel {
-    pub fn new(t: &Transformer, ordinal: usize) -> GResult<CudaModel> {
+impl GpuModel {
+    /// The model on `device` (`cuda:N` or `metal`), or why it cannot run there.
+    pub fn open(t: &Transformer, device: super::Device) -> GResult<GpuModel> {
+        let gpu = match device {
+            #[cfg(feature = "cuda")]
+            super::Device::Cuda(n) => Gpu::cuda(n)?,
+            #[cfg(not(feature = "cuda"))]
+            super::Device::Cuda(_) => {
+                return Err(GpuError::Unavailable(
+                    "this build of teacher has no CUDA backend\nhint: build with `cargo build --release --features cuda`, or use --device cpu".into(),
+                ))
+            }
+            super::Device::Metal => Gpu::metal()?,
+            super::Device::Cpu | super::Device::Auto => {
+                return Err(GpuError::Unavailable(format!("{device} is not a GPU")))
+            }
+        };
+        GpuModel::new(t, gpu)
+    }
+
+    /// The first GPU this build can use: CUDA device 0, then Metal.
+    pub fn auto(t: &Transformer) -> GResult<GpuModel> {
+        let mut why = Vec::new();
+        #[cfg(feature = "cuda")]
+        match GpuModel::open(t, super::Device::Cuda(0)) {
+            Ok(g) => return Ok(g),
+            Err(e) => why.push(e.to_string()),
+        }
+        #[cfg(feature = "metal")]
+        match GpuModel::open(t, super::Device::Metal) {
+            Ok(g) => return Ok(g),
+            Err(e) => why.push(e.to_string()),
+        }
+        Err(GpuError::Unavailable(why.join("; ")))
+    }
+
+    fn new(t: &Transformer, gpu: Gpu) -> GResult<GpuModel> {
         let hp = &t.hp;
         if hp.head_dim_k > MAX_HEAD_DIM || hp.head_dim_v > MAX_HEAD_DIM {
             return Err(GpuError::Unavailable(format!(
-                "heads of {} dimensions are larger than the CUDA attention kernel's {MAX_HEAD_DIM}",
+                "heads of {} dimensions are larger than the GPU attention kernel's {MAX_HEAD_DIM}",
                 hp.head_dim_k.max(hp.head_dim_v)
             )));
         }
-        let gpu = Arc::new(Gpu::open(ordinal)?);
+        let gpu = Arc::new(gpu);
         let mut uploaded: HashMap<(usize, usize), Arc<DevBuf<u8>>> = HashMap::new();
         let mut weight = |w: &WeightRef| -> GResult<DevWeight> {
             let buf = match uploaded.get(&(w.part, w.start)) {
@@ -242,8 +278,8 @@ impl CudaModel {
         let output_norm = vec(&t.output_norm)?;
         gpu.synchronize()?;
         let graphs_on =
-            !gpu.is_emulated() && std::env::var("TEACHER_CUDA_GRAPHS").map_or(true, |v| v != "0");
-        Ok(CudaModel {
+            gpu.records_graphs() && std::env::var("TEACHER_CUDA_GRAPHS").map_or(true, |v| v != "0");
+        Ok(GpuModel {
             gpu,
             layers,
             embd,
@@ -261,7 +297,7 @@ impl CudaModel {
     }
 
     pub fn describe(&self) -> String {
-        format!("cuda:{} ({})", self.gpu.ordinal, self.gpu.name)
+        self.gpu.name.clone()
     }
 
     pub fn new_cache(

@@ -1,9 +1,24 @@
-// teacher's forward pass on CUDA: the same arithmetic, in the same order, as the CPU
+// teacher's forward pass on a GPU: the same arithmetic, in the same order, as the CPU
 // kernels (kernels/src/matmul, quant.rs, ops.rs), so every result is bit-identical.
 //
-// Compiled at run time by NVRTC with --fmad=false (no multiply-add is contracted behind
-// our back; every fma below is written as __fmaf_rn where the CPU order has one), IEEE
-// division and square root, denormals kept. No CUDA header is needed.
+// One source for every GPU backend, written in a small dialect that a prelude defines:
+// kernels/cuda/prelude.cuh for CUDA (NVRTC, and the CPU emulator emulate.cpp) and
+// kernels/metal/prelude.metal for Metal Shading Language. The backend compiles the
+// prelude followed by this file. The dialect:
+//   KERNEL name(P(type*, name, i), I(name, i), L(name, i), F(name, i) IDS)
+//       a kernel; parameter i is a buffer (P), an int (I), a 64-bit int (L) or a float
+//       (F), numbered in order (Metal's buffer indices; the host passes them so);
+//   DEV / THR / SHARED / CONSTANT   device memory, a thread's own memory, a block's
+//       shared memory, constant data (address spaces: empty words in CUDA);
+//   TID, BID_X, BID_Y, BDIM         thread in block, block in grid, block size;
+//   BARRIER(), SHFL(v, lane), SHFL_XOR(v, mask)   block barrier, 32-lane warp shuffles;
+//   FMA, DIV, SQRT_RN, AS_FLOAT, FABS, FMAX   correctly rounded fma, division and
+//       square root, bit casts, |x| and max;
+//   f16_to_f32, f32_to_f16 (round to nearest even), dp4a (exact), f32_to_i32_rz.
+//
+// No multiply-add is contracted behind our back (NVRTC --fmad=false, Metal's safe math
+// mode; every fma below is written FMA where the CPU order has one), IEEE division and
+// square root, denormals kept.
 //
 // The rules that keep the CPU's bits (see kernels/src/matmul/mod.rs):
 // - matmul: for output (r, c), sub-blocks j in order; eight i32 lane sums of four
@@ -12,79 +27,48 @@
 // - reductions (norms, attention): eight partial sums, lane l over elements l, l+8, …
 //   in order, then the fixed tree ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
 // - exp, tanh, silu, gelu: the CPU's own polynomial, operation for operation.
-// - attention: per (row, head) the scores, max, exp, Σ and the value sum over positions
-//   in position order; positions are never split into pieces.
+// - attention: per (row, head) the scores, max, exp(x − max), Σ and the value sum over
+//   positions in position order; positions are never split into pieces.
 
-typedef unsigned char u8;
-typedef signed char i8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef unsigned long long u64;
+FN float bf16_to_f32(u16 h) { return AS_FLOAT(((u32)h) << 16); }
 
-// ---------------------------------------------------------------- numbers
+FN float ld_f16(const DEV u8* p) { return f16_to_f32((u16)(p[0] | (p[1] << 8))); }
 
-#ifndef TEACHER_EMULATE
-__device__ __forceinline__ float f16_to_f32(u16 h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
-
-__device__ __forceinline__ u16 f32_to_f16(float f) {
-    u16 h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
-}
-
-__device__ __forceinline__ int dp4a(int a, int b, int c) {
-    int r;
-    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-    return r;
-}
-
-// Truncation toward zero, saturating, NaN -> 0 (cvt.rzi.s32.f32; Rust's `as i32`).
-__device__ __forceinline__ int f32_to_i32_rz(float x) { return (int)x; }
-#endif  // (emulate.cpp defines these four for the CPU)
-
-__device__ __forceinline__ float bf16_to_f32(u16 h) { return __int_as_float(((u32)h) << 16); }
-
-__device__ __forceinline__ float ld_f16(const u8* p) { return f16_to_f32((u16)(p[0] | (p[1] << 8))); }
-
-__device__ __forceinline__ int pack4(int a, int b, int c, int d) {
+FN int pack4(int a, int b, int c, int d) {
     return (a & 0xff) | ((b & 0xff) << 8) | ((c & 0xff) << 16) | ((d & 0xff) << 24);
 }
 
 // kernels/src/ops.rs `exp`: clamp, split by ln 2, degree-6 Taylor, scale by 2^n.
-__device__ float t_exp(float x) {
-    const float LOG2E = __int_as_float(0x3fb8aa3b);
-    const float LN2_HI = __int_as_float(0x3f318000);
-    const float LN2_LO = __int_as_float(0xb95e8083);
-    const float ROUND = __int_as_float(0x4b400000);
+DEVFN float t_exp(float x) {
+    const float LOG2E = AS_FLOAT(0x3fb8aa3b);
+    const float LN2_HI = AS_FLOAT(0x3f318000);
+    const float LN2_LO = AS_FLOAT(0xb95e8083);
+    const float ROUND = AS_FLOAT(0x4b400000);
     // f32::clamp: NaN stays NaN.
     if (x < -87.0f) x = -87.0f;
     if (x > 88.0f) x = 88.0f;
     float n = (x * LOG2E + ROUND) - ROUND;
     float r = (x - n * LN2_HI) - n * LN2_LO;
-    const float C6 = __int_as_float(0x3ab60b61);  // 1/720
-    const float C5 = __int_as_float(0x3c088889);  // 1/120
-    const float C4 = __int_as_float(0x3d2aaaab);  // 1/24
-    const float C3 = __int_as_float(0x3e2aaaab);  // 1/6
+    const float C6 = AS_FLOAT(0x3ab60b61);  // 1/720
+    const float C5 = AS_FLOAT(0x3c088889);  // 1/120
+    const float C4 = AS_FLOAT(0x3d2aaaab);  // 1/24
+    const float C3 = AS_FLOAT(0x3e2aaaab);  // 1/6
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (C3 + r * (C4 + r * (C5 + r * C6)))));
-    return p * __int_as_float(((int)n + 127) << 23);
+    return p * AS_FLOAT(((int)n + 127) << 23);
 }
 
-__device__ __forceinline__ float t_tanh(float x) { return 1.0f - 2.0f / (t_exp(2.0f * x) + 1.0f); }
+FN float t_tanh(float x) { return 1.0f - DIV(2.0f, t_exp(2.0f * x) + 1.0f); }
 
-__device__ __forceinline__ float t_silu(float x) { return x / (1.0f + t_exp(-x)); }
+FN float t_silu(float x) { return DIV(x, 1.0f + t_exp(-x)); }
 
-__device__ __forceinline__ float t_gelu(float x) {
-    const float SQRT_2_OVER_PI = __int_as_float(0x3f4c422a);
-    const float C = __int_as_float(0x3d372713);  // 0.044715
+FN float t_gelu(float x) {
+    const float SQRT_2_OVER_PI = AS_FLOAT(0x3f4c422a);
+    const float C = AS_FLOAT(0x3d372713);  // 0.044715
     float y = SQRT_2_OVER_PI * (x + C * x * x * x);
-    return 0.5f * x * (2.0f - 2.0f / (t_exp(2.0f * y) + 1.0f));
+    return 0.5f * x * (2.0f - DIV(2.0f, t_exp(2.0f * y) + 1.0f));
 }
 
-__device__ __forceinline__ float tree8(const float* a) {
+FN float tree8(const THR float* a) {
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
@@ -107,19 +91,19 @@ __device__ __forceinline__ float tree8(const float* a) {
 #define T_IQ4_NL 10
 #define T_IQ4_XS 11
 
-__constant__ i8 IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+CONSTANT i8 IQ4_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                   1,    13,   25,  38,  53,  69,  89,  113};
 
 template <int T> struct Fmt;
 
 // The types whose sub-blocks have no minimum/offset term.
 #define NO_MINS                                                                          \
-    static __device__ __forceinline__ void mins(const u8*, int, float* m0, float* m1) { \
+    static FN void mins(const DEV u8*, int, THR float* m0, THR float* m1) { \
         *m0 = 0.0f;                                                                      \
         *m1 = 0.0f;                                                                      \
     }
 
-__device__ __forceinline__ void scale_min_k4(int j, const u8* q, int* sc, int* mn) {
+FN void scale_min_k4(int j, const DEV u8* q, THR int* sc, THR int* mn) {
     if (j < 4) {
         *sc = q[j] & 63;
         *mn = q[j + 4] & 63;
@@ -131,13 +115,13 @@ __device__ __forceinline__ void scale_min_k4(int j, const u8* q, int* sc, int* m
 
 // Element e (0..32) of a sub-block stored as 16 bytes of nibbles: the low nibbles hold
 // elements 0-15, the high ones 16-31 (Q4_0, Q4_1, IQ4_NL, IQ4_XS).
-__device__ __forceinline__ int nibble32(const u8* qs, int e) { return e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4); }
+FN int nibble32(const DEV u8* qs, int e) { return e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4); }
 
 template <> struct Fmt<T_Q4_0> {
-    static const int BB = 18, NSB = 1, MINS = 0;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 18, NSB = 1, MINS = 0 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
-        const u8* qs = b + 2;
+        const DEV u8* qs = b + 2;
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
@@ -149,10 +133,10 @@ template <> struct Fmt<T_Q4_0> {
 };
 
 template <> struct Fmt<T_Q4_1> {
-    static const int BB = 20, NSB = 1, MINS = 1;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 20, NSB = 1, MINS = 1 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
-        const u8* qs = b + 4;
+        const DEV u8* qs = b + 4;
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
@@ -160,16 +144,16 @@ template <> struct Fmt<T_Q4_1> {
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+    static FN void mins(const DEV u8* b, int s, THR float* m0, THR float* m1) {
         float m = ld_f16(b + 2);
         *m0 = m;
         *m1 = m;
     }
 };
 
-__device__ __forceinline__ int q5_lane(const u8* rest, int l, int off) {
+FN int q5_lane(const DEV u8* rest, int l, int off) {
     u32 qh = rest[0] | (rest[1] << 8) | (rest[2] << 16) | ((u32)rest[3] << 24);
-    const u8* qs = rest + 4;
+    const DEV u8* qs = rest + 4;
     int w[4];
     for (int k = 0; k < 4; k++) {
         int e = 4 * l + k;
@@ -188,8 +172,8 @@ __device__ __forceinline__ int q5_lane(const u8* rest, int l, int off) {
 }
 
 template <> struct Fmt<T_Q5_0> {
-    static const int BB = 22, NSB = 1, MINS = 0;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 22, NSB = 1, MINS = 0 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         return q5_lane(b + 2, l, 16);
     }
@@ -197,12 +181,12 @@ template <> struct Fmt<T_Q5_0> {
 };
 
 template <> struct Fmt<T_Q5_1> {
-    static const int BB = 24, NSB = 1, MINS = 1;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 24, NSB = 1, MINS = 1 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         return q5_lane(b + 4, l, 0);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+    static FN void mins(const DEV u8* b, int s, THR float* m0, THR float* m1) {
         float m = ld_f16(b + 2);
         *m0 = m;
         *m1 = m;
@@ -210,20 +194,20 @@ template <> struct Fmt<T_Q5_1> {
 };
 
 template <> struct Fmt<T_Q8_0> {
-    static const int BB = 34, NSB = 1, MINS = 0;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 34, NSB = 1, MINS = 0 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
-        const u8* q = b + 2 + 4 * l;
+        const DEV u8* q = b + 2 + 4 * l;
         return pack4((i8)q[0], (i8)q[1], (i8)q[2], (i8)q[3]);
     }
     NO_MINS
 };
 
 template <> struct Fmt<T_Q2_K> {
-    static const int BB = 84, NSB = 8, MINS = 2;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
-        const u8* scales = b;
-        const u8* q = b + 16 + (s / 4) * 32;
+    enum { BB = 84, NSB = 8, MINS = 2 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
+        const DEV u8* scales = b;
+        const DEV u8* q = b + 16 + (s / 4) * 32;
         int j = s % 4;
         float dd = ld_f16(b + 80);
         u8 a = scales[2 * s + (l / 4)];
@@ -232,24 +216,24 @@ template <> struct Fmt<T_Q2_K> {
         for (int k = 0; k < 4; k++) w[k] = (q[4 * l + k] >> (2 * j)) & 3;
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+    static FN void mins(const DEV u8* b, int s, THR float* m0, THR float* m1) {
         float dmin = ld_f16(b + 82);
         *m0 = -(dmin * (float)(b[2 * s] >> 4));
         *m1 = -(dmin * (float)(b[2 * s + 1] >> 4));
     }
 };
 
-__device__ __forceinline__ int q3k_scale(const u8* b, int i) {
+FN int q3k_scale(const DEV u8* b, int i) {
     int low = i < 8 ? (b[i] & 0xF) : (b[i - 8] >> 4);
     int high = (b[8 + i % 4] >> (2 * (i / 4))) & 3;
     return low | (high << 4);
 }
 
 template <> struct Fmt<T_Q3_K> {
-    static const int BB = 110, NSB = 8, MINS = 0;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
-        const u8* hm = b;
-        const u8* q = b + 32 + (s / 4) * 32;
+    enum { BB = 110, NSB = 8, MINS = 0 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
+        const DEV u8* hm = b;
+        const DEV u8* q = b + 32 + (s / 4) * 32;
         int j = s % 4;
         int bit = 1 << s;
         float dd = ld_f16(b + 108);
@@ -265,21 +249,21 @@ template <> struct Fmt<T_Q3_K> {
 };
 
 template <> struct Fmt<T_Q4_K> {
-    static const int BB = 144, NSB = 8, MINS = 1;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 144, NSB = 8, MINS = 1 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         int sc, mn;
         scale_min_k4(s, b + 4, &sc, &mn);
         *d = ld_f16(b) * (float)sc;
-        const u8* q = b + 16 + (s / 2) * 32;
-        int half = s % 2;
+        const DEV u8* q = b + 16 + (s / 2) * 32;
+        int half_ = s % 2;
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
-            w[k] = half == 0 ? (q[e] & 0xF) : (q[e] >> 4);
+            w[k] = half_ == 0 ? (q[e] & 0xF) : (q[e] >> 4);
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+    static FN void mins(const DEV u8* b, int s, THR float* m0, THR float* m1) {
         int sc, mn;
         scale_min_k4(s, b + 4, &sc, &mn);
         float m = -(ld_f16(b + 2) * (float)mn);
@@ -289,35 +273,35 @@ template <> struct Fmt<T_Q4_K> {
 };
 
 template <> struct Fmt<T_Q5_K> {
-    static const int BB = 176, NSB = 8, MINS = 1;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 176, NSB = 8, MINS = 1 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         int sc, mn;
         scale_min_k4(s, b + 4, &sc, &mn);
         *d = ld_f16(b) * (float)sc;
-        const u8* qh = b + 16;
-        const u8* q = b + 48 + (s / 2) * 32;
-        int half = s % 2;
+        const DEV u8* qh = b + 16;
+        const DEV u8* q = b + 48 + (s / 2) * 32;
+        int half_ = s % 2;
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
-            int lo = half == 0 ? (q[e] & 0xF) : (q[e] >> 4);
+            int lo = half_ == 0 ? (q[e] & 0xF) : (q[e] >> 4);
             int hi = (qh[e] & (1 << s)) ? 16 : 0;
             w[k] = lo + hi;
         }
         return pack4(w[0], w[1], w[2], w[3]);
     }
-    static __device__ __forceinline__ void mins(const u8* b, int s, float* m0, float* m1) {
+    static FN void mins(const DEV u8* b, int s, THR float* m0, THR float* m1) {
         Fmt<T_Q4_K>::mins(b, s, m0, m1);
     }
 };
 
 template <> struct Fmt<T_Q6_K> {
-    static const int BB = 210, NSB = 8, MINS = 0;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 210, NSB = 8, MINS = 0 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         int n = s / 4, part = s % 4;
-        const u8* ql = b + n * 64;
-        const u8* qh = b + 128 + n * 32;
-        const i8* sc = (const i8*)(b + 192 + n * 8);
+        const DEV u8* ql = b + n * 64;
+        const DEV u8* qh = b + 128 + n * 32;
+        const DEV i8* sc = (const DEV i8*)(b + 192 + n * 8);
         int shift_l = (part >= 2) ? 4 : 0;
         int hi_shift = 2 * part;
         int ql_off = (part % 2) ? 32 : 0;
@@ -335,10 +319,10 @@ template <> struct Fmt<T_Q6_K> {
 };
 
 template <> struct Fmt<T_IQ4_NL> {
-    static const int BB = 18, NSB = 1, MINS = 0;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 18, NSB = 1, MINS = 0 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
-        const u8* qs = b + 2;
+        const DEV u8* qs = b + 2;
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
@@ -350,13 +334,13 @@ template <> struct Fmt<T_IQ4_NL> {
 };
 
 template <> struct Fmt<T_IQ4_XS> {
-    static const int BB = 136, NSB = 8, MINS = 0;
-    static __device__ __forceinline__ int lane(const u8* b, int s, int l, float* d) {
+    enum { BB = 136, NSB = 8, MINS = 0 };
+    static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         u32 sh = b[2] | (b[3] << 8);
-        const u8* sl = b + 4;
+        const DEV u8* sl = b + 4;
         int ls = ((sl[s / 2] >> (4 * (s % 2))) & 0xF) | (((sh >> (2 * s)) & 3) << 4);
         *d = ld_f16(b) * (float)(ls - 32);
-        const u8* q = b + 8 + s * 16;
+        const DEV u8* q = b + 8 + s * 16;
         int w[4];
         for (int k = 0; k < 4; k++) {
             int e = 4 * l + k;
@@ -372,37 +356,37 @@ template <> struct Fmt<T_IQ4_XS> {
 // Quantize rows of x (m × k, k a multiple of 32) into Q8 blocks as Q8Row::quantize:
 // one warp per 32-element block. qs: m × k i8; d, sum: m × k/32; half: m × k/32 × 2
 // (Σa over each 16-element half, Q2_K's minimum terms).
-extern "C" __global__ void quantize_q8(const float* __restrict__ x, int m, int k, i8* __restrict__ qs,
-                                       float* __restrict__ d, int* __restrict__ sum, int* __restrict__ half) {
-    int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    int t = threadIdx.x % 32;
+KERNEL quantize_q8(P(const float*, x, 0), I(m, 1), I(k, 2), P(i8*, qs, 3), P(float*, d, 4), P(int*, sum, 5),
+                   P(int*, half_, 6) IDS) {
+    int warp = (BID_X * BDIM + TID) / 32;
+    int t = TID % 32;
     int nb = k / 32;
     if (warp >= m * nb) return;
-    float v = x[(long long)warp * 32 + t];
-    float av = fabsf(v);
+    float v = x[(i64)warp * 32 + t];
+    float av = FABS(v);
     float amax = av > 0.0f ? av : 0.0f;  // a NaN never wins
     for (int o = 16; o > 0; o /= 2) {
-        float other = __shfl_xor_sync(0xffffffff, amax, o);
+        float other = SHFL_XOR(amax, o);
         amax = other > amax ? other : amax;
     }
-    float dd = amax / 127.0f;
-    float id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    float dd = DIV(amax, 127.0f);
+    float id = dd != 0.0f ? DIV(1.0f, dd) : 0.0f;
     float xv = v * id;
     int tr = f32_to_i32_rz(xv);
     float frac = xv - (float)tr;
     int q = tr + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
     q = q < -127 ? -127 : (q > 127 ? 127 : q);
-    qs[(long long)warp * 32 + t] = (i8)q;
+    qs[(i64)warp * 32 + t] = (i8)q;
     int s = q;
     int h = q;
-    for (int o = 8; o > 0; o /= 2) h += __shfl_xor_sync(0xffffffff, h, o);
-    for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffff, s, o);
+    for (int o = 8; o > 0; o /= 2) h += SHFL_XOR(h, o);
+    for (int o = 16; o > 0; o /= 2) s += SHFL_XOR(s, o);
     if (t == 0) {
         d[warp] = dd;
         sum[warp] = s;
-        half[2 * warp] = h;
+        half_[2 * warp] = h;
     }
-    if (t == 16) half[2 * warp + 1] = h;
+    if (t == 16) half_[2 * warp + 1] = h;
 }
 
 // ---------------------------------------------------------------- matmul
@@ -413,19 +397,18 @@ extern "C" __global__ void quantize_q8(const float* __restrict__ x, int m, int k
 // y[r·n + c] = Σ_j … for r < m, c < n; block = 16 columns × 8 lanes, each thread one
 // (column, lane) over MM_ROWS rows; grid (n/16, m/MM_ROWS).
 template <int T>
-__device__ __forceinline__ void mm_body(const u8* __restrict__ w, int n, int k, const i8* __restrict__ aq,
-                                        const float* __restrict__ ad, const int* __restrict__ asum,
-                                        const int* __restrict__ ahalf, int m, float* __restrict__ y) {
+FN void mm_body(const DEV u8* w, int n, int k, const DEV i8* aq, const DEV float* ad, const DEV int* asum,
+                const DEV int* ahalf, int m, DEV float* y IDS_DECL) {
     typedef Fmt<T> F;
-    int l = threadIdx.x % 8;
-    int c = blockIdx.x * MM_COLS + threadIdx.x / 8;
-    int r0 = blockIdx.y * MM_ROWS;
+    int l = TID % 8;
+    int c = BID_X * MM_COLS + TID / 8;
+    int r0 = BID_Y * MM_ROWS;
     int rn = m - r0 < MM_ROWS ? m - r0 : MM_ROWS;
     int cr = c < n ? c : n - 1;
     int nblocks = k / (32 * F::NSB);
     int nj = k / 32;
-    long long row_bytes = (long long)nblocks * F::BB;
-    const u8* wrow = w + (long long)cr * row_bytes;
+    i64 row_bytes = (i64)nblocks * F::BB;
+    const DEV u8* wrow = w + (i64)cr * row_bytes;
     float lanes[MM_ROWS];
     float macc[MM_ROWS];
 #pragma unroll
@@ -434,7 +417,7 @@ __device__ __forceinline__ void mm_body(const u8* __restrict__ w, int n, int k, 
         macc[i] = 0.0f;
     }
     for (int b = 0; b < nblocks; b++) {
-        const u8* blk = wrow + (long long)b * F::BB;
+        const DEV u8* blk = wrow + (i64)b * F::BB;
         for (int s = 0; s < F::NSB; s++) {
             int j = b * F::NSB + s;
             float dw;
@@ -444,39 +427,39 @@ __device__ __forceinline__ void mm_body(const u8* __restrict__ w, int n, int k, 
 #pragma unroll
             for (int i = 0; i < MM_ROWS; i++) {
                 if (i < rn) {
-                    long long r = r0 + i;
-                    int a4 = *(const int*)(aq + r * k + j * 32 + 4 * l);
+                    i64 r = r0 + i;
+                    int a4 = *(const DEV int*)(aq + r * k + j * 32 + 4 * l);
                     float da = ad[r * nj + j];
                     int p = dp4a(w4, a4, 0);
-                    lanes[i] = __fmaf_rn(dw * da, (float)p, lanes[i]);
+                    lanes[i] = FMA(dw * da, (float)p, lanes[i]);
                     if (F::MINS == 1 && l == 0) {
-                        macc[i] = __fmaf_rn(m0 * da, (float)asum[r * nj + j], macc[i]);
+                        macc[i] = FMA(m0 * da, (float)asum[r * nj + j], macc[i]);
                     }
                     if (F::MINS == 2 && l == 0) {
-                        macc[i] = __fmaf_rn(m0 * da, (float)ahalf[2 * (r * nj + j)], macc[i]);
-                        macc[i] = __fmaf_rn(m1 * da, (float)ahalf[2 * (r * nj + j) + 1], macc[i]);
+                        macc[i] = FMA(m0 * da, (float)ahalf[2 * (r * nj + j)], macc[i]);
+                        macc[i] = FMA(m1 * da, (float)ahalf[2 * (r * nj + j) + 1], macc[i]);
                     }
                 }
             }
         }
     }
-    int base = (threadIdx.x % 32) & ~7;
+    int base = (TID % 32) & ~7;
 #pragma unroll
     for (int i = 0; i < MM_ROWS; i++) {
         float v[8];
 #pragma unroll
-        for (int q = 0; q < 8; q++) v[q] = __shfl_sync(0xffffffff, lanes[i], base + q);
+        for (int q = 0; q < 8; q++) v[q] = SHFL(lanes[i], base + q);
         if (l == 0 && i < rn && c < n) {
             float t0 = v[0] + v[4], t1 = v[1] + v[5], t2 = v[2] + v[6], t3 = v[3] + v[7];
-            y[(long long)(r0 + i) * n + c] = ((t0 + t2) + (t1 + t3)) + macc[i];
+            y[(i64)(r0 + i) * n + c] = ((t0 + t2) + (t1 + t3)) + macc[i];
         }
     }
 }
 
 #define MM_KERNEL(name, T)                                                                              \
-    extern "C" __global__ void name(const u8* w, int n, int k, const i8* aq, const float* ad,          \
-                                    const int* asum, const int* ahalf, int m, float* y) {               \
-        mm_body<T>(w, n, k, aq, ad, asum, ahalf, m, y);                                                 \
+    KERNEL name(P(const u8*, w, 0), I(n, 1), I(k, 2), P(const i8*, aq, 3), P(const float*, ad, 4),     \
+                P(const int*, asum, 5), P(const int*, ahalf, 6), I(m, 7), P(float*, y, 8) IDS) {        \
+        mm_body<T>(w, n, k, aq, ad, asum, ahalf, m, y IDS_PASS);                                        \
     }
 
 MM_KERNEL(mm_q4_0, T_Q4_0)
@@ -494,19 +477,19 @@ MM_KERNEL(mm_iq4_xs, T_IQ4_XS)
 
 // Float weights (F32 = 0, F16 = 1, BF16 = 2): one sequential fma chain per output, as
 // the CPU's `dot_f32`. One thread per (row, column).
-__device__ __forceinline__ float float_weight(const u8* w, int ft, long long i) {
-    if (ft == 0) return ((const float*)w)[i];
-    if (ft == 1) return f16_to_f32(((const u16*)w)[i]);
-    return bf16_to_f32(((const u16*)w)[i]);
+FN float float_weight(const DEV u8* w, int ft, i64 i) {
+    if (ft == 0) return ((const DEV float*)w)[i];
+    if (ft == 1) return f16_to_f32(((const DEV u16*)w)[i]);
+    return bf16_to_f32(((const DEV u16*)w)[i]);
 }
 
-extern "C" __global__ void mm_float(const u8* w, int ft, int n, int k, const float* x, int m, float* y) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)m * n) return;
+KERNEL mm_float(P(const u8*, w, 0), I(ft, 1), I(n, 2), I(k, 3), P(const float*, x, 4), I(m, 5), P(float*, y, 6) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
+    if (idx >= (i64)m * n) return;
     int c = idx % n;
-    long long r = idx / n;
+    i64 r = idx / n;
     float acc = 0.0f;
-    for (int i = 0; i < k; i++) acc = __fmaf_rn(x[r * k + i], float_weight(w, ft, (long long)c * k + i), acc);
+    for (int i = 0; i < k; i++) acc = FMA(x[r * k + i], float_weight(w, ft, (i64)c * k + i), acc);
     y[r * n + c] = acc;
 }
 
@@ -515,10 +498,10 @@ extern "C" __global__ void mm_float(const u8* w, int ft, int n, int k, const flo
 // out[r·e + i] = row tokens[r] of the embedding table, dequantized (d·w + m, then the
 // optional scale), one thread per element.
 template <int T>
-__device__ __forceinline__ float dequant_at(const u8* row, int i) {
+FN float dequant_at(const DEV u8* row, int i) {
     typedef Fmt<T> F;
     int j = i / 32, e = i % 32;
-    const u8* blk = row + (long long)(j / F::NSB) * F::BB;
+    const DEV u8* blk = row + (i64)(j / F::NSB) * F::BB;
     int s = j % F::NSB;
     float d;
     int w4 = F::lane(blk, s, e / 4, &d);
@@ -529,12 +512,12 @@ __device__ __forceinline__ float dequant_at(const u8* row, int i) {
 }
 
 #define EMBED_KERNEL(name, T)                                                                             \
-    extern "C" __global__ void name(const u8* w, long long row_bytes, int e, const u32* tokens, int rows, \
-                                    int scaled, float scale, float* out) {                                \
-        long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;                                 \
-        if (idx >= (long long)rows * e) return;                                                           \
+    KERNEL name(P(const u8*, w, 0), L(row_bytes, 1), I(e, 2), P(const u32*, tokens, 3), I(rows, 4),       \
+                I(scaled, 5), F(scale, 6), P(float*, out, 7) IDS) {                                       \
+        i64 idx = (i64)BID_X * BDIM + TID;                                 \
+        if (idx >= (i64)rows * e) return;                                                           \
         int r = idx / e, i = idx % e;                                                                     \
-        float v = dequant_at<T>(w + (long long)tokens[r] * row_bytes, i);                                 \
+        float v = dequant_at<T>(w + (i64)tokens[r] * row_bytes, i);                                 \
         if (scaled) v = v * scale;                                                                        \
         out[idx] = v;                                                                                     \
     }
@@ -552,12 +535,12 @@ EMBED_KERNEL(embed_q6_k, T_Q6_K)
 EMBED_KERNEL(embed_iq4_nl, T_IQ4_NL)
 EMBED_KERNEL(embed_iq4_xs, T_IQ4_XS)
 
-extern "C" __global__ void embed_float(const u8* w, int ft, int e, const u32* tokens, int rows, int scaled,
-                                       float scale, float* out) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)rows * e) return;
+KERNEL embed_float(P(const u8*, w, 0), I(ft, 1), I(e, 2), P(const u32*, tokens, 3), I(rows, 4), I(scaled, 5),
+                   F(scale, 6), P(float*, out, 7) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
+    if (idx >= (i64)rows * e) return;
     int r = idx / e, i = idx % e;
-    float v = float_weight(w, ft, (long long)tokens[r] * e + i);
+    float v = float_weight(w, ft, (i64)tokens[r] * e + i);
     if (scaled) v = v * scale;
     out[idx] = v;
 }
@@ -566,37 +549,37 @@ extern "C" __global__ void embed_float(const u8* w, int ft, int e, const u32* to
 
 // RMSNorm of `rows` rows of `width`, in place: one warp per row. Σx² in eight lanes
 // (lane l: elements l, l+8, … in order), the fixed tree, then x·scale·w.
-extern "C" __global__ void rms_norm(float* x, int rows, int width, const float* w, float eps) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int t = threadIdx.x % 32;
+KERNEL rms_norm(P(float*, x, 0), I(rows, 1), I(width, 2), P(const float*, w, 3), F(eps, 4) IDS) {
+    int row = BID_X * (BDIM / 32) + TID / 32;
+    int t = TID % 32;
     if (row >= rows) return;
-    float* xr = x + (long long)row * width;
+    DEV float* xr = x + (i64)row * width;
     float acc = 0.0f;
     if (t < 8)
         for (int i = t; i < width; i += 8) acc = acc + xr[i] * xr[i];
     float a[8];
 #pragma unroll
-    for (int q = 0; q < 8; q++) a[q] = __shfl_sync(0xffffffff, acc, q);
-    float ms = tree8(a) / (float)width;
-    float scale = 1.0f / __fsqrt_rn(ms + eps);
+    for (int q = 0; q < 8; q++) a[q] = SHFL(acc, q);
+    float ms = DIV(tree8(a), (float)width);
+    float scale = DIV(1.0f, SQRT_RN(ms + eps));
     for (int i = t; i < width; i += 32) xr[i] = xr[i] * scale * w[i];
 }
 
 // x[r·width + i] += b[i]
-extern "C" __global__ void add_bias(float* x, long long total, int width, const float* b) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+KERNEL add_bias(P(float*, x, 0), L(total, 1), I(width, 2), P(const float*, b, 3) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
     if (idx < total) x[idx] = x[idx] + b[idx % width];
 }
 
 // x += y
-extern "C" __global__ void add_into(float* x, const float* y, long long total) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+KERNEL add_into(P(float*, x, 0), P(const float*, y, 1), L(total, 2) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
     if (idx < total) x[idx] = x[idx] + y[idx];
 }
 
 // g = act(g)·u (SiLU, or GELU-tanh when gelu != 0)
-extern "C" __global__ void gated_act(float* g, const float* u, long long total, int gelu) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+KERNEL gated_act(P(float*, g, 0), P(const float*, u, 1), L(total, 2), I(gelu, 3) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
     if (idx < total) {
         float a = gelu ? t_gelu(g[idx]) : t_silu(g[idx]);
         g[idx] = a * u[idx];
@@ -606,19 +589,19 @@ extern "C" __global__ void gated_act(float* g, const float* u, long long total, 
 // RoPE for `heads` heads of head_dim per row at the row's position: `tab` holds, per
 // position and rotated pair, (sin, cos) already scaled, computed on the host by the
 // CPU's own function. style 0: interleaved pairs (2i, 2i+1); 1: halves (i, i+dims/2).
-extern "C" __global__ void rope(float* x, int rows, int heads, int head_dim, int dims, int style,
-                                const int* pos, const float* tab) {
-    int half = dims / 2;
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)rows * heads * half) return;
-    int i = idx % half;
-    long long rh = idx / half;
+KERNEL rope(P(float*, x, 0), I(rows, 1), I(heads, 2), I(head_dim, 3), I(dims, 4), I(style, 5), P(const int*, pos, 6),
+            P(const float*, tab, 7) IDS) {
+    int half_ = dims / 2;
+    i64 idx = (i64)BID_X * BDIM + TID;
+    if (idx >= (i64)rows * heads * half_) return;
+    int i = idx % half_;
+    i64 rh = idx / half_;
     int row = rh / heads;
-    float* h = x + rh * head_dim;
-    const float* sc = tab + ((long long)pos[row] * half + i) * 2;
+    DEV float* h = x + rh * head_dim;
+    const DEV float* sc = tab + ((i64)pos[row] * half_ + i) * 2;
     float sn = sc[0], cs = sc[1];
     int a = style == 0 ? 2 * i : i;
-    int b = style == 0 ? 2 * i + 1 : i + half;
+    int b = style == 0 ? 2 * i + 1 : i + half_;
     float x0 = h[a], x1 = h[b];
     h[a] = x0 * cs - x1 * sn;
     h[b] = x0 * sn + x1 * cs;
@@ -626,29 +609,30 @@ extern "C" __global__ void rope(float* x, int rows, int heads, int head_dim, int
 
 // Write each row's k and v into its slot at its position. Cache layout (as the CPU's):
 // [slot][layer][position][dim]; f16 = 1 stores IEEE halves rounded to nearest even.
-extern "C" __global__ void kv_write(const float* k, const float* v, int rows, int kdim, int vdim, const int* slot,
-                                    const int* pos, int layer, int n_layer, int cap, int f16, void* kc, void* vc) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+KERNEL kv_write(P(const float*, k, 0), P(const float*, v, 1), I(rows, 2), I(kdim, 3), I(vdim, 4), P(const int*, slot, 5),
+                P(const int*, pos, 6), I(layer, 7), I(n_layer, 8), I(cap, 9), I(f16, 10), P(u8*, kc, 11),
+                P(u8*, vc, 12) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
     int width = kdim + vdim;
-    if (idx >= (long long)rows * width) return;
+    if (idx >= (i64)rows * width) return;
     int r = idx / width, e = idx % width;
-    long long base = ((long long)slot[r] * n_layer + layer) * cap + pos[r];
+    i64 base = ((i64)slot[r] * n_layer + layer) * cap + pos[r];
     if (e < kdim) {
-        float val = k[(long long)r * kdim + e];
-        long long at = base * kdim + e;
-        if (f16) ((u16*)kc)[at] = f32_to_f16(val);
-        else ((float*)kc)[at] = val;
+        float val = k[(i64)r * kdim + e];
+        i64 at = base * kdim + e;
+        if (f16) ((DEV u16*)kc)[at] = f32_to_f16(val);
+        else ((DEV float*)kc)[at] = val;
     } else {
         e -= kdim;
-        float val = v[(long long)r * vdim + e];
-        long long at = base * vdim + e;
-        if (f16) ((u16*)vc)[at] = f32_to_f16(val);
-        else ((float*)vc)[at] = val;
+        float val = v[(i64)r * vdim + e];
+        i64 at = base * vdim + e;
+        if (f16) ((DEV u16*)vc)[at] = f32_to_f16(val);
+        else ((DEV float*)vc)[at] = val;
     }
 }
 
-__device__ __forceinline__ float kv_at(const void* c, int f16, long long i) {
-    return f16 ? f16_to_f32(((const u16*)c)[i]) : ((const float*)c)[i];
+FN float kv_at(const DEV u8* c, int f16, i64 i) {
+    return f16 ? f16_to_f32(((const DEV u16*)c)[i]) : ((const DEV float*)c)[i];
 }
 
 // Attention of one query head of one row (a block per (row, head)) over positions
@@ -657,29 +641,29 @@ __device__ __forceinline__ float kv_at(const void* c, int f16, long long i) {
 // per dimension the weighted value sum in position order. scores: scratch of
 // rows × heads × cap.
 #define ATT_THREADS 128
-extern "C" __global__ void attention(const float* q, int heads, int kv_heads, int d, const int* slot,
-                                     const int* pos, int layer, int n_layer, int cap, int window, int f16,
-                                     const void* kc, const void* vc, float scale, float softcap,
-                                     float* scores, float* out) {
-    __shared__ float qs[512];
-    __shared__ float red[ATT_THREADS];
-    __shared__ float inv_s;
-    int row = blockIdx.x / heads, h = blockIdx.x % heads;
-    int t = threadIdx.x;
+KERNEL attention(P(const float*, q, 0), I(heads, 1), I(kv_heads, 2), I(d, 3), P(const int*, slot, 4),
+                 P(const int*, pos, 5), I(layer, 6), I(n_layer, 7), I(cap, 8), I(window, 9), I(f16, 10),
+                 P(const u8*, kc, 11), P(const u8*, vc, 12), F(scale, 13), F(softcap, 14), P(float*, scores, 15),
+                 P(float*, out, 16) IDS) {
+    SHARED float qs[512];
+    SHARED float red[ATT_THREADS];
+    SHARED float inv_s;
+    int row = BID_X / heads, h = BID_X % heads;
+    int t = TID;
     int p = pos[row];
     int start = window > 0 ? (p + 1 > window ? p + 1 - window : 0) : 0;
     int len = p + 1 - start;
     int group = heads / kv_heads;
     int kvh = h / group;
     int stride = kv_heads * d;
-    long long base = ((long long)slot[row] * n_layer + layer) * cap;
-    const float* qh = q + ((long long)row * heads + h) * d;
+    i64 base = ((i64)slot[row] * n_layer + layer) * cap;
+    const DEV float* qh = q + ((i64)row * heads + h) * d;
     for (int i = t; i < d; i += ATT_THREADS) qs[i] = qh[i];
-    __syncthreads();
-    float* s = scores + ((long long)row * heads + h) * cap;
+    BARRIER();
+    DEV float* s = scores + ((i64)row * heads + h) * cap;
     int whole = d / 8 * 8;
     for (int i = t; i < len; i += ATT_THREADS) {
-        long long kr = (base + start + i) * stride + kvh * d;
+        i64 kr = (base + start + i) * stride + kvh * d;
         float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int c = 0; c < whole; c += 8) {
 #pragma unroll
@@ -687,33 +671,33 @@ extern "C" __global__ void attention(const float* q, int heads, int kv_heads, in
         }
         for (int c = whole; c < d; c++) a[c - whole] = a[c - whole] + qs[c] * kv_at(kc, f16, kr + c);
         float v = tree8(a) * scale;
-        if (softcap != 0.0f) v = softcap * t_tanh(v / softcap);
+        if (softcap != 0.0f) v = softcap * t_tanh(DIV(v, softcap));
         s[i] = v;
     }
-    __syncthreads();
-    float mx = -__int_as_float(0x7f800000);
-    for (int i = t; i < len; i += ATT_THREADS) mx = fmaxf(mx, s[i]);
+    BARRIER();
+    float mx = -AS_FLOAT(0x7f800000);
+    for (int i = t; i < len; i += ATT_THREADS) mx = FMAX(mx, s[i]);
     red[t] = mx;
-    __syncthreads();
+    BARRIER();
     for (int o = ATT_THREADS / 2; o > 0; o /= 2) {
-        if (t < o) red[t] = fmaxf(red[t], red[t + o]);
-        __syncthreads();
+        if (t < o) red[t] = FMAX(red[t], red[t + o]);
+        BARRIER();
     }
     mx = red[0];
     for (int i = t; i < len; i += ATT_THREADS) s[i] = t_exp(s[i] - mx);
-    __syncthreads();
+    BARRIER();
     if (t < 32) {
         float acc = 0.0f;
         if (t < 8)
             for (int i = t; i < len; i += 8) acc = acc + s[i];
         float a[8];
 #pragma unroll
-        for (int l = 0; l < 8; l++) a[l] = __shfl_sync(0xffffffff, acc, l);
-        if (t == 0) inv_s = 1.0f / tree8(a);
+        for (int l = 0; l < 8; l++) a[l] = SHFL(acc, l);
+        if (t == 0) inv_s = DIV(1.0f, tree8(a));
     }
-    __syncthreads();
+    BARRIER();
     float inv = inv_s;
-    float* o = out + ((long long)row * heads + h) * d;
+    DEV float* o = out + ((i64)row * heads + h) * d;
     for (int dd = t; dd < d; dd += ATT_THREADS) {
         float acc = 0.0f;
         for (int i = 0; i < len; i++) {
@@ -725,23 +709,23 @@ extern "C" __global__ void attention(const float* q, int heads, int kv_heads, in
 }
 
 // hs[j] = x[want[j]] (rows of width e)
-extern "C" __global__ void gather_rows(const float* x, const int* want, int n, int e, float* hs) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)n * e) return;
+KERNEL gather_rows(P(const float*, x, 0), P(const int*, want, 1), I(n, 2), I(e, 3), P(float*, hs, 4) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
+    if (idx >= (i64)n * e) return;
     int j = idx / e, i = idx % e;
-    hs[idx] = x[(long long)want[j] * e + i];
+    hs[idx] = x[(i64)want[j] * e + i];
 }
 
 // logits = cap·tanh(logits/cap)
-extern "C" __global__ void softcap_rows(float* x, long long total, float cap) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx < total) x[idx] = cap * t_tanh(x[idx] / cap);
+KERNEL softcap_rows(P(float*, x, 0), L(total, 1), F(cap, 2) IDS) {
+    i64 idx = (i64)BID_X * BDIM + TID;
+    if (idx < total) x[idx] = cap * t_tanh(DIV(x[idx], cap));
 }
 
 // The elementary functions on their own, for the self-test: out[4i..4i+3] = exp, tanh,
 // silu, gelu of x[i].
-extern "C" __global__ void probe_functions(const float* x, int n, float* out) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
+KERNEL probe_functions(P(const float*, x, 0), I(n, 1), P(float*, out, 2) IDS) {
+    int i = BID_X * BDIM + TID;
     if (i >= n) return;
     out[4 * i] = t_exp(x[i]);
     out[4 * i + 1] = t_tanh(x[i]);
@@ -751,13 +735,13 @@ extern "C" __global__ void probe_functions(const float* x, int n, float* out) {
 
 // Greedy choice per row, as sampling::argmax: the first index of the largest value
 // (a NaN never wins; a row of −∞/NaN gives 0). One block of 256 per row.
-extern "C" __global__ void argmax_rows(const float* x, int rows, int n, u32* out) {
-    __shared__ float bv[256];
-    __shared__ int bi[256];
-    int row = blockIdx.x, t = threadIdx.x;
+KERNEL argmax_rows(P(const float*, x, 0), I(rows, 1), I(n, 2), P(u32*, out, 3) IDS) {
+    SHARED float bv[256];
+    SHARED int bi[256];
+    int row = BID_X, t = TID;
     if (row >= rows) return;
-    const float* xr = x + (long long)row * n;
-    float best = -__int_as_float(0x7f800000);
+    const DEV float* xr = x + (i64)row * n;
+    float best = -AS_FLOAT(0x7f800000);
     int idx = 0x7fffffff;
     for (int i = t; i < n; i += 256) {
         float v = xr[i];
@@ -768,7 +752,7 @@ extern "C" __global__ void argmax_rows(const float* x, int rows, int n, u32* out
     }
     bv[t] = best;
     bi[t] = idx;
-    __syncthreads();
+    BARRIER();
     for (int o = 128; o > 0; o /= 2) {
         if (t < o) {
             float v = bv[t + o];
@@ -778,7 +762,7 @@ extern "C" __global__ void argmax_rows(const float* x, int rows, int n, u32* out
                 bi[t] = i;
             }
         }
-        __syncthreads();
+        BARRIER();
     }
     if (t == 0) out[row] = bi[0] == 0x7fffffff ? 0u : (u32)bi[0];
 }

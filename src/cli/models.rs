@@ -18,7 +18,7 @@ pub(crate) enum ModelsCommand {
     Pull {
         /// Catalog names; none with --all.
         names: Vec<String>,
-        /// Every model in the catalog.
+        /// Every model in the catalog (the real teachers are GBs each).
         #[arg(long)]
         all: bool,
     },
@@ -64,6 +64,11 @@ pub(crate) fn run(cmd: ModelsCommand, offline: bool) -> anyhow::Result<()> {
                         "default": e.default,
                         "kind": e.kind,
                         "architecture": e.architecture,
+                        "template": e.template,
+                        "source": e.source(),
+                        "hf": e.hf,
+                        "file": e.file,
+                        "sha256": e.sha256,
                         "bytes": e.bytes,
                         "license": e.license,
                         "description": e.description,
@@ -77,8 +82,8 @@ pub(crate) fn run(cmd: ModelsCommand, offline: bool) -> anyhow::Result<()> {
             } else {
                 writeln!(
                     out,
-                    "{:<24} {:<9} {:<8} {:>8}  {:<10} description",
-                    "name", "kind", "arch", "size", "local"
+                    "{:<24} {:<9} {:<7} {:<7} {:>8}  {:<12} {:<6} description",
+                    "name", "kind", "arch", "chat", "size", "source", "local"
                 )?;
                 for (e, r) in catalog.entries.iter().zip(&rows) {
                     let name = if e.default {
@@ -88,11 +93,13 @@ pub(crate) fn run(cmd: ModelsCommand, offline: bool) -> anyhow::Result<()> {
                     };
                     writeln!(
                         out,
-                        "{:<24} {:<9} {:<8} {:>6} MB  {:<10} {}",
+                        "{:<24} {:<9} {:<7} {:<7} {:>5} MB  {:<12} {:<6} {}",
                         name,
                         e.kind,
                         e.architecture,
+                        e.template,
                         e.bytes / 1_000_000,
+                        e.source(),
                         if r["downloaded"] == true { "yes" } else { "no" },
                         e.description
                     )?;

@@ -91,12 +91,11 @@ impl Metal {
             let p = device
                 .newComputePipelineStateWithFunction_error(&f)
                 .map_err(|e| GpuError::Compile(format!("{k}: {}", e.localizedDescription())))?;
-            // The warp shuffles assume 32-lane SIMD-groups, and blocks go up to 256.
-            if p.threadExecutionWidth() != 32 || p.maxTotalThreadsPerThreadgroup() < 256 {
+            // The warp shuffles assume 32-lane SIMD-groups.
+            if p.threadExecutionWidth() != 32 {
                 return Err(GpuError::Unavailable(format!(
-                    "kernel {k}: SIMD width {} and at most {} threads a threadgroup (32 and 256 needed)",
-                    p.threadExecutionWidth(),
-                    p.maxTotalThreadsPerThreadgroup()
+                    "kernel {k}: SIMD-groups of {} threads (the kernels need 32)",
+                    p.threadExecutionWidth()
                 )));
             }
             pipelines.insert(k, p);
@@ -178,6 +177,12 @@ impl Engine for Metal {
             .pipelines
             .get(name)
             .ok_or_else(|| err(&format!("no kernel `{name}`")))?;
+        if block as usize > pipe.maxTotalThreadsPerThreadgroup() {
+            return Err(err(&format!(
+                "kernel {name}: {block} threads a threadgroup, this GPU allows {}",
+                pipe.maxTotalThreadsPerThreadgroup()
+            )));
+        }
         let mut g = self.lock();
         if g.enc.is_none() {
             let cmd = self.command_buffer(&mut g)?;

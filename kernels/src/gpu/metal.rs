@@ -9,7 +9,7 @@
 //! Buffers are named by a 64-bit address like CUDA's: the buffer's number in the high
 //! 24 bits and a byte offset in the low 40, so `ptr() + bytes` addresses inside it.
 
-use super::{Arg, Engine, GpuError, Graph, Keeper, Result, KERNELS};
+use super::{Arg, Engine, GpuError, Keeper, Result, KERNELS};
 use objc2::rc::Retained;
 use objc2::runtime::ProtocolObject;
 use objc2_foundation::NSString;
@@ -314,14 +314,6 @@ impl Engine for Metal {
         };
         blit.endEncoding();
         Ok(())
-    }
-
-    fn capture(&self, _f: &mut dyn FnMut() -> Result<()>) -> Result<Option<Graph>> {
-        Ok(None)
-    }
-
-    fn records_graphs(&self) -> bool {
-        false
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -146,10 +146,15 @@ pub(crate) trait Engine: Send + Sync {
     fn read(&self, src: u64, dst: &mut [u8]) -> Result<()>;
     /// Copy `bytes` from `src` to `dst` on the GPU, in queue order.
     fn copy(&self, dst: u64, src: u64, bytes: usize) -> Result<()>;
-    /// Record `f`'s launches instead of running them, where the engine can.
-    fn capture(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<Graph>>;
-    /// Whether `capture` records graphs (else it returns None without running `f`).
-    fn records_graphs(&self) -> bool;
+    /// Record `f`'s launches instead of running them, where the engine can (by
+    /// default it cannot: None, and `f` is not run).
+    fn capture(&self, _f: &mut dyn FnMut() -> Result<()>) -> Result<Option<Graph>> {
+        Ok(None)
+    }
+    /// Whether `capture` records graphs.
+    fn records_graphs(&self) -> bool {
+        false
+    }
     fn synchronize(&self) -> Result<()>;
 }
 

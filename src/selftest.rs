@@ -283,6 +283,176 @@ pub fn run(
     Ok(results)
 }
 
+/// A sampling check: its name, the CPU's tokens and the GPU's (as floats).
+#[cfg(any(feature = "cuda", feature = "metal"))]
+type TokenCheck = (String, Vec<f32>, Vec<f32>);
+
+/// Tokens drawn by the GPU's sampler against `sampling::sample` on the CPU, for each
+/// of a set of sampling parameters over rows built to probe it: wide and flat
+/// distributions, NaN-masked tokens, exact ties and signed zeros, penalties over a
+/// history and logit bias. Rows the GPU leaves undecided are sampled on the host, as
+/// the engine does; the check's name says how many the GPU decided. Each result is
+/// (check, CPU tokens, GPU tokens) as floats.
+#[cfg(any(feature = "cuda", feature = "metal"))]
+fn gpu_sampling(
+    g: &teacher_kernels::gpu::Gpu,
+) -> std::result::Result<Vec<TokenCheck>, teacher_kernels::gpu::GpuError> {
+    use teacher_kernels::{philox, sampling, SamplingParams};
+    use teacher_models::forward::{draw_on_gpu, Draw, Pick};
+    let vocab = 3000;
+    let rows = 48;
+    let prompt: Vec<u32> = (0..200).map(|i| (i * 37 % vocab) as u32).collect();
+    let generated: Vec<u32> = (0..60).map(|i| (i * 11 % 97) as u32).collect();
+    let logits: Vec<Vec<f32>> = (0..rows)
+        .map(|r| {
+            (0..vocab)
+                .map(|i| {
+                    let u = philox::uniform(7, r as u64, i as u64, 0);
+                    match (r % 6, i % 97) {
+                        (0, _) => (u * 4.0 - 2.0) as f32,           // flat
+                        (1, 3) => f32::NAN,                         // masked
+                        (2, _) => ((u * 8.0).floor() - 4.0) as f32, // many ties
+                        (3, _) if i % 5 == 0 => {
+                            if i % 2 == 0 {
+                                0.0
+                            } else {
+                                -0.0
+                            }
+                        }
+                        (4, _) => (u * 30.0 - 15.0) as f32, // peaked
+                        // All ≤ 0 with signed zeros: walks cross negatives and zeros.
+                        (5, _) if i % 3 == 0 => {
+                            if i % 2 == 0 {
+                                0.0
+                            } else {
+                                -0.0
+                            }
+                        }
+                        (5, _) => -(u * 2.0) as f32,
+                        _ => (u * 12.0 - 6.0) as f32,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let base = SamplingParams::default();
+    let sets: Vec<(&str, SamplingParams)> = vec![
+        (
+            "greedy+penalties",
+            SamplingParams {
+                repetition_penalty: 1.3,
+                presence_penalty: 0.4,
+                frequency_penalty: 0.2,
+                ..base.clone()
+            },
+        ),
+        (
+            "t1.0",
+            SamplingParams {
+                temperature: 1.0,
+                ..base.clone()
+            },
+        ),
+        (
+            "t0.7-top-k40",
+            SamplingParams {
+                temperature: 0.7,
+                top_k: 40,
+                ..base.clone()
+            },
+        ),
+        (
+            "t0.9-top-p0.9",
+            SamplingParams {
+                temperature: 0.9,
+                top_p: 0.9,
+                ..base.clone()
+            },
+        ),
+        (
+            "t1.2-min-p0.05",
+            SamplingParams {
+                temperature: 1.2,
+                min_p: 0.05,
+                ..base.clone()
+            },
+        ),
+        (
+            "t0.8-all",
+            SamplingParams {
+                temperature: 0.8,
+                top_k: 200,
+                top_p: 0.95,
+                min_p: 0.01,
+                repetition_penalty: 1.1,
+                presence_penalty: 0.5,
+                frequency_penalty: 0.3,
+                logit_bias: vec![(5, 3.0), (vocab as u32 + 9, 1.0), (5, -1.5), (17, -100.0)],
+            },
+        ),
+        (
+            "t4.0-flat",
+            SamplingParams {
+                temperature: 4.0,
+                ..base.clone()
+            },
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, p) in &sets {
+        let draws: Vec<Draw> = (0..rows)
+            .map(|r| Draw {
+                params: p,
+                prompt: &prompt,
+                generated: &generated[..r % 61],
+                seed: 42,
+                stream: r as u64,
+            })
+            .collect();
+        let cpu: Vec<f32> = logits
+            .iter()
+            .zip(&draws)
+            .map(|(l, d)| {
+                let mut l = l.clone();
+                sampling::sample(
+                    &mut l,
+                    p,
+                    d.prompt,
+                    d.generated,
+                    42,
+                    d.stream,
+                    d.generated.len() as u64,
+                ) as f32
+            })
+            .collect();
+        let Some(picks) = draw_on_gpu(g, &logits, &draws)? else {
+            return Ok(Vec::new());
+        };
+        let mut on_gpu = 0;
+        let got: Vec<f32> = picks
+            .into_iter()
+            .zip(&draws)
+            .map(|(pk, d)| match pk {
+                Pick::Token(t) => {
+                    on_gpu += 1;
+                    t as f32
+                }
+                Pick::Logits(mut l) => sampling::sample(
+                    &mut l,
+                    p,
+                    d.prompt,
+                    d.generated,
+                    42,
+                    d.stream,
+                    d.generated.len() as u64,
+                ) as f32,
+            })
+            .collect();
+        out.push((format!("sample-{name}-gpu{on_gpu}/{rows}"), cpu, got));
+    }
+    Ok(out)
+}
+
 /// The GPU kernels one by one against the CPU's (so a difference in `run` can be
 /// traced to its kernel): the elementary functions, RMSNorm, and the matmul of every
 /// weight type at several row counts. Nothing for a device that is not a GPU of this
@@ -457,5 +627,8 @@ pub fn gpu_kernels(device: Device, mut report: impl FnMut(&CaseResult)) -> Resul
         Ok(())
     };
     run().map_err(gerr)?;
+    for (name, want, got) in gpu_sampling(&g).map_err(gerr)? {
+        push(name, &want, &got);
+    }
     Ok(results)
 }

@@ -50,6 +50,16 @@ static inline float __int_as_float(int i) {
     std::memcpy(&f, &i, 4);
     return f;
 }
+static inline int __float_as_int(float f) {
+    int i;
+    std::memcpy(&i, &f, 4);
+    return i;
+}
+static inline double __longlong_as_double(long long i) {
+    double d;
+    std::memcpy(&d, &i, 8);
+    return d;
+}
 
 // The four operations prelude.cuh writes in PTX, in plain C++ with the same results.
 static inline float f16_to_f32(unsigned short h) { return (float)(*(const _Float16*)&h); }
@@ -150,6 +160,7 @@ static T __shfl_xor_sync(unsigned, T v, int mask) {
 
 #include "prelude.cuh"
 #include "../gpu/forward.h"
+#include "../gpu/sample.h"
 #undef P
 #undef I
 #undef L
@@ -174,7 +185,7 @@ static const std::pair<const char*, void (*)(void**)> TABLE[] = {
     K(embed_q4_1) K(embed_q5_0) K(embed_q5_1) K(embed_q8_0) K(embed_q2_k) K(embed_q3_k)
     K(embed_q4_k) K(embed_q5_k) K(embed_q6_k) K(embed_iq4_nl) K(embed_iq4_xs) K(embed_float)
     K(rms_norm) K(add_bias) K(add_into) K(gated_act) K(rope) K(kv_write) K(attention)
-    K(gather_rows) K(softcap_rows) K(probe_functions) K(argmax_rows)};
+    K(gather_rows) K(softcap_rows) K(probe_functions) K(argmax_rows) K(sample_penalize) K(sample_rows)};
 
 // Run one block of `n` threads to the end; -2 on a deadlock (threads waiting on
 // barriers no one else can reach).

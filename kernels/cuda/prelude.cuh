@@ -39,6 +39,8 @@ typedef long long i64;
 #define DIV(a, b) ((a) / (b))
 #define SQRT_RN(x) __fsqrt_rn(x)
 #define AS_FLOAT(i) __int_as_float(i)
+#define AS_INT(f) __float_as_int(f)
+#define AS_DOUBLE(i) __longlong_as_double(i)
 #define FABS(x) fabsf(x)
 #define FMAX(a, b) fmaxf(a, b)
 

@@ -19,6 +19,17 @@ const PIO2_2: f64 = f64::from_bits(0x3dd0_b461_1a60_0000);
 const PIO2_3: f64 = f64::from_bits(0x3ba3_198a_2e03_7073);
 
 /// Round to the nearest integer (ties to even) for |x| < 2^51, without a libm call.
+/// What a GPU port of [`exp`] needs, bit for bit: the 14 Taylor coefficients (highest
+/// first, as `exp` uses them), then ln 2 and its high and low parts.
+pub fn exp_table() -> [f64; 17] {
+    let mut t = [0f64; 17];
+    t[..14].copy_from_slice(&EXP_C);
+    t[14] = LN_2;
+    t[15] = LN2_HI;
+    t[16] = LN2_LO;
+    t
+}
+
 fn round(x: f64) -> f64 {
     const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52
     (x + MAGIC) - MAGIC

@@ -19,7 +19,7 @@ pub use scheduler::{Fixed, Next, Source};
 use sequence::Sequence;
 use teacher_kernels::ops::KvType;
 use teacher_kernels::{pool, sample};
-use teacher_models::forward::{KvCache, Segment, Transformer};
+use teacher_models::forward::{Draw, KvCache, Pick, Segment, Transformer};
 use teacher_models::TextTokenizer;
 
 #[derive(Debug, Clone)]
@@ -296,22 +296,40 @@ impl<'m> Engine<'m> {
                     }
                 })
                 .collect();
-            // When every row that wants a token is plain greedy (no constraint,
-            // penalty, bias or log-probabilities), the forward pass returns the argmax
-            // itself: a GPU then sends back token ids instead of logit rows.
-            let greedy_step = plan.iter().filter(|p| p.logits).all(|p| {
-                let r = &sched.running[p.seq].req;
-                r.constraint.is_none() && r.top_logprobs.is_none() && r.params.is_plain_greedy()
+            // When no row that wants a token needs its logits on the host (a constraint's
+            // mask, log-probabilities), the forward pass draws the tokens itself: a GPU
+            // then sends back token ids instead of logit rows (the CPU answers logits,
+            // sampled below either way).
+            let wanting: Vec<usize> = plan.iter().filter(|p| p.logits).map(|p| p.seq).collect();
+            let seed = self.cfg.seed;
+            let device_draws = wanting.iter().all(|&i| {
+                let r = &sched.running[i].req;
+                r.constraint.is_none() && r.top_logprobs.is_none()
             });
             let started = std::time::Instant::now();
             let before = self.model.profile();
-            let (logits, greedy_picks) = if greedy_step {
-                (
-                    Vec::new(),
-                    Some(self.model.step_argmax(&mut self.cache, &segs)?),
-                )
+            let picks: Vec<Pick> = if device_draws {
+                let draws: Vec<Draw> = wanting
+                    .iter()
+                    .map(|&i| {
+                        let s = &sched.running[i];
+                        let (seed, stream) = s.req.draw.unwrap_or((seed, s.req.id));
+                        Draw {
+                            params: &s.req.params,
+                            prompt: &s.req.prompt,
+                            generated: &s.generated,
+                            seed,
+                            stream,
+                        }
+                    })
+                    .collect();
+                self.model.step_sample(&mut self.cache, &segs, &draws)?
             } else {
-                (self.model.step(&mut self.cache, &segs)?, None)
+                self.model
+                    .step(&mut self.cache, &segs)?
+                    .into_iter()
+                    .map(Pick::Logits)
+                    .collect()
             };
             let secs = started.elapsed().as_secs_f64();
             let after = self.model.profile();
@@ -346,16 +364,23 @@ impl<'m> Engine<'m> {
             for p in &plan {
                 sched.running[p.seq].cached += p.len;
             }
-            // Sample one token for every row that produced logits, in parallel: each
-            // draw depends only on its own sequence.
+            // Sample one token for every row that came back as logits, in parallel:
+            // each draw depends only on its own sequence.
             let sampling_started = std::time::Instant::now();
-            let wanting: Vec<usize> = plan.iter().filter(|p| p.logits).map(|p| p.seq).collect();
-            let seed = self.cfg.seed;
-            type Drawn = (Vec<f32>, u32, Option<TokenLogprob>);
-            let mut work: Vec<Drawn> = logits.into_iter().map(|l| (l, 0, None)).collect();
+            type Drawn = (Option<Vec<f32>>, u32, Option<TokenLogprob>);
+            let mut work: Vec<Drawn> = picks
+                .into_iter()
+                .map(|p| match p {
+                    Pick::Token(t) => (None, t, None),
+                    Pick::Logits(l) => (Some(l), 0, None),
+                })
+                .collect();
             let running = &sched.running;
             pool::for_each_row(&mut work, 1, 2, |j, item| {
-                let (l, pick, lp) = &mut item[0];
+                let (logits, pick, lp) = &mut item[0];
+                let Some(l) = logits else {
+                    return;
+                };
                 let s = &running[wanting[j]];
                 if let (Some(c), Some(state)) = (&s.req.constraint, s.constraint_state) {
                     c.mask(state, l);
@@ -379,10 +404,8 @@ impl<'m> Engine<'m> {
                     });
                 }
             });
-            let picks: Vec<(u32, Option<TokenLogprob>)> = match greedy_picks {
-                Some(p) => p.into_iter().map(|t| (t, None)).collect(),
-                None => work.into_iter().map(|(_, pick, lp)| (pick, lp)).collect(),
-            };
+            let picks: Vec<(u32, Option<TokenLogprob>)> =
+                work.into_iter().map(|(_, pick, lp)| (pick, lp)).collect();
             self.stats.sampling_seconds += sampling_started.elapsed().as_secs_f64();
             let text_started = std::time::Instant::now();
             self.stats.generated_tokens += wanting.len() as u64;

@@ -3,7 +3,7 @@
 //! graphs. Nothing from CUDA is linked: a `cuda` build starts on a machine without it
 //! and says so when a GPU is asked for.
 
-use super::{Arg, Engine, GpuError, Graph, Keeper, Replay, Result, KERNELS};
+use super::{Arg, Engine, GpuError, Graph, Keeper, Replay, Result, KERNELS, SAMPLE_KERNELS};
 pub use cudarc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr};
 use sha2::{Digest, Sha256};
@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The CUDA C source of every kernel: the dialect's CUDA prelude, then the kernels.
+/// The CUDA C source of every kernel: the dialect's CUDA prelude, then the kernels,
+/// then the sampling kernels (f64, so CUDA only).
 pub const SOURCE: &str = concat!(
     include_str!("../../cuda/prelude.cuh"),
-    include_str!("../../gpu/forward.h")
+    include_str!("../../gpu/forward.h"),
+    include_str!("../../gpu/sample.h")
 );
 
 /// The NVRTC options: no contraction of multiply and add (every fma is explicit), IEEE
@@ -229,7 +231,7 @@ impl Cuda {
         let ptx = cached_ptx(arch_name(major, minor))?;
         let module = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx))?;
         let mut funcs = HashMap::new();
-        for &(k, _) in KERNELS {
+        for &(k, _) in KERNELS.iter().chain(SAMPLE_KERNELS) {
             funcs.insert(k, module.load_function(k)?);
         }
         let name = format!(
@@ -315,6 +317,10 @@ impl Engine for Cuda {
     }
 
     fn records_graphs(&self) -> bool {
+        true
+    }
+
+    fn samples(&self) -> bool {
         true
     }
 

@@ -80,6 +80,10 @@ impl Engine for Emulator {
         Ok(())
     }
 
+    fn samples(&self) -> bool {
+        true
+    }
+
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }

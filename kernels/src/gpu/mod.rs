@@ -66,6 +66,15 @@ pub const KERNELS: &[(&str, usize)] = &[
     ("argmax_rows", 4),
 ];
 
+/// The sampling kernels (`kernels/gpu/sample.h`: f64, so CUDA and its emulator only).
+pub const SAMPLE_BODY: &str = include_str!("../../gpu/sample.h");
+pub const SAMPLE_KERNELS: &[(&str, usize)] = &[("sample_penalize", 8), ("sample_rows", 11)];
+/// Threads of a sampling block, the longest walk down the order a row may take on the
+/// GPU, and the pick that says "the host decides this row".
+pub const SAMPLE_THREADS: u32 = 256;
+pub const MAX_WALK: usize = 1024;
+pub const UNDECIDED: u32 = u32::MAX;
+
 /// Rows of one matmul thread block (MM_ROWS) and its columns (MM_COLS) in `forward.h`.
 pub const MM_ROWS: usize = 8;
 pub const MM_COLS: usize = 16;
@@ -155,6 +164,10 @@ pub(crate) trait Engine: Send + Sync {
     fn records_graphs(&self) -> bool {
         false
     }
+    /// Whether the sampling kernels are loaded (they need f64).
+    fn samples(&self) -> bool {
+        false
+    }
     fn synchronize(&self) -> Result<()>;
 }
 
@@ -208,6 +221,11 @@ impl Gpu {
                 "this build of teacher has no Metal backend\nhint: on a Mac, build with `cargo build --release --features metal`".into()
             }))
         }
+    }
+
+    /// Whether tokens can be drawn on the GPU (`sample_penalize`, `sample_rows`).
+    pub fn samples(&self) -> bool {
+        self.engine.samples()
     }
 
     /// Whether steps can be recorded as graphs and replayed ([`Gpu::capture`]).
@@ -269,7 +287,15 @@ impl Gpu {
 
     /// Copy the first `out.len()` elements of `dev` to `out` (waits for the queue).
     pub fn read<T: Copy>(&self, dev: &DevBuf<T>, out: &mut [T]) -> Result<()> {
-        assert!(out.len() <= dev.len, "read past the end of a device buffer");
+        self.read_at(dev, 0, out)
+    }
+
+    /// Copy elements `from..from + out.len()` of `dev` to `out` (waits for the queue).
+    pub fn read_at<T: Copy>(&self, dev: &DevBuf<T>, from: usize, out: &mut [T]) -> Result<()> {
+        assert!(
+            from + out.len() <= dev.len,
+            "read past the end of a device buffer"
+        );
         if out.is_empty() {
             return Ok(());
         }
@@ -277,7 +303,8 @@ impl Gpu {
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, std::mem::size_of_val(out))
         };
-        self.engine.read(dev.ptr, bytes)
+        self.engine
+            .read(dev.ptr + (from * std::mem::size_of::<T>()) as u64, bytes)
     }
 
     /// Copy `n` elements of `src` from `from` to `dst` at `to` (device to device; the
@@ -389,6 +416,20 @@ mod tests {
                 "kernel {k}: {have} parameters in forward.h, {n} in KERNELS"
             );
         }
+        for &(k, n) in SAMPLE_KERNELS {
+            let at = SAMPLE_BODY
+                .find(&format!("KERNEL {k}("))
+                .unwrap_or_else(|| panic!("kernel {k} is not in sample.h"));
+            assert_eq!(
+                in_order(k, &numbers_after(SAMPLE_BODY, at).0),
+                n,
+                "kernel {k}"
+            );
+        }
+        assert_eq!(
+            SAMPLE_BODY.matches("\nKERNEL ").count(),
+            SAMPLE_KERNELS.len()
+        );
         let defined = src.matches("\nKERNEL ").count()
             + src.matches("\nMM_KERNEL(").count()
             + src.matches("\nEMBED_KERNEL(").count();

@@ -22,6 +22,8 @@ mod qwen2;
 mod qwen3;
 
 pub use device::Device;
+#[cfg(feature = "gpu")]
+pub use gpu::draw_on_gpu;
 
 use crate::error::{Error, Result};
 use crate::gguf::{tensor_err, GgufFile};
@@ -533,6 +535,34 @@ impl Transformer {
                 .iter()
                 .map(|r| teacher_kernels::sampling::argmax(r))
                 .collect()),
+            StepOut::Picks(_) => Err(Error::Usage(
+                "internal: a greedy step returned picks".into(),
+            )),
+        }
+    }
+
+    /// Run one step and draw each asking segment's next token (`draws`, one per
+    /// asking segment, in order): a backend that samples on its device answers
+    /// `Pick::Token` — the token `sampling::sample` draws from the same logits — and
+    /// sends back no logits; otherwise (and for a row the device leaves undecided) it
+    /// answers the row's raw logits, for the caller to sample.
+    pub fn step_sample(
+        &self,
+        cache: &mut KvCache,
+        segs: &[Segment],
+        draws: &[Draw],
+    ) -> Result<Vec<Pick>> {
+        let asking = segs.iter().filter(|s| s.logits).count();
+        if draws.len() != asking {
+            return Err(Error::Usage(format!(
+                "internal: {} draws for {asking} segments that want a token",
+                draws.len()
+            )));
+        }
+        match self.run_step_with(cache, segs, false, false, Some(draws))? {
+            StepOut::Picks(p) => Ok(p),
+            StepOut::Logits(l) => Ok(l.into_iter().map(Pick::Logits).collect()),
+            StepOut::Tokens(t) => Ok(t.into_iter().map(Pick::Token).collect()),
         }
     }
 
@@ -548,6 +578,17 @@ impl Transformer {
         segs: &[Segment],
         every_token: bool,
         greedy: bool,
+    ) -> Result<StepOut> {
+        self.run_step_with(cache, segs, every_token, greedy, None)
+    }
+
+    fn run_step_with(
+        &self,
+        cache: &mut KvCache,
+        segs: &[Segment],
+        every_token: bool,
+        greedy: bool,
+        draws: Option<&[Draw]>,
     ) -> Result<StepOut> {
         let hp = &self.hp;
         // Row bookkeeping: (slot, position) per row.
@@ -590,6 +631,7 @@ impl Transformer {
             tokens: &tokens,
             every_token,
             greedy,
+            draws,
         };
         match (&self.backend, &mut cache.0) {
             (Backend::Cpu, CacheImpl::Cpu(c)) => cpu::run_step(self, c, &step).map(StepOut::Logits),
@@ -726,19 +768,39 @@ impl KvCache {
     }
 }
 
+/// One asking row's draw, for a backend that samples on its device: what
+/// `sampling::sample` is given (the step is the number of tokens generated so far).
+pub struct Draw<'a> {
+    pub params: &'a teacher_kernels::SamplingParams,
+    pub prompt: &'a [u32],
+    pub generated: &'a [u32],
+    pub seed: u64,
+    pub stream: u64,
+}
+
+/// A row's outcome from [`Transformer::step_sample`]: the drawn token, or the raw
+/// logits for the caller to sample.
+#[derive(Debug)]
+pub enum Pick {
+    Token(u32),
+    Logits(Vec<f32>),
+}
+
 /// What a backend's step gives back: logit rows, or (asked for greedy choices, on a
-/// device that makes them itself) token ids.
+/// device that makes them itself) token ids, or (asked to draw) a pick per row.
 enum StepOut {
     Logits(Vec<Vec<f32>>),
     #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     Tokens(Vec<u32>),
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    Picks(Vec<Pick>),
 }
 
 impl StepOut {
     fn logits(self) -> Result<Vec<Vec<f32>>> {
         match self {
             StepOut::Logits(l) => Ok(l),
-            StepOut::Tokens(_) => Err(Error::Usage(
+            StepOut::Tokens(_) | StepOut::Picks(_) => Err(Error::Usage(
                 "internal: a logits step returned token ids".into(),
             )),
         }
@@ -756,4 +818,7 @@ struct Step<'a> {
     /// Greedy token ids are wanted instead of logits (a backend may answer either).
     #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     greedy: bool,
+    /// Draws for the asking rows (a backend may draw them or answer logits).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    draws: Option<&'a [Draw<'a>]>,
 }

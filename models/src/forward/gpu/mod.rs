@@ -8,6 +8,10 @@
 //! so a step costs one launch instead of hundreds (Metal encodes a step's kernels in one
 //! command buffer instead). `TEACHER_CUDA_GRAPHS=0` turns graphs off (for comparisons; the numbers are the same).
 
+mod sample;
+
+pub use sample::draw_on_gpu;
+
 use super::{Step, Transformer, WeightRef};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -90,6 +94,7 @@ struct State {
     tables: Vec<DevBuf<f32>>,
     table_len: usize,
     graphs: HashMap<GraphKey, GraphEntry>,
+    sampling: sample::SampleBufs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -292,6 +297,7 @@ impl GpuModel {
                 tables: Vec::new(),
                 table_len: 0,
                 graphs: HashMap::new(),
+                sampling: sample::SampleBufs::default(),
             }),
         })
     }
@@ -359,7 +365,12 @@ impl GpuModel {
         step: &Step,
         want: &[usize],
     ) -> GResult<super::StepOut> {
-        let (rows, tokens, greedy) = (step.rows, step.tokens, step.greedy);
+        let (rows, tokens) = (step.rows, step.tokens);
+        // Plain greedy draws need only the argmax.
+        let greedy = step.greedy
+            || step
+                .draws
+                .is_some_and(|d| d.iter().all(|d| d.params.is_plain_greedy()));
         let gpu = &self.gpu;
         let r = rows.len();
         let grown = self.ensure_scratch(t, st, r, want.len().max(1), cache.capacity)?;
@@ -419,6 +430,10 @@ impl GpuModel {
             let mut picks = vec![0u32; want.len()];
             gpu.read(&b.picks, &mut picks)?;
             return Ok(super::StepOut::Tokens(picks));
+        }
+        if let (Some(draws), true) = (step.draws, gpu.samples()) {
+            let picks = st.sampling.draw(gpu, &b.logits, draws, vocab)?;
+            return Ok(super::StepOut::Picks(picks));
         }
         let mut host = vec![0f32; want.len() * vocab];
         gpu.read(&b.logits, &mut host)?;

@@ -52,6 +52,9 @@ bench() { # shape type [timeout]
 # 2. Throughput: teacher bench on a synthetic model of SmolLM2-135M's shape, then
 # Hugging Face transformers' generate on the same shapes (bf16, random weights).
 bench smollm2-135m q4_k
+# The same with the tokens drawn on the device (temperature 0.8, top-p 0.95).
+stage bench-sampled-smollm2-135m 100 $BIN bench --model "$W/smollm2-135m.gguf" --device "$DEVICE" \
+  --batch "$BATCHES" --prompt-tokens 64 --gen-tokens 64 --prefill-step 4096 --temperature 0.8 --top-p 0.95 --json
 if [ "$DEVICE" != cpu ]; then
   PYTHONUNBUFFERED=1 stage hf 180 python3 benches/hf_generate.py --out "$OUT/hf.json" --batch "$BATCHES"
 fi

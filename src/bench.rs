@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use teacher_kernels::ops::KvType;
-use teacher_models::forward::{KvCache, Segment, Transformer};
+use teacher_models::forward::{Draw, KvCache, Pick, Segment, Transformer};
 use teacher_models::TextTokenizer;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,6 +32,9 @@ pub struct Plan {
     pub gen_tokens: usize,
     pub kv: KvType,
     pub prefill_step: usize,
+    /// Decode by sampling with these parameters (the forward pass draws the tokens,
+    /// on the device where it can) instead of by argmax; None: greedy.
+    pub sampling: Option<teacher_kernels::SamplingParams>,
 }
 
 pub fn run(
@@ -96,6 +99,7 @@ pub fn run(
             reps += 1;
         }
         let prefill = started.elapsed().as_secs_f64() / reps as f64;
+        let mut history: Vec<Vec<u32>> = vec![Vec::new(); b];
         let started = std::time::Instant::now();
         for g in 0..gen_len {
             let toks: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
@@ -107,7 +111,16 @@ pub fn run(
                     logits: true,
                 })
                 .collect();
-            next = model.step_argmax(&mut cache, &segs)?;
+            next = match &plan.sampling {
+                None => model.step_argmax(&mut cache, &segs)?,
+                Some(p) => {
+                    let picks = draw(model, &mut cache, &segs, p, &prompts, &history)?;
+                    for (h, &t) in history.iter_mut().zip(&picks) {
+                        h.push(t);
+                    }
+                    picks
+                }
+            };
         }
         let decode = started.elapsed().as_secs_f64();
         let row = BenchRow {
@@ -122,6 +135,46 @@ pub fn run(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Draw each segment's next token with `p` (seed 1, one stream per sequence, `history`
+/// the tokens drawn so far; what comes back as logits is sampled here, as the engine
+/// does).
+fn draw(
+    model: &Transformer,
+    cache: &mut KvCache,
+    segs: &[Segment],
+    p: &teacher_kernels::SamplingParams,
+    prompts: &[Vec<u32>],
+    history: &[Vec<u32>],
+) -> Result<Vec<u32>> {
+    let draws: Vec<Draw> = segs
+        .iter()
+        .map(|s| Draw {
+            params: p,
+            prompt: &prompts[s.slot],
+            generated: &history[s.slot],
+            seed: 1,
+            stream: s.slot as u64,
+        })
+        .collect();
+    Ok(model
+        .step_sample(cache, segs, &draws)?
+        .into_iter()
+        .zip(segs)
+        .map(|(pick, s)| match pick {
+            Pick::Token(t) => t,
+            Pick::Logits(mut l) => teacher_kernels::sample(
+                &mut l,
+                p,
+                &prompts[s.slot],
+                &history[s.slot],
+                1,
+                s.slot as u64,
+                history[s.slot].len() as u64,
+            ),
+        })
+        .collect())
 }
 
 /// One prefill of every prompt: whole prompts per step, up to the step budget (at least

@@ -21,6 +21,12 @@ pub(crate) struct BenchArgs {
     /// Prompt tokens per prefill step (llama.cpp's -ub; larger suits a GPU).
     #[arg(long, default_value_t = 512)]
     prefill_step: usize,
+    /// Decode by sampling at this temperature (with --top-p) instead of greedily: the
+    /// forward pass draws the tokens, on the GPU where it can.
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -30,6 +36,19 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
     if a.batch.contains(&0) || a.prompt_tokens == 0 || a.gen_tokens == 0 || a.prefill_step == 0 {
         bail!("batch sizes, --prompt-tokens, --gen-tokens and --prefill-step must be at least 1");
     }
+    let sampling = match a.temperature {
+        None => None,
+        Some(t) => {
+            let p = teacher_kernels::SamplingParams {
+                temperature: t,
+                top_p: a.top_p,
+                ..Default::default()
+            };
+            p.validate()
+                .map_err(|e| anyhow::anyhow!("--temperature/--top-p: {e}"))?;
+            Some(p)
+        }
+    };
     let file = a.model.open(offline)?;
     let started = std::time::Instant::now();
     let model = a.model.load(&file)?;
@@ -38,8 +57,15 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
     let isa = format!("{:?}", teacher_kernels::matmul::detected_isa());
     if !a.json {
         println!(
-            "model {} · {} · {} threads · kernels {isa} · KV {:?} · load {:.2} s · prompt {} + gen {} tokens",
-            a.model.model, model.device(), threads, a.kv_type, load_s, a.prompt_tokens, a.gen_tokens
+            "model {} · {} · {} threads · kernels {isa} · KV {:?} · load {:.2} s · prompt {} + gen {} tokens · decode {}",
+            a.model.model,
+            model.device(),
+            threads,
+            a.kv_type,
+            load_s,
+            a.prompt_tokens,
+            a.gen_tokens,
+            decode_mode(&sampling)
         );
         println!(
             "{:>6} {:>14} {:>16} {:>12}",
@@ -55,6 +81,7 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
             gen_tokens: a.gen_tokens,
             kv: a.kv_type.into(),
             prefill_step: a.prefill_step,
+            sampling: sampling.clone(),
         },
         |r| {
             if !a.json {
@@ -76,9 +103,18 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
             "kernels": isa,
             "kv_cache": format!("{:?}", a.kv_type).to_lowercase(),
             "load_seconds": load_s,
+            "decode": decode_mode(&sampling),
             "rows": rows,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
     Ok(())
+}
+
+/// How decode steps choose tokens, in words.
+fn decode_mode(sampling: &Option<teacher_kernels::SamplingParams>) -> String {
+    match sampling {
+        None => "greedy".to_string(),
+        Some(p) => format!("sampled (temperature {}, top-p {})", p.temperature, p.top_p),
+    }
 }

@@ -195,3 +195,41 @@ fn device_flag_names_what_it_accepts_and_what_this_build_lacks() {
     let (ok, out, err) = bench("cpu");
     assert!(ok && out.contains("· cpu ·"), "{out}\n{err}");
 }
+
+#[test]
+fn bench_decodes_by_sampling_when_asked() {
+    let m = model_path(SMOLLM2);
+    let m = m.to_str().unwrap();
+    let bench = |extra: &[&str]| {
+        let mut a = vec![
+            "bench",
+            "--model",
+            m,
+            "--batch",
+            "2",
+            "--prompt-tokens",
+            "4",
+            "--gen-tokens",
+            "3",
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        run_teacher(&a)
+    };
+    let (ok, out, err) = bench(&["--temperature", "0.8", "--top-p", "0.95"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decode"], "sampled (temperature 0.8, top-p 0.95)");
+    assert!(
+        v["rows"][0]["decode_tok_s"].as_f64().unwrap() > 0.0,
+        "{out}"
+    );
+    let (ok, out, _) = bench(&[]);
+    assert!(ok);
+    assert!(out.contains("\"decode\": \"greedy\""), "{out}");
+    let (ok, _, err) = bench(&["--temperature", "0.8", "--top-p", "1.5"]);
+    assert!(
+        !ok && err.contains("--temperature/--top-p") && err.contains("top_p"),
+        "{err}"
+    );
+}

@@ -409,21 +409,22 @@ fn gpu_sampling(
                 stream: r as u64,
             })
             .collect();
+        // What the CPU draws from a row (the reference, and the host's share).
+        let host = |mut l: Vec<f32>, d: &Draw| {
+            sampling::sample(
+                &mut l,
+                p,
+                d.prompt,
+                d.generated,
+                42,
+                d.stream,
+                d.generated.len() as u64,
+            ) as f32
+        };
         let cpu: Vec<f32> = logits
             .iter()
             .zip(&draws)
-            .map(|(l, d)| {
-                let mut l = l.clone();
-                sampling::sample(
-                    &mut l,
-                    p,
-                    d.prompt,
-                    d.generated,
-                    42,
-                    d.stream,
-                    d.generated.len() as u64,
-                ) as f32
-            })
+            .map(|(l, d)| host(l.clone(), d))
             .collect();
         let Some(picks) = draw_on_gpu(g, &logits, &draws)? else {
             return Ok(Vec::new());
@@ -437,15 +438,7 @@ fn gpu_sampling(
                     on_gpu += 1;
                     t as f32
                 }
-                Pick::Logits(mut l) => sampling::sample(
-                    &mut l,
-                    p,
-                    d.prompt,
-                    d.generated,
-                    42,
-                    d.stream,
-                    d.generated.len() as u64,
-                ) as f32,
+                Pick::Logits(l) => host(l, d),
             })
             .collect();
         out.push((format!("sample-{name}-gpu{on_gpu}/{rows}"), cpu, got));

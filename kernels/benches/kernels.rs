@@ -187,6 +187,41 @@ fn small_ops(c: &mut Criterion) {
             )
         })
     });
+    // A decode row of a pipeline: SmolLM2's 3 query heads sharing one 64-wide KV head,
+    // over 800 positions of the f16 cache (the default).
+    let (group, d, len) = (3, 64, 800);
+    let stride = 3 * d;
+    let half = |v: Vec<f32>| -> Vec<u16> {
+        v.iter()
+            .map(|x| half::f16::from_f32(*x).to_bits())
+            .collect()
+    };
+    let k16 = half(acts(len, stride));
+    let v16 = half(acts(len, stride).into_iter().rev().collect());
+    let q3 = acts(1, group * d);
+    let mut out3 = vec![0f32; group * d];
+    g.throughput(Throughput::Bytes((2 * len * d * 2) as u64));
+    g.bench_function("attend_heads_f16_3x64_800_positions", |b| {
+        let head = ops::Head {
+            k: ops::KvSlice::F16(&k16),
+            v: ops::KvSlice::F16(&v16),
+            kv_stride: stride,
+            kv_head: 1,
+            head_dim: d,
+            softcap: 0.0,
+        };
+        b.iter(|| {
+            ops::attend_heads(
+                black_box(&q3),
+                &head,
+                0,
+                len - 1,
+                0.125,
+                &mut scores,
+                &mut out3,
+            )
+        })
+    });
     let mut x = acts(1, 2048);
     let w = acts(1, 2048);
     g.throughput(Throughput::Elements(2048));

@@ -373,6 +373,9 @@ fn kv_row<'s, const AVX: bool>(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod attend_x86;
+
 /// Attention of query heads that share one KV head (`q`, `out`: n × head_dim) over
 /// positions `start..=end`: each K and V row is read (and, from an f16 cache, widened)
 /// once for all n heads. Scores, softmax (max-subtracted, the platform-independent
@@ -390,8 +393,13 @@ pub fn attend_heads(
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
-        // SAFETY: the features were just detected.
-        unsafe { attend_heads_avx2(q, head, start, end, scale, scores, out) };
+        if head.head_dim.is_multiple_of(8) {
+            // SAFETY: the features were just detected; the width is a multiple of 8.
+            unsafe { attend_x86::attend_heads(q, head, start, end, scale, scores, out) };
+        } else {
+            // SAFETY: the features were just detected.
+            unsafe { attend_heads_avx2(q, head, start, end, scale, scores, out) };
+        }
         return;
     }
     attend_heads_impl::<false>(q, head, start, end, scale, scores, out)
@@ -443,16 +451,7 @@ fn attend_heads_impl<const AVX: bool>(
             scores[g * len + i] = dot8_with::<AVX>(&q[g * d..(g + 1) * d], k) * scale;
         }
     }
-    if head.softcap != 0.0 {
-        let cap = head.softcap;
-        scores.iter_mut().for_each(|x| *x = cap * tanh(*x / cap));
-    }
-    for g in 0..n {
-        let s = &mut scores[g * len..(g + 1) * len];
-        let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        s.iter_mut().for_each(|x| *x = exp(*x - max));
-        inv[g] = 1.0 / sum8(s);
-    }
+    softmax_heads(scores, len, head.softcap, inv);
     out.iter_mut().for_each(|v| *v = 0.0);
     for i in 0..len {
         let t = start + i;
@@ -463,6 +462,23 @@ fn attend_heads_impl<const AVX: bool>(
                 *o += p * vv;
             }
         }
+    }
+}
+
+/// The softcap (when set) and the softmax numerators of each head's `len` scores, in
+/// place, with each head's 1/Σ in `inv`: max-subtracted, the platform-independent `exp`,
+/// an 8-lane sum. Every build of attention runs exactly this.
+#[inline(always)]
+fn softmax_heads(scores: &mut [f32], len: usize, softcap: f32, inv: &mut [f32]) {
+    if softcap != 0.0 {
+        scores
+            .iter_mut()
+            .for_each(|x| *x = softcap * tanh(*x / softcap));
+    }
+    for (s, inv) in scores.chunks_exact_mut(len).zip(inv) {
+        let max = s.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        s.iter_mut().for_each(|x| *x = exp(*x - max));
+        *inv = 1.0 / sum8(s);
     }
 }
 
@@ -622,46 +638,74 @@ mod tests {
 
     #[test]
     fn simd_build_of_attention_gives_the_baseline_bits() {
-        // `attend_heads` dispatches to the AVX2 build where the CPU has it;
-        // `attend_heads_impl` called from here is the baseline (SSE2) build of the same
-        // code, the reference.
-        let (nh, nkv, d, len) = (6, 2, 72, 45);
-        let Case { q, k, v, kh, vh } = Case::new(nh, nkv, d, len, 3.0);
-        let mut s = Vec::new();
-        for (kc, vc) in [
-            (KvSlice::F32(&k), KvSlice::F32(&v)),
-            (KvSlice::F16(&kh), KvSlice::F16(&vh)),
-        ] {
-            for kvh in 0..nkv {
-                let head = Head {
-                    k: kc,
-                    v: vc,
-                    kv_stride: nkv * d,
-                    kv_head: kvh,
-                    head_dim: d,
-                    softcap: if kvh == 1 { 5.0 } else { 0.0 },
-                };
-                let qg = &q[kvh * 3 * d..(kvh + 1) * 3 * d];
-                let (mut a, mut b) = (vec![0f32; 3 * d], vec![0f32; 3 * d]);
-                attend_heads(qg, &head, 3, len - 1, 0.1, &mut s, &mut a);
-                attend_heads_impl::<false>(qg, &head, 3, len - 1, 0.1, &mut s, &mut b);
-                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
-                // One head at a time gives each head's bits too.
-                for g in 0..3 {
-                    let mut one = vec![0f32; d];
-                    attend_heads(
-                        &qg[g * d..(g + 1) * d],
-                        &head,
-                        3,
-                        len - 1,
-                        0.1,
-                        &mut s,
-                        &mut one,
-                    );
-                    assert!(one
-                        .iter()
-                        .zip(&a[g * d..(g + 1) * d])
-                        .all(|(x, y)| x.to_bits() == y.to_bits()));
+        // `attend_heads` dispatches to the fastest build this CPU has (the blocked
+        // x86 kernel for widths of a multiple of 8, else the AVX2 build of the
+        // reference); `attend_heads_impl` called from here is the baseline (SSE2) build,
+        // the reference. Shapes cover head groups of 1–8 (split into passes of four),
+        // widths with and without a 16-wide tail, and position counts around the blocks
+        // of eight.
+        let shapes = [
+            (3, 1, 64, 45),
+            (6, 2, 72, 45),
+            (4, 1, 256, 37),
+            (8, 1, 24, 17),
+            (5, 1, 96, 8),
+            (1, 1, 128, 9),
+            (2, 2, 8, 130),
+            (7, 1, 40, 1),
+            (12, 2, 128, 23),
+        ];
+        for (nh, nkv, d, len) in shapes {
+            let group = nh / nkv;
+            for spread in [0.5f32, 3.0, 40.0] {
+                let Case { q, k, v, kh, vh } = Case::new(nh, nkv, d, len, spread);
+                let mut s = Vec::new();
+                for (kc, vc) in [
+                    (KvSlice::F32(&k), KvSlice::F32(&v)),
+                    (KvSlice::F16(&kh), KvSlice::F16(&vh)),
+                ] {
+                    for kvh in 0..nkv {
+                        for (start, softcap) in [(0, 0.0), (len / 3, 5.0)] {
+                            let head = Head {
+                                k: kc,
+                                v: vc,
+                                kv_stride: nkv * d,
+                                kv_head: kvh,
+                                head_dim: d,
+                                softcap,
+                            };
+                            let qg = &q[kvh * group * d..(kvh + 1) * group * d];
+                            let (mut a, mut b) = (vec![0f32; group * d], vec![0f32; group * d]);
+                            attend_heads(qg, &head, start, len - 1, 0.1, &mut s, &mut a);
+                            attend_heads_impl::<false>(
+                                qg,
+                                &head,
+                                start,
+                                len - 1,
+                                0.1,
+                                &mut s,
+                                &mut b,
+                            );
+                            let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                            assert!(same, "{nh}/{nkv} heads of {d}, {len} positions from {start}, spread {spread}, softcap {softcap}");
+                            // One head at a time gives each head's bits too.
+                            let g = group - 1;
+                            let mut one = vec![0f32; d];
+                            attend_heads(
+                                &qg[g * d..(g + 1) * d],
+                                &head,
+                                start,
+                                len - 1,
+                                0.1,
+                                &mut s,
+                                &mut one,
+                            );
+                            assert!(one
+                                .iter()
+                                .zip(&a[g * d..(g + 1) * d])
+                                .all(|(x, y)| x.to_bits() == y.to_bits()));
+                        }
+                    }
                 }
             }
         }

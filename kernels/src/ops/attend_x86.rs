@@ -1,0 +1,224 @@
+//! The x86 build of `attend_heads` for head widths that are a multiple of 8: every
+//! number is computed by the reference's operations in the reference's order (so the
+//! bits are the same), but with many of them in flight at once.
+//!
+//! The reference computes one score at a time: a dot product whose eight lanes form a
+//! chain of dependent adds (d/8 long), then a horizontal tree — latency-bound, about a
+//! hundred cycles per score at d = 256. Here eight positions' chains run side by side
+//! and their trees are done in registers, eight scores per vector. The weighted value
+//! sum keeps up to four heads' accumulators in registers across all positions instead
+//! of loading and storing the output for every position.
+
+use super::{dot8_with, kv_row, softmax_heads, Head, KvSlice};
+use std::arch::x86_64::*;
+
+/// Positions per block of scores.
+const P: usize = 8;
+/// Heads whose value sums share one pass over the values.
+const HEADS: usize = 4;
+
+/// `attend_heads` with AVX2 and F16C.
+///
+/// SAFETY (caller): the CPU has AVX2 and F16C; `head.head_dim` is a multiple of 8.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn attend_heads(
+    q: &[f32],
+    head: &Head,
+    start: usize,
+    end: usize,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let (d, stride) = (head.head_dim, head.kv_stride);
+    debug_assert!(d.is_multiple_of(8));
+    let off = head.kv_head * d;
+    let n = q.len() / d;
+    let len = end + 1 - start;
+    // Every row read below lies within these bounds (the reference slices each row).
+    let last = end * stride + off + d;
+    assert!(
+        last <= kv_len(head.k) && last <= kv_len(head.v) && out.len() >= n * d,
+        "attention rows outside the cache"
+    );
+    // Scores of every head, each head's 1/Σ, then eight widened K rows.
+    scratch.resize(n * len + n + P * d, 0.0);
+    let (scores, rest) = scratch.split_at_mut(n * len);
+    let (inv, kbuf) = rest.split_at_mut(n);
+
+    let mut i = 0;
+    while i + P <= len {
+        let rows: [*const f32; P] = std::array::from_fn(|p| {
+            row(
+                head.k,
+                (start + i + p) * stride + off,
+                d,
+                kbuf.as_mut_ptr().add(p * d),
+            )
+        });
+        for g in 0..n {
+            let qg = q.as_ptr().add(g * d);
+            let mut acc = [_mm256_setzero_ps(); P];
+            let mut c = 0;
+            while c < d {
+                let qv = _mm256_loadu_ps(qg.add(c));
+                for p in 0..P {
+                    let k = _mm256_loadu_ps(rows[p].add(c));
+                    acc[p] = _mm256_add_ps(acc[p], _mm256_mul_ps(qv, k));
+                }
+                c += 8;
+            }
+            let s = _mm256_mul_ps(trees(&acc), _mm256_set1_ps(scale));
+            _mm256_storeu_ps(scores.as_mut_ptr().add(g * len + i), s);
+        }
+        i += P;
+    }
+    // The last positions one at a time, as the reference does them all.
+    for i in i..len {
+        let k = kv_row::<true>(head.k, (start + i) * stride + off, d, kbuf);
+        for g in 0..n {
+            scores[g * len + i] = dot8_with::<true>(&q[g * d..(g + 1) * d], k) * scale;
+        }
+    }
+
+    softmax_heads(scores, len, head.softcap, inv);
+    // The weights the reference applies: numerator × 1/Σ.
+    for (s, inv) in scores.chunks_exact_mut(len).zip(inv.iter()) {
+        s.iter_mut().for_each(|x| *x *= inv);
+    }
+
+    let probs = scores.as_ptr();
+    let mut g0 = 0;
+    while g0 < n {
+        let heads = (n - g0).min(HEADS);
+        let mut c = 0;
+        while c < d {
+            let wide = d - c >= 16;
+            let o = out.as_mut_ptr().add(g0 * d + c);
+            let at = off + c;
+            let pr = probs.add(g0 * len);
+            macro_rules! go {
+                ($g:literal) => {
+                    if wide {
+                        values::<$g, 2>(head.v, pr, len, start, stride, at, o, d)
+                    } else {
+                        values::<$g, 1>(head.v, pr, len, start, stride, at, o, d)
+                    }
+                };
+            }
+            match heads {
+                1 => go!(1),
+                2 => go!(2),
+                3 => go!(3),
+                _ => go!(4),
+            }
+            c += if wide { 16 } else { 8 };
+        }
+        g0 += heads;
+    }
+}
+
+fn kv_len(c: KvSlice) -> usize {
+    match c {
+        KvSlice::F32(x) => x.len(),
+        KvSlice::F16(x) => x.len(),
+    }
+}
+
+/// A cache row of `d` numbers at float offset `at` as f32: the row itself, or its f16
+/// bits widened (exactly) into `buf`.
+///
+/// SAFETY (caller): `at + d` is within the cache; `buf` holds `d` floats.
+#[inline(always)]
+unsafe fn row(c: KvSlice, at: usize, d: usize, buf: *mut f32) -> *const f32 {
+    match c {
+        KvSlice::F32(x) => x.as_ptr().add(at),
+        KvSlice::F16(x) => {
+            let src = x.as_ptr().add(at);
+            let mut j = 0;
+            while j < d {
+                let h = _mm_loadu_si128(src.add(j) as *const __m128i);
+                _mm256_storeu_ps(buf.add(j), _mm256_cvtph_ps(h));
+                j += 8;
+            }
+            buf
+        }
+    }
+}
+
+/// Eight numbers of a cache at float offset `at`, as f32.
+///
+/// SAFETY (caller): `at + 8` is within the cache.
+#[inline(always)]
+unsafe fn load8(c: KvSlice, at: usize) -> __m256 {
+    match c {
+        KvSlice::F32(x) => _mm256_loadu_ps(x.as_ptr().add(at)),
+        KvSlice::F16(x) => _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(at) as *const __m128i)),
+    }
+}
+
+/// The reference's lane tree ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)) of eight vectors at
+/// once: lane p of the result is the tree of `acc[p]`. Every add is one of the tree's,
+/// with the same two operands.
+#[inline(always)]
+unsafe fn trees(acc: &[__m256; P]) -> __m256 {
+    // [x.l0+x.l4, …, x.l3+x.l7 | y.l0+y.l4, …] for a pair of positions (x, y).
+    let pair = |x: __m256, y: __m256| {
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(x, y),
+            _mm256_permute2f128_ps::<0x31>(x, y),
+        )
+    };
+    let (ab, cd) = (pair(acc[0], acc[1]), pair(acc[2], acc[3]));
+    let (ef, gh) = (pair(acc[4], acc[5]), pair(acc[6], acc[7]));
+    // (m0+m2, m1+m3) of each position: halves [a a c c | b b d d] and [e e g g | f f h h].
+    let half = |x: __m256, y: __m256| {
+        _mm256_add_ps(
+            _mm256_shuffle_ps::<0x44>(x, y),
+            _mm256_shuffle_ps::<0xEE>(x, y),
+        )
+    };
+    let (u, v) = (half(ab, cd), half(ef, gh));
+    // The last add of each tree: lanes in the order a c e g b d f h.
+    let r = _mm256_add_ps(
+        _mm256_shuffle_ps::<0x88>(u, v),
+        _mm256_shuffle_ps::<0xDD>(u, v),
+    );
+    _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
+/// Σ_i p_g[i]·v_i over all positions for G heads and 8·W output numbers starting at float
+/// offset `at` of each value row: o += p·v per position in order, as the reference,
+/// with the sums held in registers.
+///
+/// SAFETY (caller): every row (start + i)·stride + at + 8·W is within the cache; `probs`
+/// holds G rows of `len`; `out` has G rows of stride `d` with 8·W numbers each.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn values<const G: usize, const W: usize>(
+    v: KvSlice,
+    probs: *const f32,
+    len: usize,
+    start: usize,
+    stride: usize,
+    at: usize,
+    out: *mut f32,
+    d: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); W]; G];
+    for i in 0..len {
+        let base = (start + i) * stride + at;
+        let vv: [__m256; W] = std::array::from_fn(|w| load8(v, base + 8 * w));
+        for g in 0..G {
+            let p = _mm256_set1_ps(*probs.add(g * len + i));
+            for w in 0..W {
+                acc[g][w] = _mm256_add_ps(acc[g][w], _mm256_mul_ps(p, vv[w]));
+            }
+        }
+    }
+    for g in 0..G {
+        for w in 0..W {
+            _mm256_storeu_ps(out.add(g * d + 8 * w), acc[g][w]);
+        }
+    }
+}

@@ -142,6 +142,25 @@ fn matmul_b1(c: &mut Criterion) {
     g.finish();
 }
 
+/// Gemma 3's output layer (262,144 × 640, Q8_0) for a decode step of 32 rows: a short
+/// input width (20 blocks a column) and a matrix far larger than the caches.
+fn matmul_output(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul_output");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    let (n, k, m) = (262_144, 640, 32);
+    let x = acts(m, k);
+    let isa = *Isa::available().last().unwrap();
+    let data = random_matrix(QType::Q8_0, n, k, 7);
+    let w = QMatrix::new(QType::Q8_0, n, k, &data).unwrap();
+    let mut y = vec![0f32; m * n];
+    g.throughput(Throughput::Elements((m * n * k) as u64));
+    g.bench_function(
+        BenchmarkId::new("Q8_0_262144x640_b32", format!("{isa:?}")),
+        |b| b.iter(|| matmul_with(&w, black_box(&x), m, &mut y, isa)),
+    );
+    g.finish();
+}
+
 fn matmul_b32(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_b32");
     g.sample_size(20).measurement_time(Duration::from_secs(2));
@@ -237,5 +256,12 @@ fn small_ops(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, machine, matmul_b1, matmul_b32, small_ops);
+criterion_group!(
+    benches,
+    machine,
+    matmul_b1,
+    matmul_b32,
+    matmul_output,
+    small_ops
+);
 criterion_main!(benches);

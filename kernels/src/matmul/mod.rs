@@ -140,6 +140,15 @@ impl OutPtr {
         *self.0.add(i) = v;
     }
 
+    /// Four consecutive outputs of row `r`, columns c..c+4.
+    ///
+    /// SAFETY (caller): as `write`, for each of the four.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn store4(self, r: usize, n: usize, c: usize, v: std::arch::x86_64::__m128) {
+        std::arch::x86_64::_mm_storeu_ps(self.0.add(r * n + c), v);
+    }
+
     /// SAFETY (caller): as `write`; the element was written by this thread.
     #[cfg(target_arch = "x86_64")]
     #[inline]

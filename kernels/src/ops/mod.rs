@@ -171,10 +171,22 @@ impl Rope {
 
     /// Rotate every head of `x` (heads × head_dim) for position `pos`.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
-        let half = self.dims / 2;
         // The angles depend on the position only: computed once for all heads.
-        for i in 0..half {
-            let (sin, cos) = self.sin_cos(pos, i);
+        let mut angles = Vec::with_capacity(self.dims / 2);
+        self.angles(pos, &mut angles);
+        self.apply_angles(x, head_dim, &angles);
+    }
+
+    /// Append position `pos`'s (sin, cos) of every rotated pair to `out` (a table that
+    /// `apply_angles` then uses for any number of heads and layers with the same angles).
+    pub fn angles(&self, pos: usize, out: &mut Vec<(f32, f32)>) {
+        out.extend((0..self.dims / 2).map(|i| self.sin_cos(pos, i)));
+    }
+
+    /// `apply` with the position's angles from `angles` (as `angles` writes them).
+    pub fn apply_angles(&self, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+        let half = self.dims / 2;
+        for (i, &(sin, cos)) in angles[..half].iter().enumerate() {
             let (a, b) = match self.style {
                 RopeStyle::Interleaved => (2 * i, 2 * i + 1),
                 RopeStyle::Halves => (i, i + half),

@@ -38,6 +38,29 @@ pub(super) fn run_step(
     let mut o = vec![0f32; r * e];
     let mut gate = vec![0f32; r * hp.n_ff];
     let mut up = vec![0f32; r * hp.n_ff];
+    // RoPE angles of the step's positions, computed once per distinct rope (Gemma 3
+    // alternates two; the other families have one) and shared by its layers and heads.
+    let mut angle_tables: Vec<(&ops::Rope, Vec<(f32, f32)>)> = Vec::new();
+    let rope_table: Vec<usize> = model
+        .layers
+        .iter()
+        .map(|layer| {
+            match angle_tables
+                .iter()
+                .position(|(r, _)| r.same_angles(&layer.rope))
+            {
+                Some(t) => t,
+                None => {
+                    let mut table = Vec::with_capacity(r * layer.rope.dims / 2);
+                    for &(_, pos) in rows {
+                        layer.rope.angles(pos, &mut table);
+                    }
+                    angle_tables.push((&layer.rope, table));
+                    angle_tables.len() - 1
+                }
+            }
+        })
+        .collect();
     for (li, layer) in model.layers.iter().enumerate() {
         h.copy_from_slice(&x);
         norm_rows(&mut h, e, &layer.attn_norm, hp.rms_norm_eps);
@@ -60,11 +83,18 @@ pub(super) fn run_step(
         }
         // K is roped before it enters the cache; each query head is roped and
         // attends in its own task (heads split across threads even for one row).
-        for (kr, &(_, pos)) in k.chunks_mut(nkv * dk).zip(rows.iter()) {
-            layer.rope.apply(kr, dk, pos);
+        let angles = &angle_tables[rope_table[li]].1;
+        let per_row = layer.rope.dims / 2;
+        for (i, kr) in k.chunks_mut(nkv * dk).enumerate() {
+            layer
+                .rope
+                .apply_angles(kr, dk, &angles[i * per_row..(i + 1) * per_row]);
         }
         pool::for_each_row(&mut q, dk, ROW_TASKS, |i, qh| {
-            layer.rope.apply(qh, dk, rows[i / nh].1);
+            let row = i / nh;
+            layer
+                .rope
+                .apply_angles(qh, dk, &angles[row * per_row..(row + 1) * per_row]);
         });
         for (i, &(slot, pos)) in rows.iter().enumerate() {
             cache.write(

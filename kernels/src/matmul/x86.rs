@@ -162,13 +162,25 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
         return;
     }
     let mut panel = Panel::new(w.cols / 32);
+    let rb = qtype(T).row_bytes(w.cols);
     for c in (c0..c1).step_by(COLS) {
         let k = (c1 - c).min(COLS);
         panel.fill::<T, ISA>(w, c, k);
+        // The next panel's columns (contiguous after these) into the cache while this
+        // one's tiles run, spread over the first rows' tiles: its fill then finds them
+        // there instead of waiting on memory. A prefetch past the end is harmless.
+        let next = w.data.as_ptr().wrapping_add((c + COLS) * rb);
+        let lines = (COLS * rb).div_ceil(64);
+        let mut line = 0;
         let mut r = 0;
         let m = acts.len();
         if ISA == AVX512 {
             while r + 4 <= m {
+                let to = if r + 8 > m { lines } else { (line + 16).min(lines) };
+                while line < to {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
+                    line += 1;
+                }
                 tile512::<T, 4>(&panel, &acts[r..r + 4], out, n, r, c, k);
                 r += 4;
             }

@@ -13,6 +13,8 @@ pub mod philox;
 pub mod pool;
 pub mod quant;
 pub mod sampling;
+#[cfg(target_arch = "x86_64")]
+mod trees_x86;
 
 pub use matmul::{matmul, matmul_many, Isa, QMatrix};
 pub use quant::QType;

@@ -17,6 +17,7 @@
 
 use super::{reduce, OutPtr, QMatrix};
 use crate::quant::{decode_block, scale_min_k4, Q8Row, QType, SubBlock};
+use crate::trees_x86::trees16;
 use std::arch::x86_64::*;
 
 /// Instruction sets, as const generic parameters.
@@ -176,7 +177,11 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
         let m = acts.len();
         if ISA == AVX512 {
             while r + 4 <= m {
-                let to = if r + 8 > m { lines } else { (line + 16).min(lines) };
+                let to = if r + 8 > m {
+                    lines
+                } else {
+                    (line + 16).min(lines)
+                };
                 while line < to {
                     _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
                     line += 1;
@@ -653,9 +658,8 @@ unsafe fn tile512<const T: u8, const R: usize>(
     }
     if R == 4 {
         // The sixteen lane trees of the tile in registers (row-major 4 × 4 results).
-        let y = trees512(&[
-            acc[0][0], acc[0][1], acc[1][0], acc[1][1], acc[2][0], acc[2][1], acc[3][0],
-            acc[3][1],
+        let y = trees16(&[
+            acc[0][0], acc[0][1], acc[1][0], acc[1][1], acc[2][0], acc[2][1], acc[3][0], acc[3][1],
         ]);
         let mc = _mm512_insertf32x4::<3>(
             _mm512_insertf32x4::<2>(
@@ -687,38 +691,4 @@ unsafe fn tile512<const T: u8, const R: usize>(
         _mm_storeu_ps(mc.as_mut_ptr(), macc[r]);
         store_tile(&lanes, &mc, out, n, r0 + r, c, k);
     }
-}
-
-/// The lane tree `reduce` ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)) of sixteen columns at
-/// once. Input: four rows' pairs of registers, each register two columns' eight lanes
-/// ([row 0 cols 0–1], [row 0 cols 2–3], [row 1 cols 0–1], …). Output: the sixteen sums,
-/// row-major (row r, column i at 4r + i). Every add is one of the tree's, with the same
-/// two operands.
-#[inline(always)]
-unsafe fn trees512(x: &[__m512; 8]) -> __m512 {
-    // One row's four columns, one per 128-bit lane: (l0+l4, l1+l5, l2+l6, l3+l7).
-    let m = |a: __m512, b: __m512| {
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
-            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
-        )
-    };
-    let (u0, u1, u2, u3) = (m(x[0], x[1]), m(x[2], x[3]), m(x[4], x[5]), m(x[6], x[7]));
-    // Per column lane: (m0+m2, m1+m3) of two rows.
-    let h = |a: __m512, b: __m512| {
-        _mm512_add_ps(
-            _mm512_shuffle_ps::<0x44>(a, b),
-            _mm512_shuffle_ps::<0xEE>(a, b),
-        )
-    };
-    let (s1, s2) = (h(u0, u1), h(u2, u3));
-    // The last add: column lane i holds rows 0–3 of column i.
-    let r = _mm512_add_ps(
-        _mm512_shuffle_ps::<0x88>(s1, s2),
-        _mm512_shuffle_ps::<0xDD>(s1, s2),
-    );
-    _mm512_permutexvar_ps(
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
-        r,
-    )
 }

@@ -7,9 +7,11 @@
 //! hundred cycles per score at d = 256. Here eight positions' chains run side by side
 //! and their trees are done in registers, eight scores per vector. The weighted value
 //! sum keeps up to four heads' accumulators in registers across all positions instead
-//! of loading and storing the output for every position.
+//! of loading and storing the output for every position (sixteen numbers a register
+//! with AVX-512, eight with AVX2).
 
 use super::{dot8_with, kv_row, softmax_heads, Head, KvSlice};
+use crate::trees_x86::trees8;
 use std::arch::x86_64::*;
 
 /// Positions per block of scores.
@@ -22,6 +24,37 @@ const HEADS: usize = 4;
 /// SAFETY (caller): the CPU has AVX2 and F16C; `head.head_dim` is a multiple of 8.
 #[target_feature(enable = "avx2,f16c")]
 pub(super) unsafe fn attend_heads(
+    q: &[f32],
+    head: &Head,
+    start: usize,
+    end: usize,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    body::<false>(q, head, start, end, scale, scratch, out)
+}
+
+/// `attend_heads` with AVX-512 for the value sums (sixteen numbers a register). (The
+/// scores stay 256-bit: two positions a 512-bit register measured no faster.)
+///
+/// SAFETY (caller): the CPU has AVX2, F16C and AVX-512 F; `head.head_dim` is a multiple
+/// of 8.
+#[target_feature(enable = "avx2,f16c,avx512f")]
+pub(super) unsafe fn attend_heads_512(
+    q: &[f32],
+    head: &Head,
+    start: usize,
+    end: usize,
+    scale: f32,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    body::<true>(q, head, start, end, scale, scratch, out)
+}
+
+#[inline(always)]
+unsafe fn body<const WIDE: bool>(
     q: &[f32],
     head: &Head,
     start: usize,
@@ -68,7 +101,7 @@ pub(super) unsafe fn attend_heads(
                 }
                 c += 8;
             }
-            let s = _mm256_mul_ps(trees(&acc), _mm256_set1_ps(scale));
+            let s = _mm256_mul_ps(trees8(&acc), _mm256_set1_ps(scale));
             _mm256_storeu_ps(scores.as_mut_ptr().add(g * len + i), s);
         }
         i += P;
@@ -106,13 +139,45 @@ pub(super) unsafe fn attend_heads(
                     }
                 };
             }
-            match heads {
-                1 => go!(1),
-                2 => go!(2),
-                3 => go!(3),
-                _ => go!(4),
-            }
-            c += if wide { 16 } else { 8 };
+            // With AVX-512: 64, 32 or 16 numbers a pass, whichever fits.
+            let step = if WIDE && d - c >= 16 {
+                let w = if d - c >= 64 {
+                    4
+                } else if d - c >= 32 {
+                    2
+                } else {
+                    1
+                };
+                macro_rules! wide {
+                    ($g:literal) => {
+                        match w {
+                            4 => values512::<$g, 4>(head.v, pr, len, start, stride, at, o, d),
+                            2 => values512::<$g, 2>(head.v, pr, len, start, stride, at, o, d),
+                            _ => values512::<$g, 1>(head.v, pr, len, start, stride, at, o, d),
+                        }
+                    };
+                }
+                match heads {
+                    1 => wide!(1),
+                    2 => wide!(2),
+                    3 => wide!(3),
+                    _ => wide!(4),
+                }
+                16 * w
+            } else {
+                match heads {
+                    1 => go!(1),
+                    2 => go!(2),
+                    3 => go!(3),
+                    _ => go!(4),
+                }
+                if wide {
+                    16
+                } else {
+                    8
+                }
+            };
+            c += step;
         }
         g0 += heads;
     }
@@ -157,36 +222,6 @@ unsafe fn load8(c: KvSlice, at: usize) -> __m256 {
     }
 }
 
-/// The reference's lane tree ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)) of eight vectors at
-/// once: lane p of the result is the tree of `acc[p]`. Every add is one of the tree's,
-/// with the same two operands.
-#[inline(always)]
-unsafe fn trees(acc: &[__m256; P]) -> __m256 {
-    // [x.l0+x.l4, …, x.l3+x.l7 | y.l0+y.l4, …] for a pair of positions (x, y).
-    let pair = |x: __m256, y: __m256| {
-        _mm256_add_ps(
-            _mm256_permute2f128_ps::<0x20>(x, y),
-            _mm256_permute2f128_ps::<0x31>(x, y),
-        )
-    };
-    let (ab, cd) = (pair(acc[0], acc[1]), pair(acc[2], acc[3]));
-    let (ef, gh) = (pair(acc[4], acc[5]), pair(acc[6], acc[7]));
-    // (m0+m2, m1+m3) of each position: halves [a a c c | b b d d] and [e e g g | f f h h].
-    let half = |x: __m256, y: __m256| {
-        _mm256_add_ps(
-            _mm256_shuffle_ps::<0x44>(x, y),
-            _mm256_shuffle_ps::<0xEE>(x, y),
-        )
-    };
-    let (u, v) = (half(ab, cd), half(ef, gh));
-    // The last add of each tree: lanes in the order a c e g b d f h.
-    let r = _mm256_add_ps(
-        _mm256_shuffle_ps::<0x88>(u, v),
-        _mm256_shuffle_ps::<0xDD>(u, v),
-    );
-    _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
-}
-
 /// Σ_i p_g[i]·v_i over all positions for G heads and 8·W output numbers starting at float
 /// offset `at` of each value row: o += p·v per position in order, as the reference,
 /// with the sums held in registers.
@@ -219,6 +254,52 @@ unsafe fn values<const G: usize, const W: usize>(
     for g in 0..G {
         for w in 0..W {
             _mm256_storeu_ps(out.add(g * d + 8 * w), acc[g][w]);
+        }
+    }
+}
+
+/// `values` with 512-bit registers: 16·W numbers a pass.
+///
+/// SAFETY (caller): as `values`, with 16·W numbers; the CPU has AVX-512 F.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn values512<const G: usize, const W: usize>(
+    v: KvSlice,
+    probs: *const f32,
+    len: usize,
+    start: usize,
+    stride: usize,
+    at: usize,
+    out: *mut f32,
+    d: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); W]; G];
+    for i in 0..len {
+        let base = (start + i) * stride + at;
+        let vv: [__m512; W] = std::array::from_fn(|w| load16(v, base + 16 * w));
+        for g in 0..G {
+            let p = _mm512_set1_ps(*probs.add(g * len + i));
+            for w in 0..W {
+                acc[g][w] = _mm512_add_ps(acc[g][w], _mm512_mul_ps(p, vv[w]));
+            }
+        }
+    }
+    for g in 0..G {
+        for w in 0..W {
+            _mm512_storeu_ps(out.add(g * d + 16 * w), acc[g][w]);
+        }
+    }
+}
+
+/// Sixteen numbers of a cache at float offset `at`, as f32.
+///
+/// SAFETY (caller): `at + 16` is within the cache; the CPU has AVX-512 F.
+#[inline(always)]
+unsafe fn load16(c: KvSlice, at: usize) -> __m512 {
+    match c {
+        KvSlice::F32(x) => _mm512_loadu_ps(x.as_ptr().add(at)),
+        KvSlice::F16(x) => {
+            _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(at) as *const __m256i))
         }
     }
 }

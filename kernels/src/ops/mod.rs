@@ -388,6 +388,18 @@ fn kv_row<'s, const AVX: bool>(
 #[cfg(target_arch = "x86_64")]
 mod attend_x86;
 
+/// Whether attention uses 512-bit registers: where the CPU has AVX-512 F and the
+/// matmul kernels' instruction set (`TEACHER_ISA`) is not capped below AVX-512. Every
+/// build gives the same bits.
+#[cfg(target_arch = "x86_64")]
+fn wide_attention() -> bool {
+    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WIDE.get_or_init(|| {
+        std::is_x86_feature_detected!("avx512f")
+            && crate::matmul::detected_isa() == crate::matmul::Isa::Avx512
+    })
+}
+
 /// Attention of query heads that share one KV head (`q`, `out`: n × head_dim) over
 /// positions `start..=end`: each K and V row is read (and, from an f16 cache, widened)
 /// once for all n heads. Scores, softmax (max-subtracted, the platform-independent
@@ -406,8 +418,13 @@ pub fn attend_heads(
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
         if head.head_dim.is_multiple_of(8) {
-            // SAFETY: the features were just detected; the width is a multiple of 8.
-            unsafe { attend_x86::attend_heads(q, head, start, end, scale, scores, out) };
+            if wide_attention() {
+                // SAFETY: the features were detected; the width is a multiple of 8.
+                unsafe { attend_x86::attend_heads_512(q, head, start, end, scale, scores, out) };
+            } else {
+                // SAFETY: the features were just detected; the width is a multiple of 8.
+                unsafe { attend_x86::attend_heads(q, head, start, end, scale, scores, out) };
+            }
         } else {
             // SAFETY: the features were just detected.
             unsafe { attend_heads_avx2(q, head, start, end, scale, scores, out) };
@@ -666,6 +683,9 @@ mod tests {
             (2, 2, 8, 130),
             (7, 1, 40, 1),
             (12, 2, 128, 23),
+            (4, 1, 256, 300),
+            (3, 1, 64, 33),
+            (2, 1, 104, 70),
         ];
         for (nh, nkv, d, len) in shapes {
             let group = nh / nkv;
@@ -698,8 +718,51 @@ mod tests {
                                 &mut s,
                                 &mut b,
                             );
+                            let what = format!("{nh}/{nkv} heads of {d}, {len} positions from {start}, spread {spread}, softcap {softcap}");
                             let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
-                            assert!(same, "{nh}/{nkv} heads of {d}, {len} positions from {start}, spread {spread}, softcap {softcap}");
+                            assert!(same, "{what}");
+                            // Each x86 build this CPU can run, not only the one dispatched.
+                            #[cfg(target_arch = "x86_64")]
+                            if d % 8 == 0
+                                && std::is_x86_feature_detected!("avx2")
+                                && std::is_x86_feature_detected!("f16c")
+                            {
+                                let mut c = vec![0f32; group * d];
+                                // SAFETY: the features were just detected; d % 8 == 0.
+                                unsafe {
+                                    attend_x86::attend_heads(
+                                        qg,
+                                        &head,
+                                        start,
+                                        len - 1,
+                                        0.1,
+                                        &mut s,
+                                        &mut c,
+                                    )
+                                };
+                                assert!(
+                                    c.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                                    "AVX2, {what}"
+                                );
+                                if std::is_x86_feature_detected!("avx512f") {
+                                    // SAFETY: as above, and AVX-512 F was detected.
+                                    unsafe {
+                                        attend_x86::attend_heads_512(
+                                            qg,
+                                            &head,
+                                            start,
+                                            len - 1,
+                                            0.1,
+                                            &mut s,
+                                            &mut c,
+                                        )
+                                    };
+                                    assert!(
+                                        c.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                                        "AVX-512, {what}"
+                                    );
+                                }
+                            }
                             // One head at a time gives each head's bits too.
                             let g = group - 1;
                             let mut one = vec![0f32; d];

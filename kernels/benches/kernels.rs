@@ -161,6 +161,44 @@ fn matmul_output(c: &mut Criterion) {
     g.finish();
 }
 
+/// One draw from Gemma 3's 262,144 logits (a tempered softmax over the whole vocabulary
+/// in f64), untruncated and with top-p 0.9.
+fn sampling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sampling");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    let vocab = 262_144;
+    // Shaped like a language model's: a bell of logits (the sum of four uniforms,
+    // spread ±10) with a few tokens well above it, so a draw's walk ends early.
+    let u = |i: u64, k: u64| ((i * 2654435761 + k * 40503) % 100_003) as f32 / 100_003.0;
+    let logits: Vec<f32> = (0..vocab as u64)
+        .map(|i| {
+            let bell = (u(i, 1) + u(i, 2) + u(i, 3) + u(i, 4) - 2.0) * 5.0;
+            if i % 65_537 == 11 {
+                bell + 25.0
+            } else {
+                bell
+            }
+        })
+        .collect();
+    g.throughput(Throughput::Elements(vocab as u64));
+    for top_p in [1.0f32, 0.9] {
+        let params = teacher_kernels::SamplingParams {
+            temperature: 0.8,
+            top_p,
+            ..Default::default()
+        };
+        g.bench_function(format!("gemma_vocab_top_p_{top_p}"), |b| {
+            let mut step = 0;
+            b.iter(|| {
+                let mut l = logits.clone();
+                step += 1;
+                teacher_kernels::sample(&mut l, &params, &[], &[], 1, 2, step)
+            })
+        });
+    }
+    g.finish();
+}
+
 fn matmul_b32(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul_b32");
     g.sample_size(20).measurement_time(Duration::from_secs(2));
@@ -262,6 +300,7 @@ criterion_group!(
     matmul_b1,
     matmul_b32,
     matmul_output,
+    sampling,
     small_ops
 );
 criterion_main!(benches);

@@ -244,11 +244,14 @@ fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
     let max_l = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max) as f64;
     // e^{(l−max)/T} once per token (by id), and the softmax normaliser over the whole
     // vocabulary in index order (reproducible).
+    let mut x: Vec<f64> = cand.iter().map(|c| (c.1 as f64 - max_l) * inv_t).collect();
+    math::exp_in_place(&mut x);
     let mut e = vec![0f64; logits.len()];
-    for c in &cand {
-        e[c.0 as usize] = math::exp((c.1 as f64 - max_l) * inv_t);
+    for (c, v) in cand.iter().zip(x) {
+        e[c.0 as usize] = v;
     }
-    let z: f64 = cand.iter().map(|c| e[c.0 as usize]).sum();
+    // (Over `e` rather than `cand`: the same terms in the same order plus +0s.)
+    let z: f64 = e.iter().fold(0.0f64, |t, &v| t + v);
     let keep = if p.top_k > 0 {
         p.top_k.min(cand.len())
     } else {
@@ -309,7 +312,11 @@ fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, e: &[f64], z: f64) ->
 fn draw_untruncated(mut cand: Vec<(u32, f32)>, u: f64, e: &[f64], z: f64) -> u32 {
     let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     let prob = |c: &(u32, f32)| e[c.0 as usize] / z;
-    let total: f64 = cand.iter().map(prob).sum();
+    // Σp in index order. `cand` still is in index order, and tokens outside it have
+    // e = 0, whose +0 terms change no sum of terms ≥ +0: so this is the sum over `cand`,
+    // as a plain loop over `e` (over `cand` the compiler kept the running sum in memory,
+    // a store and a load in a chain of up to 262 k dependent adds).
+    let total = e.iter().fold(0.0f64, |t, &v| t + v / z);
     let target = u * total;
     let head = PARTIAL.min(cand.len());
     if head < cand.len() {

@@ -133,9 +133,9 @@ unsafe fn body<const WIDE: bool>(
             macro_rules! go {
                 ($g:literal) => {
                     if wide {
-                        values::<$g, 2>(head.v, pr, len, start, stride, at, o, d)
+                        values::<Y, $g, 2>(head.v, pr, len, start, stride, at, o, d)
                     } else {
-                        values::<$g, 1>(head.v, pr, len, start, stride, at, o, d)
+                        values::<Y, $g, 1>(head.v, pr, len, start, stride, at, o, d)
                     }
                 };
             }
@@ -151,9 +151,9 @@ unsafe fn body<const WIDE: bool>(
                 macro_rules! wide {
                     ($g:literal) => {
                         match w {
-                            4 => values512::<$g, 4>(head.v, pr, len, start, stride, at, o, d),
-                            2 => values512::<$g, 2>(head.v, pr, len, start, stride, at, o, d),
-                            _ => values512::<$g, 1>(head.v, pr, len, start, stride, at, o, d),
+                            4 => values::<Z, $g, 4>(head.v, pr, len, start, stride, at, o, d),
+                            2 => values::<Z, $g, 2>(head.v, pr, len, start, stride, at, o, d),
+                            _ => values::<Z, $g, 1>(head.v, pr, len, start, stride, at, o, d),
                         }
                     };
                 }
@@ -222,15 +222,88 @@ unsafe fn load8(c: KvSlice, at: usize) -> __m256 {
     }
 }
 
-/// Σ_i p_g[i]·v_i over all positions for G heads and 8·W output numbers starting at float
-/// offset `at` of each value row: o += p·v per position in order, as the reference,
-/// with the sums held in registers.
+/// A register of f32 lanes the value sums run in: 256-bit (`Y`) or 512-bit (`Z`).
+trait Lanes: Copy {
+    /// Lanes per register.
+    const N: usize;
+    unsafe fn zero() -> Self;
+    /// N numbers of a cache at float offset `at`, as f32 (SAFETY: within the cache).
+    unsafe fn load(c: KvSlice, at: usize) -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    /// self + p·v, rounded twice like the reference's `o += p * v`.
+    unsafe fn add_product(self, p: Self, v: Self) -> Self;
+    unsafe fn store(self, to: *mut f32);
+}
+
+#[derive(Clone, Copy)]
+struct Y(__m256);
+#[derive(Clone, Copy)]
+struct Z(__m512);
+
+impl Lanes for Y {
+    const N: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Y(_mm256_setzero_ps())
+    }
+    #[inline(always)]
+    unsafe fn load(c: KvSlice, at: usize) -> Self {
+        Y(load8(c, at))
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Y(_mm256_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn add_product(self, p: Self, v: Self) -> Self {
+        Y(_mm256_add_ps(self.0, _mm256_mul_ps(p.0, v.0)))
+    }
+    #[inline(always)]
+    unsafe fn store(self, to: *mut f32) {
+        _mm256_storeu_ps(to, self.0)
+    }
+}
+
+/// (Only used from `attend_heads_512`, whose build has AVX-512 F.)
+impl Lanes for Z {
+    const N: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        Z(_mm512_setzero_ps())
+    }
+    #[inline(always)]
+    unsafe fn load(c: KvSlice, at: usize) -> Self {
+        Z(match c {
+            KvSlice::F32(x) => _mm512_loadu_ps(x.as_ptr().add(at)),
+            KvSlice::F16(x) => {
+                _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(at) as *const __m256i))
+            }
+        })
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        Z(_mm512_set1_ps(x))
+    }
+    #[inline(always)]
+    unsafe fn add_product(self, p: Self, v: Self) -> Self {
+        Z(_mm512_add_ps(self.0, _mm512_mul_ps(p.0, v.0)))
+    }
+    #[inline(always)]
+    unsafe fn store(self, to: *mut f32) {
+        _mm512_storeu_ps(to, self.0)
+    }
+}
+
+/// Σ_i p_g[i]·v_i over all positions for G heads and W registers of output numbers
+/// starting at float offset `at` of each value row: o += p·v per position in order, as
+/// the reference, with the sums held in registers.
 ///
-/// SAFETY (caller): every row (start + i)·stride + at + 8·W is within the cache; `probs`
-/// holds G rows of `len`; `out` has G rows of stride `d` with 8·W numbers each.
+/// SAFETY (caller): every row (start + i)·stride + at + W·L::N is within the cache;
+/// `probs` holds G rows of `len`; `out` has G rows of stride `d` with W·L::N numbers
+/// each; the CPU runs L's registers.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn values<const G: usize, const W: usize>(
+unsafe fn values<L: Lanes, const G: usize, const W: usize>(
     v: KvSlice,
     probs: *const f32,
     len: usize,
@@ -240,66 +313,20 @@ unsafe fn values<const G: usize, const W: usize>(
     out: *mut f32,
     d: usize,
 ) {
-    let mut acc = [[_mm256_setzero_ps(); W]; G];
+    let mut acc = [[L::zero(); W]; G];
     for i in 0..len {
         let base = (start + i) * stride + at;
-        let vv: [__m256; W] = std::array::from_fn(|w| load8(v, base + 8 * w));
+        let vv: [L; W] = std::array::from_fn(|w| L::load(v, base + L::N * w));
         for g in 0..G {
-            let p = _mm256_set1_ps(*probs.add(g * len + i));
+            let p = L::splat(*probs.add(g * len + i));
             for w in 0..W {
-                acc[g][w] = _mm256_add_ps(acc[g][w], _mm256_mul_ps(p, vv[w]));
+                acc[g][w] = acc[g][w].add_product(p, vv[w]);
             }
         }
     }
     for g in 0..G {
         for w in 0..W {
-            _mm256_storeu_ps(out.add(g * d + 8 * w), acc[g][w]);
-        }
-    }
-}
-
-/// `values` with 512-bit registers: 16·W numbers a pass.
-///
-/// SAFETY (caller): as `values`, with 16·W numbers; the CPU has AVX-512 F.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn values512<const G: usize, const W: usize>(
-    v: KvSlice,
-    probs: *const f32,
-    len: usize,
-    start: usize,
-    stride: usize,
-    at: usize,
-    out: *mut f32,
-    d: usize,
-) {
-    let mut acc = [[_mm512_setzero_ps(); W]; G];
-    for i in 0..len {
-        let base = (start + i) * stride + at;
-        let vv: [__m512; W] = std::array::from_fn(|w| load16(v, base + 16 * w));
-        for g in 0..G {
-            let p = _mm512_set1_ps(*probs.add(g * len + i));
-            for w in 0..W {
-                acc[g][w] = _mm512_add_ps(acc[g][w], _mm512_mul_ps(p, vv[w]));
-            }
-        }
-    }
-    for g in 0..G {
-        for w in 0..W {
-            _mm512_storeu_ps(out.add(g * d + 16 * w), acc[g][w]);
-        }
-    }
-}
-
-/// Sixteen numbers of a cache at float offset `at`, as f32.
-///
-/// SAFETY (caller): `at + 16` is within the cache; the CPU has AVX-512 F.
-#[inline(always)]
-unsafe fn load16(c: KvSlice, at: usize) -> __m512 {
-    match c {
-        KvSlice::F32(x) => _mm512_loadu_ps(x.as_ptr().add(at)),
-        KvSlice::F16(x) => {
-            _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(at) as *const __m256i))
+            acc[g][w].store(out.add(g * d + L::N * w));
         }
     }
 }

@@ -665,6 +665,26 @@ mod tests {
         }
     }
 
+    /// An x86 build of `attend_heads`.
+    #[cfg(target_arch = "x86_64")]
+    type Build = unsafe fn(&[f32], &Head, usize, usize, f32, &mut Vec<f32>, &mut [f32]);
+
+    /// The blocked x86 builds this CPU can run for head width `d`.
+    #[cfg(target_arch = "x86_64")]
+    fn x86_builds(d: usize) -> Vec<(&'static str, Build)> {
+        let mut v: Vec<(&'static str, Build)> = Vec::new();
+        if d.is_multiple_of(8)
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("f16c")
+        {
+            v.push(("AVX2", attend_x86::attend_heads));
+            if is_x86_feature_detected!("avx512f") {
+                v.push(("AVX-512", attend_x86::attend_heads_512));
+            }
+        }
+        v
+    }
+
     #[test]
     fn simd_build_of_attention_gives_the_baseline_bits() {
         // `attend_heads` dispatches to the fastest build this CPU has (the blocked
@@ -723,45 +743,13 @@ mod tests {
                             assert!(same, "{what}");
                             // Each x86 build this CPU can run, not only the one dispatched.
                             #[cfg(target_arch = "x86_64")]
-                            if d % 8 == 0
-                                && std::is_x86_feature_detected!("avx2")
-                                && std::is_x86_feature_detected!("f16c")
-                            {
+                            for (name, build) in x86_builds(d) {
                                 let mut c = vec![0f32; group * d];
-                                // SAFETY: the features were just detected; d % 8 == 0.
-                                unsafe {
-                                    attend_x86::attend_heads(
-                                        qg,
-                                        &head,
-                                        start,
-                                        len - 1,
-                                        0.1,
-                                        &mut s,
-                                        &mut c,
-                                    )
-                                };
-                                assert!(
-                                    c.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                                    "AVX2, {what}"
-                                );
-                                if std::is_x86_feature_detected!("avx512f") {
-                                    // SAFETY: as above, and AVX-512 F was detected.
-                                    unsafe {
-                                        attend_x86::attend_heads_512(
-                                            qg,
-                                            &head,
-                                            start,
-                                            len - 1,
-                                            0.1,
-                                            &mut s,
-                                            &mut c,
-                                        )
-                                    };
-                                    assert!(
-                                        c.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                                        "AVX-512, {what}"
-                                    );
-                                }
+                                // SAFETY: `x86_builds` lists only what this CPU runs.
+                                unsafe { build(qg, &head, start, len - 1, 0.1, &mut s, &mut c) };
+                                let same =
+                                    c.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                                assert!(same, "{name}, {what}");
                             }
                             // One head at a time gives each head's bits too.
                             let g = group - 1;

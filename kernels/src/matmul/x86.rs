@@ -17,7 +17,7 @@
 
 use super::{reduce, OutPtr, QMatrix};
 use crate::quant::{decode_block, scale_min_k4, Q8Row, QType, SubBlock};
-use crate::trees_x86::{trees16, trees8};
+use crate::trees_x86::trees16;
 use std::arch::x86_64::*;
 
 /// Instruction sets, as const generic parameters.
@@ -606,25 +606,6 @@ unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
         if has_min(T) {
             min_term::<R>(p, acts, j, &mut macc);
         }
-    }
-    if R == 2 {
-        // The eight lane trees of the tile in registers (row-major 2 × 4 results).
-        let y = trees8(&[
-            acc[0][0], acc[0][1], acc[0][2], acc[0][3], acc[1][0], acc[1][1], acc[1][2], acc[1][3],
-        ]);
-        let mc = _mm256_set_m128(macc[1], macc[0]);
-        let mut ys = [0f32; 8];
-        _mm256_storeu_ps(ys.as_mut_ptr(), _mm256_add_ps(y, mc));
-        for r in 0..2 {
-            if k == COLS {
-                out.store4(r0 + r, n, c, _mm_loadu_ps(ys.as_ptr().add(r * 4)));
-            } else {
-                for i in 0..k {
-                    out.write((r0 + r) * n + c + i, ys[r * 4 + i]);
-                }
-            }
-        }
-        return;
     }
     for r in 0..R {
         let mut lanes = [0f32; 8 * COLS];

@@ -294,6 +294,60 @@ fn small_ops(c: &mut Criterion) {
     g.finish();
 }
 
+/// One decode step's attention as a pipeline runs it, out of cache: 32 rows at ~1,000
+/// positions of an f16 cache over 8 layers (100–200 MB of keys and values, several
+/// times the L3), every (layer, row, KV head) a task on all threads. SmolLM2-135M's
+/// shape (3 KV heads of 64, 3 query heads each) and Gemma 3 270M's (1 KV head of 256,
+/// 4 query heads). Throughput: cache bytes read.
+fn attention_step(c: &mut Criterion) {
+    let mut g = c.benchmark_group("attention_step");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    for (name, nkv, group, d) in [("smollm2", 3, 3, 64), ("gemma3", 1, 4, 256)] {
+        let (layers, rows, len) = (8, 32, 1000);
+        let stride = nkv * d;
+        let per_row = len * stride;
+        // Starting on a cache line, as teacher's cache does.
+        let cache = |seed: u64| -> (Vec<u16>, usize) {
+            let buf: Vec<u16> = (0..layers * rows * per_row + 32)
+                .map(|i| {
+                    let x = ((i as u64 ^ seed).wrapping_mul(2654435761) % 2000) as f32 / 1000.0;
+                    half::f16::from_f32(x - 1.0).to_bits()
+                })
+                .collect();
+            let at = buf.as_ptr().align_offset(64);
+            (buf, at)
+        };
+        let ((k, ka), (v, va)) = (cache(1), cache(7));
+        let (k, v) = (&k[ka..], &v[va..]);
+        let q = acts(rows, nkv * group * d);
+        g.throughput(Throughput::Bytes((2 * layers * rows * per_row * 2) as u64));
+        g.bench_function(format!("{name}_32_rows_1000_positions_8_layers"), |b| {
+            b.iter(|| {
+                (0..layers * rows * nkv).into_par_iter().for_each_init(
+                    || (Vec::new(), vec![0f32; group * d]),
+                    |(scores, out), t| {
+                        let (cell, kv_head) = (t / nkv, t % nkv);
+                        let at = cell * per_row..(cell + 1) * per_row;
+                        let head = ops::Head {
+                            k: ops::KvSlice::F16(&k[at.clone()]),
+                            v: ops::KvSlice::F16(&v[at]),
+                            kv_stride: stride,
+                            kv_head,
+                            head_dim: d,
+                            softcap: 0.0,
+                        };
+                        let row = cell % rows;
+                        let qh = &q[(row * nkv + kv_head) * group * d..][..group * d];
+                        ops::attend_heads(qh, &head, 0, len - 1, 0.125, scores, out);
+                        black_box(&out);
+                    },
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     machine,
@@ -301,6 +355,7 @@ criterion_group!(
     matmul_b32,
     matmul_output,
     sampling,
-    small_ops
+    small_ops,
+    attention_step
 );
 criterion_main!(benches);

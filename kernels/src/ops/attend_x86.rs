@@ -18,6 +18,27 @@ use std::arch::x86_64::*;
 const P: usize = 8;
 /// Heads whose value sums share one pass over the values.
 const HEADS: usize = 4;
+/// How many positions ahead the key and value rows are prefetched: a head's rows are a
+/// strided stream (one head's slice of each position) that the hardware prefetchers
+/// follow too late when the cache is out of the L3 (a pipeline's decode step). 64
+/// measured best of 8–128 (`attention_step` bench: 16 → +60 %, 64 → +78 %).
+const AHEAD: usize = 64;
+
+/// Ask for the cache lines of `n` numbers at float offset `at` (nothing is read; the
+/// callers stay within the positions they attend to).
+#[inline(always)]
+unsafe fn prefetch(c: KvSlice, at: usize, n: usize) {
+    let (p, bytes) = match c {
+        KvSlice::F32(x) => (x.as_ptr().wrapping_add(at) as *const i8, n * 4),
+        KvSlice::F16(x) => (x.as_ptr().wrapping_add(at) as *const i8, n * 2),
+    };
+    // One request a line (teacher's cache starts each head's slice on a line).
+    let mut b = 0;
+    while b < bytes {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(b));
+        b += 64;
+    }
+}
 
 /// `attend_heads` with AVX2 and F16C.
 ///
@@ -81,6 +102,11 @@ unsafe fn body<const WIDE: bool>(
 
     let mut i = 0;
     while i + P <= len {
+        if i + AHEAD + P <= len {
+            for p in 0..P {
+                prefetch(head.k, (start + i + AHEAD + p) * stride + off, d);
+            }
+        }
         let rows: [*const f32; P] = std::array::from_fn(|p| {
             row(
                 head.k,
@@ -316,6 +342,9 @@ unsafe fn values<L: Lanes, const G: usize, const W: usize>(
     let mut acc = [[L::zero(); W]; G];
     for i in 0..len {
         let base = (start + i) * stride + at;
+        if i + AHEAD < len {
+            prefetch(v, base + AHEAD * stride, W * L::N);
+        }
         let vv: [L; W] = std::array::from_fn(|w| L::load(v, base + L::N * w));
         for g in 0..G {
             let p = L::splat(*probs.add(g * len + i));

@@ -7,8 +7,34 @@
 use teacher_kernels::ops::{f16_row, KvSlice, KvType};
 
 enum Store {
-    F32 { k: Vec<f32>, v: Vec<f32> },
-    F16 { k: Vec<u16>, v: Vec<u16> },
+    F32 { k: Lines<f32>, v: Lines<f32> },
+    F16 { k: Lines<u16>, v: Lines<u16> },
+}
+
+/// `n` zeroed numbers starting on a 64-byte cache line: each head's slice of a position
+/// (64 or 256 numbers in the catalog models) then covers whole lines, which the
+/// attention kernels' loads and prefetches are sized for.
+struct Lines<T> {
+    buf: Vec<T>,
+    at: usize,
+    n: usize,
+}
+
+impl<T: Copy + Default> Lines<T> {
+    fn zeroed(n: usize) -> Self {
+        let per_line = 64 / std::mem::size_of::<T>();
+        let buf = vec![T::default(); n + per_line];
+        let at = buf.as_ptr().align_offset(64).min(per_line);
+        Lines { buf, at, n }
+    }
+
+    fn get(&self) -> &[T] {
+        &self.buf[self.at..self.at + self.n]
+    }
+
+    fn get_mut(&mut self) -> &mut [T] {
+        &mut self.buf[self.at..self.at + self.n]
+    }
 }
 
 pub struct KvCache {
@@ -35,12 +61,12 @@ impl KvCache {
         );
         let store = match kv {
             KvType::F32 => Store::F32 {
-                k: vec![0.0; nk],
-                v: vec![0.0; nv],
+                k: Lines::zeroed(nk),
+                v: Lines::zeroed(nv),
             },
             KvType::F16 => Store::F16 {
-                k: vec![0; nk],
-                v: vec![0; nv],
+                k: Lines::zeroed(nk),
+                v: Lines::zeroed(nv),
             },
         };
         KvCache {
@@ -84,12 +110,12 @@ impl KvCache {
         );
         match &mut self.store {
             Store::F32 { k: kc, v: vc } => {
-                kc[kr].copy_from_slice(k);
-                vc[vr].copy_from_slice(v);
+                kc.get_mut()[kr].copy_from_slice(k);
+                vc.get_mut()[vr].copy_from_slice(v);
             }
             Store::F16 { k: kc, v: vc } => {
-                f16_row(k, &mut kc[kr]);
-                f16_row(v, &mut vc[vr]);
+                f16_row(k, &mut kc.get_mut()[kr]);
+                f16_row(v, &mut vc.get_mut()[vr]);
             }
         }
     }
@@ -107,12 +133,12 @@ impl KvCache {
             let (kd, vd) = (self.k_dim, self.v_dim);
             match &mut self.store {
                 Store::F32 { k, v } => {
-                    k.copy_within(bf * kd..(bf + len) * kd, bt * kd);
-                    v.copy_within(bf * vd..(bf + len) * vd, bt * vd);
+                    k.get_mut().copy_within(bf * kd..(bf + len) * kd, bt * kd);
+                    v.get_mut().copy_within(bf * vd..(bf + len) * vd, bt * vd);
                 }
                 Store::F16 { k, v } => {
-                    k.copy_within(bf * kd..(bf + len) * kd, bt * kd);
-                    v.copy_within(bf * vd..(bf + len) * vd, bt * vd);
+                    k.get_mut().copy_within(bf * kd..(bf + len) * kd, bt * kd);
+                    v.get_mut().copy_within(bf * vd..(bf + len) * vd, bt * vd);
                 }
             }
         }
@@ -126,8 +152,8 @@ impl KvCache {
             b * self.v_dim..(b + self.capacity) * self.v_dim,
         );
         match &self.store {
-            Store::F32 { k, v } => (KvSlice::F32(&k[kr]), KvSlice::F32(&v[vr])),
-            Store::F16 { k, v } => (KvSlice::F16(&k[kr]), KvSlice::F16(&v[vr])),
+            Store::F32 { k, v } => (KvSlice::F32(&k.get()[kr]), KvSlice::F32(&v.get()[vr])),
+            Store::F16 { k, v } => (KvSlice::F16(&k.get()[kr]), KvSlice::F16(&v.get()[vr])),
         }
     }
 }
@@ -135,6 +161,23 @@ impl KvCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_layer_of_every_slot_starts_on_a_cache_line() {
+        for kv in [KvType::F32, KvType::F16] {
+            let c = KvCache::new(3, 5, 2, 64, 64, kv);
+            for (layer, slot) in [(0, 0), (1, 0), (0, 2), (1, 2)] {
+                let (k, v) = c.layer(layer, slot);
+                for s in [k, v] {
+                    let p = match s {
+                        KvSlice::F32(x) => x.as_ptr() as usize,
+                        KvSlice::F16(x) => x.as_ptr() as usize,
+                    };
+                    assert_eq!(p % 64, 0, "{kv:?} layer {layer} slot {slot}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn copy_prefix_copies_only_the_prefix_of_every_layer() {

@@ -155,7 +155,11 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
             let k = (c1 - c).min(COLS);
             // A short last group repeats its last column; only real columns are written.
             let cols: [usize; COLS] = std::array::from_fn(|i| c + i.min(k - 1));
-            let y = row1::<T, ISA>(w, cols, a);
+            let y = if T == Q4_1 && ISA == AVX512 {
+                row1_q4_1_512(w, cols, a)
+            } else {
+                row1::<T, ISA>(w, cols, a)
+            };
             for (i, v) in y.iter().take(k).enumerate() {
                 out.write(c + i, *v);
             }
@@ -446,6 +450,79 @@ unsafe fn row1<const T: u8, const ISA: u8>(
         _mm256_storeu_ps(l.as_mut_ptr(), lane[i]);
         reduce(&l) + mc[i]
     })
+}
+
+/// `row1` for Q4_1 with AVX-512 (SmolLM2's weights at batch 1): the same numbers in the
+/// same order, two columns to a 512-bit register and the four columns' scales and
+/// minima converted together — `row1` spends most of its instructions per column on
+/// unpacking and scalar scale conversions, and batch-1 decode of Q4_1 is bound by them,
+/// not by memory.
+///
+/// SAFETY (caller): AVX-512 F/BW/VL/VNNI; the columns exist; `a` is `w.cols` wide.
+#[inline(always)]
+unsafe fn row1_q4_1_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COLS] {
+    const BB: usize = 20;
+    let rb = qtype(Q4_1).row_bytes(w.cols);
+    let base = w.data.as_ptr();
+    let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
+    let nib = _mm256_set1_epi8(0x0F);
+    // 64-bit lanes of (low nibbles of columns 2p and 2p+1, high nibbles of both) →
+    // column 2p's 32 integers then column 2p+1's, as `load_q4` orders each.
+    let unpack = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    // Column 2p's scale in lanes 0–7 and column 2p+1's in 8–15, from (d, m) × 4.
+    let scale_of = [
+        _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
+        _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4),
+    ];
+    let min_of = _mm256_set_epi32(7, 5, 3, 1, 7, 5, 3, 1);
+    let mut lane = [_mm512_setzero_ps(); 2];
+    let mut mc = _mm_setzero_ps();
+    for b in 0..w.cols / 32 {
+        // The next group's rows into the cache, as `row1` does.
+        for r in rows {
+            _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(b * BB + COLS * rb) as *const i8);
+        }
+        let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * BB));
+        // (d, m) of the four columns as f32: exact, like `f16`.
+        let dm = _mm256_cvtph_ps(_mm_set_epi32(
+            (blk[3] as *const i32).read_unaligned(),
+            (blk[2] as *const i32).read_unaligned(),
+            (blk[1] as *const i32).read_unaligned(),
+            (blk[0] as *const i32).read_unaligned(),
+        ));
+        let dm512 = _mm512_castps256_ps512(dm);
+        let da = *a.d.get_unchecked(b);
+        let dav = _mm512_set1_ps(da);
+        let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+            a.qs.as_ptr().add(b * 32) as *const __m256i
+        ));
+        for (pair, lane) in lane.iter_mut().enumerate() {
+            let raw = _mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(_mm_loadu_si128(blk[2 * pair].add(4) as *const __m128i)),
+                _mm_loadu_si128(blk[2 * pair + 1].add(4) as *const __m128i),
+            );
+            let lo = _mm256_and_si256(raw, nib);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
+            let wv = _mm512_permutex2var_epi64(
+                _mm512_castsi256_si512(lo),
+                unpack,
+                _mm512_castsi256_si512(hi),
+            );
+            let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, act));
+            let scale = _mm512_mul_ps(_mm512_permutexvar_ps(scale_of[pair], dm512), dav);
+            *lane = _mm512_fmadd_ps(scale, p, *lane);
+        }
+        // mc += (m·da)·Σa per column, fused, as `row1`'s scalar `mul_add`.
+        let m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, min_of));
+        let sum = _mm_set1_ps(*a.sum.get_unchecked(b) as f32);
+        mc = _mm_fmadd_ps(_mm_mul_ps(m, _mm_set1_ps(da)), sum, mc);
+    }
+    let mut l = [0f32; 32];
+    _mm512_storeu_ps(l.as_mut_ptr(), lane[0]);
+    _mm512_storeu_ps(l.as_mut_ptr().add(16), lane[1]);
+    let mut m = [0f32; 4];
+    _mm_storeu_ps(m.as_mut_ptr(), mc);
+    std::array::from_fn(|i| reduce(l[8 * i..8 * i + 8].try_into().unwrap()) + m[i])
 }
 
 /// One sub-block of two neighbouring columns, as the panel kernels read it.

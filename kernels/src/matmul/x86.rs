@@ -155,8 +155,10 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
             let k = (c1 - c).min(COLS);
             // A short last group repeats its last column; only real columns are written.
             let cols: [usize; COLS] = std::array::from_fn(|i| c + i.min(k - 1));
-            let y = if T == Q4_1 && ISA == AVX512 {
-                row1_q4_1_512(w, cols, a)
+            let y = if ISA == AVX512 && matches!(T, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0) {
+                row1_32_512::<T>(w, cols, a)
+            } else if T == Q4K && ISA == AVX512 {
+                row1_q4k_512(w, cols, a)
             } else {
                 row1::<T, ISA>(w, cols, a)
             };
@@ -452,17 +454,30 @@ unsafe fn row1<const T: u8, const ISA: u8>(
     })
 }
 
-/// `row1` for Q4_1 with AVX-512 (SmolLM2's weights at batch 1): the same numbers in the
-/// same order, two columns to a 512-bit register and the four columns' scales and
-/// minima converted together — `row1` spends most of its instructions per column on
-/// unpacking and scalar scale conversions, and batch-1 decode of Q4_1 is bound by them,
-/// not by memory.
+/// `row1` with AVX-512 for the 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0):
+/// the same numbers in the same order, two columns to a 512-bit register and the four
+/// columns' scales converted together. `row1` spends most of its instructions per column
+/// on unpacking, sign tricks and scalar scale conversions, and batch-1 decode of these
+/// types is bound by them, not by memory.
+///
+/// Signed weights w = u − o (Q4_0: o = 8, Q5_0: 16, Q8_0: 128 with u = w XOR 0x80) give
+/// the same exact i32 lane sums as `lane_dot`'s Σ w·a as Σ u·a − o·Σa, one unsigned
+/// dot product with the lane sums of `a` computed once per block.
 ///
 /// SAFETY (caller): AVX-512 F/BW/VL/VNNI; the columns exist; `a` is `w.cols` wide.
 #[inline(always)]
-unsafe fn row1_q4_1_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COLS] {
-    const BB: usize = 20;
-    let rb = qtype(Q4_1).row_bytes(w.cols);
+unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COLS] {
+    let bb = qtype(T).block_bytes();
+    // Where the quants start, where Q5's fifth bits are, and the offset's log2.
+    let (qs_at, qh_at, shift) = match T {
+        Q4_0 => (2, 0, 3),
+        Q4_1 => (4, 0, 0),
+        Q5_0 => (6, 2, 4),
+        Q5_1 => (8, 4, 0),
+        _ => (2, 0, 7), // Q8_0
+    };
+    let signed = matches!(T, Q4_0 | Q5_0 | Q8_0);
+    let rb = qtype(T).row_bytes(w.cols);
     let base = w.data.as_ptr();
     let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
     let nib = _mm256_set1_epi8(0x0F);
@@ -480,42 +495,192 @@ unsafe fn row1_q4_1_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; CO
     for b in 0..w.cols / 32 {
         // The next group's rows into the cache, as `row1` does.
         for r in rows {
-            _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(b * BB + COLS * rb) as *const i8);
+            let ahead = r.wrapping_add(b * bb + COLS * rb);
+            for line in (0..bb).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+            }
         }
-        let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * BB));
-        // (d, m) of the four columns as f32: exact, like `f16`.
-        let dm = _mm256_cvtph_ps(_mm_set_epi32(
-            (blk[3] as *const i32).read_unaligned(),
-            (blk[2] as *const i32).read_unaligned(),
-            (blk[1] as *const i32).read_unaligned(),
-            (blk[0] as *const i32).read_unaligned(),
-        ));
+        let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
+        // The four columns' d (and m, for the types with one; other bytes otherwise) as
+        // f32: exact, like `f16`.
+        let word = |i: usize| (blk[i] as *const i32).read_unaligned();
+        let dm = _mm256_cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)));
         let dm512 = _mm512_castps256_ps512(dm);
         let da = *a.d.get_unchecked(b);
         let dav = _mm512_set1_ps(da);
         let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
             a.qs.as_ptr().add(b * 32) as *const __m256i
         ));
+        // o·(Σ of each lane's four activations).
+        let offset = if signed {
+            _mm512_sllv_epi32(
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), act),
+                _mm512_set1_epi32(shift),
+            )
+        } else {
+            _mm512_setzero_si512()
+        };
         for (pair, lane) in lane.iter_mut().enumerate() {
-            let raw = _mm256_inserti128_si256::<1>(
-                _mm256_castsi128_si256(_mm_loadu_si128(blk[2 * pair].add(4) as *const __m128i)),
-                _mm_loadu_si128(blk[2 * pair + 1].add(4) as *const __m128i),
-            );
-            let lo = _mm256_and_si256(raw, nib);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
-            let wv = _mm512_permutex2var_epi64(
-                _mm512_castsi256_si512(lo),
-                unpack,
-                _mm512_castsi256_si512(hi),
-            );
-            let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, act));
+            let (c0, c1) = (blk[2 * pair], blk[2 * pair + 1]);
+            let u = if T == Q8_0 {
+                let q = _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(c0.add(2) as *const __m256i)),
+                    _mm256_loadu_si256(c1.add(2) as *const __m256i),
+                );
+                _mm512_xor_si512(q, _mm512_set1_epi8(-128))
+            } else {
+                let raw = _mm256_inserti128_si256::<1>(
+                    _mm256_castsi128_si256(_mm_loadu_si128(c0.add(qs_at) as *const __m128i)),
+                    _mm_loadu_si128(c1.add(qs_at) as *const __m128i),
+                );
+                let lo = _mm256_and_si256(raw, nib);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nib);
+                let v = _mm512_permutex2var_epi64(
+                    _mm512_castsi256_si512(lo),
+                    unpack,
+                    _mm512_castsi256_si512(hi),
+                );
+                if matches!(T, Q5_0 | Q5_1) {
+                    // Bit j of qh is value j's fifth bit (16).
+                    let bits =
+                        |c: *const u8| u64::from((c.add(qh_at) as *const u32).read_unaligned());
+                    let mask = bits(c0) | bits(c1) << 32;
+                    _mm512_or_si512(v, _mm512_maskz_mov_epi8(mask, _mm512_set1_epi8(16)))
+                } else {
+                    v
+                }
+            };
+            let dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act), offset);
+            let p = _mm512_cvtepi32_ps(dot);
             let scale = _mm512_mul_ps(_mm512_permutexvar_ps(scale_of[pair], dm512), dav);
             *lane = _mm512_fmadd_ps(scale, p, *lane);
         }
-        // mc += (m·da)·Σa per column, fused, as `row1`'s scalar `mul_add`.
-        let m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, min_of));
-        let sum = _mm_set1_ps(*a.sum.get_unchecked(b) as f32);
-        mc = _mm_fmadd_ps(_mm_mul_ps(m, _mm_set1_ps(da)), sum, mc);
+        if has_min(T) {
+            // mc += (m·da)·Σa per column, fused, as `row1`'s scalar `mul_add`.
+            let m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, min_of));
+            let sum = _mm_set1_ps(*a.sum.get_unchecked(b) as f32);
+            mc = _mm_fmadd_ps(_mm_mul_ps(m, _mm_set1_ps(da)), sum, mc);
+        }
+    }
+    let mut l = [0f32; 32];
+    _mm512_storeu_ps(l.as_mut_ptr(), lane[0]);
+    _mm512_storeu_ps(l.as_mut_ptr().add(16), lane[1]);
+    let mut m = [0f32; 4];
+    _mm_storeu_ps(m.as_mut_ptr(), mc);
+    std::array::from_fn(|i| reduce(l[8 * i..8 * i + 8].try_into().unwrap()) + m[i])
+}
+
+/// The eight 6-bit (scale, minimum) pairs of a Q4_K/Q5_K block's 12 scale bytes, as
+/// eight bytes each (`scale_min_k4` for j = 0..8, all at once).
+#[inline(always)]
+unsafe fn scales_mins_k4(q: *const u8) -> (u64, u64) {
+    let word = |i: usize| (q.add(4 * i) as *const u32).read_unaligned();
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+    // j < 4: the low six bits of bytes 0–3 (scales) and 4–7 (minima); j ≥ 4: four bits
+    // of bytes 8–11 below the top two bits of bytes 0–3 (scales) or 4–7 (minima).
+    let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
+    let mn_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
+    (
+        u64::from(w0 & low6) | u64::from(sc_hi) << 32,
+        u64::from(w1 & low6) | u64::from(mn_hi) << 32,
+    )
+}
+
+/// Eight bytes → eight f32.
+#[inline(always)]
+unsafe fn bytes_to_f32(x: u64) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(x as i64)))
+}
+
+/// Two eight-lane halves as one 512-bit register (low, high).
+#[inline(always)]
+unsafe fn join(lo: __m256, hi: __m256) -> __m512 {
+    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+        _mm512_castpd256_pd512(_mm256_castps_pd(lo)),
+        _mm256_castps_pd(hi),
+    ))
+}
+
+/// `row1` for Q4_K with AVX-512 (the Q4_K_M teachers at batch 1): the same numbers in
+/// the same order, two columns to a 512-bit register, and each block's eight scales
+/// and minima unpacked and converted together instead of one at a time.
+///
+/// SAFETY (caller): AVX-512 F/BW/VL/VNNI; the columns exist; `a` is `w.cols` wide.
+#[inline(always)]
+unsafe fn row1_q4k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COLS] {
+    const BB: usize = 144;
+    let rb = qtype(Q4K).row_bytes(w.cols);
+    let base = w.data.as_ptr();
+    let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
+    let nib = _mm512_set1_epi8(0x0F);
+    // Lanes 0–7 ← lane s of the low half, 8–15 ← lane s of the high half (+ s).
+    let pick2 = _mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
+    // Lanes 0–3 ← lane s of each of four eight-lane groups (+ s).
+    let pick4 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0);
+    let mut lane = [_mm512_setzero_ps(); 2];
+    let mut mc = _mm_setzero_ps();
+    for b in 0..w.cols / 256 {
+        for r in rows {
+            let ahead = r.wrapping_add(b * BB + COLS * rb);
+            for line in (0..BB).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+            }
+        }
+        let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * BB));
+        // Per column: the eight sub-blocks' scales d·sc and minima −(dmin·m), as the
+        // scalar decoder computes each.
+        let mut ds = [_mm256_setzero_ps(); COLS];
+        let mut mins = [_mm256_setzero_ps(); COLS];
+        for i in 0..COLS {
+            let (sc, mn) = scales_mins_k4(blk[i].add(4));
+            ds[i] = _mm256_mul_ps(_mm256_set1_ps(f16(blk[i], 0)), bytes_to_f32(sc));
+            let m = _mm256_mul_ps(_mm256_set1_ps(f16(blk[i], 2)), bytes_to_f32(mn));
+            mins[i] = _mm256_xor_ps(m, _mm256_set1_ps(-0.0));
+        }
+        let ds2 = [join(ds[0], ds[1]), join(ds[2], ds[3])];
+        let (mins01, mins23) = (join(mins[0], mins[1]), join(mins[2], mins[3]));
+        for chunk in 0..4 {
+            // Sub-blocks 2·chunk (low nibbles) and 2·chunk + 1 (high) of both columns of
+            // each pair.
+            let mut wv = [[_mm512_setzero_si512(); 2]; 2];
+            for (pair, wv) in wv.iter_mut().enumerate() {
+                let at = |i: usize| blk[i].add(16 + chunk * 32) as *const __m256i;
+                let q = _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(at(2 * pair))),
+                    _mm256_loadu_si256(at(2 * pair + 1)),
+                );
+                wv[0] = _mm512_and_si512(q, nib);
+                wv[1] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), nib);
+            }
+            for half in 0..2 {
+                let sb = 2 * chunk + half;
+                let j = b * 8 + sb;
+                let da = *a.d.get_unchecked(j);
+                let dav = _mm512_set1_ps(da);
+                let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                    a.qs.as_ptr().add(j * 32) as *const __m256i
+                ));
+                let s = _mm512_set1_epi32(sb as i32);
+                let pick = _mm512_add_epi32(pick2, s);
+                for pair in 0..2 {
+                    let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(),
+                        wv[pair][half],
+                        act,
+                    ));
+                    let scale = _mm512_mul_ps(_mm512_permutexvar_ps(pick, ds2[pair]), dav);
+                    lane[pair] = _mm512_fmadd_ps(scale, p, lane[pair]);
+                }
+                let m = _mm512_castps512_ps128(_mm512_permutex2var_ps(
+                    mins01,
+                    _mm512_add_epi32(pick4, s),
+                    mins23,
+                ));
+                let sum = _mm_set1_ps(*a.sum.get_unchecked(j) as f32);
+                mc = _mm_fmadd_ps(_mm_mul_ps(m, _mm_set1_ps(da)), sum, mc);
+            }
+        }
     }
     let mut l = [0f32; 32];
     _mm512_storeu_ps(l.as_mut_ptr(), lane[0]);

@@ -540,6 +540,63 @@ mod tests {
     }
 
     #[test]
+    fn extreme_quants_give_the_scalar_bits_on_every_instruction_set() {
+        // Weights at the ends of each type's range (every quant byte 0x00, 0xFF, 0x80
+        // or 0x7F: Q8_0's −128, the nibble types' 0 and 15, every fifth bit set)
+        // against activations at ±127 after quantization: the largest lane sums the
+        // single-row kernels' offset correction (Σ u·a − o·Σa) and the panels see.
+        let (n, k) = (9, 512);
+        for t in [
+            QType::Q4_0,
+            QType::Q4_1,
+            QType::Q5_0,
+            QType::Q5_1,
+            QType::Q8_0,
+            QType::Q4K,
+            QType::Q5K,
+            QType::Q6K,
+        ] {
+            for fill in [0x00u8, 0xFF, 0x80, 0x7F] {
+                // Valid scales from the random matrix, every other byte set to `fill`.
+                let mut data = random_matrix(t, n, k, 23);
+                let scales = random_matrix(t, n, k, 23);
+                for (i, b) in data.iter_mut().enumerate() {
+                    let at = i % t.block_bytes();
+                    let scale_bytes = match t {
+                        QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K => 0..4,
+                        QType::Q6K => 208..210,
+                        _ => 0..2,
+                    };
+                    *b = if scale_bytes.contains(&at) {
+                        scales[i]
+                    } else {
+                        fill
+                    };
+                }
+                let w = QMatrix::new(t, n, k, &data).unwrap();
+                for (m, sign) in [(1, 1.0f32), (1, -1.0), (3, 1.0), (5, -1.0)] {
+                    let x: Vec<f32> = (0..m * k)
+                        .map(|i| sign * if i % 3 == 0 { -2.5 } else { 2.5 })
+                        .collect();
+                    let mut a = vec![0f32; m * n];
+                    matmul_with(&w, &x, m, &mut a, Isa::Scalar);
+                    for isa in Isa::available() {
+                        let mut b = vec![0f32; m * n];
+                        matmul_with(&w, &x, m, &mut b, isa);
+                        for i in 0..a.len() {
+                            assert_eq!(
+                                a[i].to_bits(),
+                                b[i].to_bits(),
+                                "{isa:?} {t:?} fill {fill:#x} m{m} at {i}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_row_is_the_same_among_1_7_or_32_rows() {
         for t in [
             QType::Q4_1,

@@ -157,8 +157,8 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
             let cols: [usize; COLS] = std::array::from_fn(|i| c + i.min(k - 1));
             let y = if ISA == AVX512 && matches!(T, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0) {
                 row1_32_512::<T>(w, cols, a)
-            } else if T == Q4K && ISA == AVX512 {
-                row1_q4k_512(w, cols, a)
+            } else if ISA == AVX512 && matches!(T, Q4K | Q5K) {
+                row1_k_512::<T>(w, cols, a)
             } else {
                 row1::<T, ISA>(w, cols, a)
             };
@@ -602,15 +602,18 @@ unsafe fn join(lo: __m256, hi: __m256) -> __m512 {
     ))
 }
 
-/// `row1` for Q4_K with AVX-512 (the Q4_K_M teachers at batch 1): the same numbers in
-/// the same order, two columns to a 512-bit register, and each block's eight scales
-/// and minima unpacked and converted together instead of one at a time.
+/// `row1` for Q4_K and Q5_K with AVX-512 (the Q4_K_M and Q5_K_M teachers at batch 1):
+/// the same numbers in the same order, two columns to a 512-bit register, and each
+/// block's eight scales and minima unpacked and converted together instead of one at a
+/// time.
 ///
 /// SAFETY (caller): AVX-512 F/BW/VL/VNNI; the columns exist; `a` is `w.cols` wide.
 #[inline(always)]
-unsafe fn row1_q4k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COLS] {
-    const BB: usize = 144;
-    let rb = qtype(Q4K).row_bytes(w.cols);
+unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COLS] {
+    let bb = qtype(T).block_bytes();
+    // Where the quants start (Q5_K's 32 bytes of fifth bits come first).
+    let qs_at = if T == Q5K { 48 } else { 16 };
+    let rb = qtype(T).row_bytes(w.cols);
     let base = w.data.as_ptr();
     let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
     let nib = _mm512_set1_epi8(0x0F);
@@ -622,12 +625,25 @@ unsafe fn row1_q4k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
     let mut mc = _mm_setzero_ps();
     for b in 0..w.cols / 256 {
         for r in rows {
-            let ahead = r.wrapping_add(b * BB + COLS * rb);
-            for line in (0..BB).step_by(64) {
+            let ahead = r.wrapping_add(b * bb + COLS * rb);
+            for line in (0..bb).step_by(64) {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
             }
         }
-        let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * BB));
+        let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
+        // Q5_K: the fifth bits of both columns of each pair (bit s of byte l is
+        // sub-block s's value l).
+        let qh = if T == Q5K {
+            let at = |i: usize| blk[i].add(16) as *const __m256i;
+            [0, 1].map(|pair| {
+                _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(at(2 * pair))),
+                    _mm256_loadu_si256(at(2 * pair + 1)),
+                )
+            })
+        } else {
+            [_mm512_setzero_si512(); 2]
+        };
         // Per column: the eight sub-blocks' scales d·sc and minima −(dmin·m), as the
         // scalar decoder computes each.
         let mut ds = [_mm256_setzero_ps(); COLS];
@@ -645,13 +661,20 @@ unsafe fn row1_q4k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
             // each pair.
             let mut wv = [[_mm512_setzero_si512(); 2]; 2];
             for (pair, wv) in wv.iter_mut().enumerate() {
-                let at = |i: usize| blk[i].add(16 + chunk * 32) as *const __m256i;
+                let at = |i: usize| blk[i].add(qs_at + chunk * 32) as *const __m256i;
                 let q = _mm512_inserti64x4::<1>(
                     _mm512_castsi256_si512(_mm256_loadu_si256(at(2 * pair))),
                     _mm256_loadu_si256(at(2 * pair + 1)),
                 );
                 wv[0] = _mm512_and_si512(q, nib);
                 wv[1] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), nib);
+                if T == Q5K {
+                    for (half, v) in wv.iter_mut().enumerate() {
+                        let bit = _mm512_set1_epi8((1u8 << (2 * chunk + half)) as i8);
+                        let set = _mm512_test_epi8_mask(qh[pair], bit);
+                        *v = _mm512_or_si512(*v, _mm512_maskz_mov_epi8(set, _mm512_set1_epi8(16)));
+                    }
+                }
             }
             for half in 0..2 {
                 let sb = 2 * chunk + half;

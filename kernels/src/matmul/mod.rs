@@ -555,6 +555,10 @@ mod tests {
             QType::Q4K,
             QType::Q5K,
             QType::Q6K,
+            QType::Q3K,
+            QType::Q2K,
+            QType::IQ4NL,
+            QType::IQ4XS,
         ] {
             for fill in [0x00u8, 0xFF, 0x80, 0x7F] {
                 // Valid scales from the random matrix, every other byte set to `fill`.
@@ -565,6 +569,8 @@ mod tests {
                     let scale_bytes = match t {
                         QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K => 0..4,
                         QType::Q6K => 208..210,
+                        QType::Q3K => 108..110,
+                        QType::Q2K => 80..84,
                         _ => 0..2,
                     };
                     *b = if scale_bytes.contains(&at) {

@@ -16,7 +16,7 @@
 //! integers as the scalar loop.
 
 use super::{reduce, OutPtr, QMatrix};
-use crate::quant::{decode_block, scale_min_k4, Q8Row, QType, SubBlock};
+use crate::quant::{decode_block, q3k_scales, scale_min_k4, Q8Row, QType, SubBlock, IQ4_VALUES};
 use crate::trees_x86::trees16;
 use std::arch::x86_64::*;
 
@@ -318,7 +318,49 @@ unsafe fn decode<const T: u8>(
                 }
             }
         }
-        Q3K | IQ4NL | IQ4XS | Q2K => {
+        IQ4NL | IQ4XS => {
+            // Nibbles are indices into the codebook: one byte shuffle looks up 32.
+            let book =
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(IQ4_VALUES.as_ptr() as *const __m128i));
+            let dd = f16(p, 0);
+            if T == IQ4NL {
+                wv[0] = _mm256_shuffle_epi8(book, load_q4(p.add(2), 0));
+                d[0] = [dd, dd];
+            } else {
+                let sh = u16::from_le_bytes([*p.add(2), *p.add(3)]);
+                for ib in 0..8 {
+                    let ls = ((*p.add(4 + ib / 2) >> (4 * (ib % 2))) & 0xF) as i32
+                        | ((((sh >> (2 * ib)) & 3) as i32) << 4);
+                    let dl = dd * (ls - 32) as f32;
+                    wv[ib] = _mm256_shuffle_epi8(book, load_q4(p.add(8 + ib * 16), 0));
+                    d[ib] = [dl, dl];
+                }
+            }
+        }
+        Q3K => {
+            // w = (2 low bits) − 4 where the sub-block's bit of hmask is clear.
+            let hm = _mm256_loadu_si256(p as *const __m256i);
+            let sc = q3k_scales(std::slice::from_raw_parts(p.add(96), 12));
+            let dd = f16(p, 108);
+            for n in 0..2 {
+                let q = _mm256_loadu_si256(p.add(32 + n * 32) as *const __m256i);
+                for j in 0..4 {
+                    let s = n * 4 + j;
+                    let low = _mm256_and_si256(
+                        _mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j as i32)),
+                        _mm256_set1_epi8(3),
+                    );
+                    let bit = _mm256_set1_epi8((1u8 << s) as i8);
+                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
+                    wv[s] = _mm256_sub_epi8(low, _mm256_andnot_si256(set, _mm256_set1_epi8(4)));
+                    d[s] = [
+                        dd * (sc[2 * s] as i32 - 32) as f32,
+                        dd * (sc[2 * s + 1] as i32 - 32) as f32,
+                    ];
+                }
+            }
+        }
+        Q2K => {
             // The scalar decoder's integers and scales, loaded into registers.
             let t = qtype(T);
             let block = std::slice::from_raw_parts(p, t.block_bytes());

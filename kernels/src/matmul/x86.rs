@@ -467,12 +467,7 @@ unsafe fn row1<const T: u8, const ISA: u8>(
         // picks up late. Ask for the same place of rows `AHEAD_ROWS` further on (a later
         // group, contiguous after these) ahead of time. A prefetch past the end is
         // harmless.
-        for i in 0..COLS {
-            let ahead = rows[i].wrapping_add(b * bb + AHEAD_ROWS * rb);
-            for line in (0..bb).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
-            }
-        }
+        prefetch_ahead(&rows, b * bb, bb, rb);
         for i in 0..COLS {
             decode::<T>(rows[i].add(b * bb), &mut wv[i], &mut d[i], &mut mins[i]);
         }
@@ -500,6 +495,31 @@ unsafe fn row1<const T: u8, const ISA: u8>(
         _mm256_storeu_ps(l.as_mut_ptr(), lane[i]);
         reduce(&l) + mc[i]
     })
+}
+
+/// Ask for bytes `at..at + bb` (one block) of each row `AHEAD_ROWS` rows further on. A
+/// prefetch past the end is harmless.
+#[inline(always)]
+unsafe fn prefetch_ahead(rows: &[*const u8; COLS], at: usize, bb: usize, rb: usize) {
+    for r in rows {
+        let ahead = r.wrapping_add(at + AHEAD_ROWS * rb);
+        for line in (0..bb).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+        }
+    }
+}
+
+/// The four results of a 512-bit single-row path: column 2p's lanes in the low half of
+/// `lane[p]` and column 2p+1's in the high half, each reduced as `row1` reduces, plus
+/// the columns' minimum terms (`mc`, one lane each).
+#[inline(always)]
+unsafe fn finish_pairs(lane: [__m512; 2], mc: __m128) -> [f32; COLS] {
+    let mut l = [0f32; 32];
+    _mm512_storeu_ps(l.as_mut_ptr(), lane[0]);
+    _mm512_storeu_ps(l.as_mut_ptr().add(16), lane[1]);
+    let mut m = [0f32; 4];
+    _mm_storeu_ps(m.as_mut_ptr(), mc);
+    std::array::from_fn(|i| reduce(l[8 * i..8 * i + 8].try_into().unwrap()) + m[i])
 }
 
 /// `row1` with AVX-512 for the 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0):
@@ -541,13 +561,7 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
     let mut lane = [_mm512_setzero_ps(); 2];
     let mut mc = _mm_setzero_ps();
     for b in 0..w.cols / 32 {
-        // The next group's rows into the cache, as `row1` does.
-        for r in rows {
-            let ahead = r.wrapping_add(b * bb + AHEAD_ROWS * rb);
-            for line in (0..bb).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
-            }
-        }
+        prefetch_ahead(&rows, b * bb, bb, rb);
         let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
         // The four columns' d (and m, for the types with one; other bytes otherwise) as
         // f32: exact, like `f16`.
@@ -610,12 +624,7 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
             mc = _mm_fmadd_ps(_mm_mul_ps(m, _mm_set1_ps(da)), sum, mc);
         }
     }
-    let mut l = [0f32; 32];
-    _mm512_storeu_ps(l.as_mut_ptr(), lane[0]);
-    _mm512_storeu_ps(l.as_mut_ptr().add(16), lane[1]);
-    let mut m = [0f32; 4];
-    _mm_storeu_ps(m.as_mut_ptr(), mc);
-    std::array::from_fn(|i| reduce(l[8 * i..8 * i + 8].try_into().unwrap()) + m[i])
+    finish_pairs(lane, mc)
 }
 
 /// The eight 6-bit (scale, minimum) pairs of a Q4_K/Q5_K block's 12 scale bytes, as
@@ -672,12 +681,7 @@ unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -
     let mut lane = [_mm512_setzero_ps(); 2];
     let mut mc = _mm_setzero_ps();
     for b in 0..w.cols / 256 {
-        for r in rows {
-            let ahead = r.wrapping_add(b * bb + AHEAD_ROWS * rb);
-            for line in (0..bb).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
-            }
-        }
+        prefetch_ahead(&rows, b * bb, bb, rb);
         let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
         // Q5_K: the fifth bits of both columns of each pair (bit s of byte l is
         // sub-block s's value l).
@@ -753,12 +757,7 @@ unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -
             }
         }
     }
-    let mut l = [0f32; 32];
-    _mm512_storeu_ps(l.as_mut_ptr(), lane[0]);
-    _mm512_storeu_ps(l.as_mut_ptr().add(16), lane[1]);
-    let mut m = [0f32; 4];
-    _mm_storeu_ps(m.as_mut_ptr(), mc);
-    std::array::from_fn(|i| reduce(l[8 * i..8 * i + 8].try_into().unwrap()) + m[i])
+    finish_pairs(lane, mc)
 }
 
 /// One sub-block of two neighbouring columns, as the panel kernels read it.

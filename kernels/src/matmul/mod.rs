@@ -562,8 +562,8 @@ mod tests {
         ] {
             for fill in [0x00u8, 0xFF, 0x80, 0x7F] {
                 // Valid scales from the random matrix, every other byte set to `fill`.
-                let mut data = random_matrix(t, n, k, 23);
                 let scales = random_matrix(t, n, k, 23);
+                let mut data = scales.clone();
                 for (i, b) in data.iter_mut().enumerate() {
                     let at = i % t.block_bytes();
                     let scale_bytes = match t {

@@ -509,6 +509,15 @@ unsafe fn prefetch_ahead(rows: &[*const u8; COLS], at: usize, bb: usize, rb: usi
     }
 }
 
+/// The first two f16 numbers of each of four blocks (d and m or dmin; for types with one
+/// scale, d and two quant bytes), as f32 in lanes 2i and 2i + 1: exact, like `f16`, four
+/// columns in one conversion.
+#[inline(always)]
+unsafe fn block_heads(blk: &[*const u8; COLS]) -> __m256 {
+    let word = |i: usize| (blk[i] as *const i32).read_unaligned();
+    _mm256_cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)))
+}
+
 /// The four results of a 512-bit single-row path: column 2p's lanes in the low half of
 /// `lane[p]` and column 2p+1's in the high half, each reduced as `row1` reduces, plus
 /// the columns' minimum terms (`mc`, one lane each).
@@ -563,10 +572,8 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
     for b in 0..w.cols / 32 {
         prefetch_ahead(&rows, b * bb, bb, rb);
         let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
-        // The four columns' d (and m, for the types with one; other bytes otherwise) as
-        // f32: exact, like `f16`.
-        let word = |i: usize| (blk[i] as *const i32).read_unaligned();
-        let dm = _mm256_cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)));
+        // The four columns' d (and m, for the types with one; other bytes otherwise).
+        let dm = block_heads(&blk);
         let dm512 = _mm512_castps256_ps512(dm);
         let da = *a.d.get_unchecked(b);
         let dav = _mm512_set1_ps(da);
@@ -698,12 +705,14 @@ unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -
         };
         // Per column: the eight sub-blocks' scales d·sc and minima −(dmin·m), as the
         // scalar decoder computes each.
+        let dm = block_heads(&blk);
         let mut ds = [_mm256_setzero_ps(); COLS];
         let mut mins = [_mm256_setzero_ps(); COLS];
         for i in 0..COLS {
             let (sc, mn) = scales_mins_k4(blk[i].add(4));
-            ds[i] = _mm256_mul_ps(_mm256_set1_ps(f16(blk[i], 0)), bytes_to_f32(sc));
-            let m = _mm256_mul_ps(_mm256_set1_ps(f16(blk[i], 2)), bytes_to_f32(mn));
+            let lane = |l: usize| _mm256_permutevar8x32_ps(dm, _mm256_set1_epi32(l as i32));
+            ds[i] = _mm256_mul_ps(lane(2 * i), bytes_to_f32(sc));
+            let m = _mm256_mul_ps(lane(2 * i + 1), bytes_to_f32(mn));
             mins[i] = _mm256_xor_ps(m, _mm256_set1_ps(-0.0));
         }
         let ds2 = [join(ds[0], ds[1]), join(ds[2], ds[3])];

@@ -225,119 +225,208 @@ fn apply_penalties(logits: &mut [f32], p: &SamplingParams, prompt: &[u32], gener
     }
 }
 
-/// Candidates considered before falling back to a full sort for top-p.
+/// At most this many candidates are sorted at once: a larger band is cut to its best
+/// `PARTIAL` by selection first (flat distributions), the rest sorted only if needed.
 const PARTIAL: usize = 2048;
+
+/// The candidate bands, in units of T: band 1 holds the logits within 12·ln 2·T of the
+/// highest (a probability within 2^-12 of the most likely token's), band 2 those within
+/// 40·ln 2·T, band 3 the rest. A draw nearly always ends in band 1, a few hundred tokens
+/// at most of a language model's vocabulary, so the rest is never sorted.
+const BANDS: [f32; 2] = [12.0 * std::f32::consts::LN_2, 40.0 * std::f32::consts::LN_2];
+
+/// Exponentials computed per chunk before their terms join the normaliser's chain, so
+/// the next chunk's `exp` overlaps the chain's latency.
+const CHUNK: usize = 256;
+
+thread_local! {
+    /// e^{(l−max)/T} by token id (a vocabulary's worth, reused by the thread's draws).
+    static EXPS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The candidates (non-NaN logits) in the sampling order — logit descending, id
+/// ascending — produced a piece at a time: whatever a consumer has read of `sorted` is
+/// a prefix of the full sort of every candidate, so stopping early never changes what
+/// it saw. A band is taken by comparing the logit with a threshold, which keeps the
+/// prefix property whatever the threshold is (a token ordered before one of the band
+/// has a logit at least as high).
+struct Ranked<'a> {
+    logits: &'a [f32],
+    sorted: Vec<(u32, f32)>,
+    /// The current band's candidates not yet in `sorted`.
+    pending: Vec<(u32, f32)>,
+    /// Logit thresholds of bands 1 and 2; band 3 takes everything below the second.
+    cuts: [f32; 2],
+    /// Bands taken so far.
+    bands: usize,
+}
+
+fn order(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+impl<'a> Ranked<'a> {
+    fn new(logits: &'a [f32], max_l: f32, temperature: f32) -> Self {
+        Ranked {
+            logits,
+            sorted: Vec::new(),
+            pending: Vec::new(),
+            cuts: BANDS.map(|b| max_l - b * temperature),
+            bands: 0,
+        }
+    }
+
+    /// Whether `l` lies in band `k` (0-based).
+    fn in_band(&self, k: usize, l: f32) -> bool {
+        match k {
+            0 => l >= self.cuts[0],
+            1 => l >= self.cuts[1] && !(l >= self.cuts[0]),
+            _ => !l.is_nan() && !(l >= self.cuts[1]) && !(l >= self.cuts[0]),
+        }
+    }
+
+    /// Extend `sorted` by at least one candidate; false when it holds them all.
+    fn grow(&mut self) -> bool {
+        while self.pending.is_empty() {
+            if self.bands == 3 {
+                return false;
+            }
+            let k = self.bands;
+            self.pending = (self.logits.iter().enumerate())
+                .filter(|&(_, &l)| self.in_band(k, l))
+                .map(|(i, &l)| (i as u32, l))
+                .collect();
+            self.bands += 1;
+        }
+        if self.pending.len() > PARTIAL {
+            self.pending.select_nth_unstable_by(PARTIAL - 1, order);
+            let mut head: Vec<(u32, f32)> = self.pending.drain(..PARTIAL).collect();
+            head.sort_unstable_by(order);
+            self.sorted.extend(head);
+        } else {
+            self.pending.sort_unstable_by(order);
+            self.sorted.append(&mut self.pending);
+        }
+        true
+    }
+
+    /// Grow until `sorted` holds at least `n` candidates or all of them.
+    fn fill_to(&mut self, n: usize) {
+        while self.sorted.len() < n && self.grow() {}
+    }
+}
 
 fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
     let inv_t = 1.0 / p.temperature as f64;
-    // Candidates: (token, logit), ordered by logit desc, id asc.
-    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let mut cand: Vec<(u32, f32)> = logits
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.is_nan())
-        .map(|(i, &l)| (i as u32, l))
-        .collect();
-    if cand.is_empty() {
-        return 0;
-    }
-    let max_l = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max) as f64;
-    // e^{(l−max)/T} once per token (by id), and the softmax normaliser over the whole
-    // vocabulary in index order (reproducible).
-    let mut x: Vec<f64> = cand.iter().map(|c| (c.1 as f64 - max_l) * inv_t).collect();
-    math::exp_in_place(&mut x);
-    let mut e = vec![0f64; logits.len()];
-    for (c, v) in cand.iter().zip(x) {
-        e[c.0 as usize] = v;
-    }
-    // (Over `e` rather than `cand`: the same terms in the same order plus +0s.)
-    let z: f64 = e.iter().fold(0.0f64, |t, &v| t + v);
-    let keep = if p.top_k > 0 {
-        p.top_k.min(cand.len())
-    } else {
-        cand.len()
-    };
-    if keep == cand.len() && p.top_p >= 1.0 && p.min_p <= 0.0 {
-        return draw_untruncated(cand, u, &e, z);
-    }
-    // Only the head of the order can survive top-k/top-p; select it before sorting.
-    let head = if keep < cand.len() {
-        keep
-    } else if p.top_p < 1.0 && cand.len() > PARTIAL {
-        PARTIAL
-    } else {
-        cand.len()
-    };
-    if head < cand.len() {
-        cand.select_nth_unstable_by(head - 1, order);
-        cand.truncate(head);
-    }
-    cand.sort_unstable_by(order);
-    let mut probs: Vec<f64> = cand.iter().map(|c| e[c.0 as usize] / z).collect();
-    if head < keep.min(logits.len()) {
-        // The partial head did not reach the nucleus mass: redo with everything.
-        let mass: f64 = probs.iter().sum();
-        if mass < p.top_p as f64 {
-            let all = SamplingParams {
-                top_k: 0,
-                ..p.clone()
-            };
-            return sample_full(logits, &all, u, &e, z);
+    // The highest logit and the candidates' count in one pass, eight lanes at a time (a
+    // maximum is the same in any order; `l > m` keeps m for a NaN l).
+    let (mut lanes, mut counts) = ([f32::NEG_INFINITY; 8], [0usize; 8]);
+    let whole = logits.len() / 8 * 8;
+    for ls in logits[..whole].chunks_exact(8) {
+        for k in 0..8 {
+            lanes[k] = if ls[k] > lanes[k] { ls[k] } else { lanes[k] };
+            counts[k] += usize::from(!ls[k].is_nan());
         }
     }
-    if keep < cand.len() {
-        cand.truncate(keep);
-        probs.truncate(keep);
+    for &l in &logits[whole..] {
+        lanes[0] = if l > lanes[0] { l } else { lanes[0] };
+        counts[0] += usize::from(!l.is_nan());
     }
-    finish(&cand, &mut probs, p, u)
+    let candidates: usize = counts.iter().sum();
+    if candidates == 0 {
+        return 0;
+    }
+    let max_l = lanes.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+    let masked = candidates < logits.len();
+    EXPS.with_borrow_mut(|e| {
+        // e^{(l−max)/T} by token id (0 for a masked token), and the softmax normaliser
+        // over the whole vocabulary in index order (reproducible).
+        e.resize(logits.len(), 0.0);
+        let mut z = 0.0f64;
+        for (es, ls) in e.chunks_mut(CHUNK).zip(logits.chunks(CHUNK)) {
+            for (x, &l) in es.iter_mut().zip(ls) {
+                *x = (l as f64 - max_l as f64) * inv_t;
+            }
+            math::exp_in_place(es);
+            if masked {
+                for (x, &l) in es.iter_mut().zip(ls) {
+                    if l.is_nan() {
+                        *x = 0.0;
+                    }
+                }
+            }
+            z = es.iter().fold(z, |t, &v| t + v);
+        }
+        let ranked = Ranked::new(logits, max_l, p.temperature);
+        let keep = if p.top_k > 0 {
+            p.top_k.min(candidates)
+        } else {
+            candidates
+        };
+        if keep == candidates && p.top_p >= 1.0 && p.min_p <= 0.0 {
+            return draw_untruncated(ranked, u, e, z);
+        }
+        truncated(ranked, keep < candidates, keep, p, u, e, z)
+    })
 }
 
-/// `e`: e^{(l−max)/T} by token id; `z` their sum.
-fn sample_full(logits: &[f32], p: &SamplingParams, u: f64, e: &[f64], z: f64) -> u32 {
-    let mut cand: Vec<(u32, f32)> = logits
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| !l.is_nan())
-        .map(|(i, &l)| (i as u32, l))
-        .collect();
-    cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut probs: Vec<f64> = cand.iter().map(|c| e[c.0 as usize] / z).collect();
-    finish(&cand, &mut probs, p, u)
+/// Top-k, top-p and min-p: sort just far enough that the candidates they keep are all
+/// in `sorted` (`finish` then cuts exactly where it would in the full order).
+fn truncated(
+    mut r: Ranked,
+    top_k_cuts: bool,
+    keep: usize,
+    p: &SamplingParams,
+    u: f64,
+    e: &[f64],
+    z: f64,
+) -> u32 {
+    let prob = |c: &(u32, f32)| e[c.0 as usize] / z;
+    if top_k_cuts {
+        r.fill_to(keep);
+    } else {
+        // No top-k cut below the candidates: top-p's nucleus (the prefix whose
+        // cumulative probability, summed in order, first reaches top_p) or min-p's
+        // floor (probabilities ≥ min_p × the first) decide how far.
+        let mut cum = 0.0f64;
+        let mut at = 0;
+        loop {
+            if r.sorted.len() == at && !r.grow() {
+                break;
+            }
+            let floor = r.sorted.first().map_or(0.0, |c| prob(c) * p.min_p as f64);
+            let q = prob(&r.sorted[at]);
+            cum += q;
+            at += 1;
+            if (p.top_p < 1.0 && cum >= p.top_p as f64) || (p.min_p > 0.0 && q < floor) {
+                break;
+            }
+        }
+        r.sorted.truncate(at);
+    }
+    r.sorted.truncate(keep);
+    let mut probs: Vec<f64> = r.sorted.iter().map(prob).collect();
+    finish(&r.sorted, &mut probs, p, u)
 }
 
 /// The draw when nothing is cut: walk the tokens from the most likely down until the
 /// cumulative probability passes u·Σp (Σp in index order). The walk nearly always stops
-/// within the first few tokens, so only a head of the order is selected and sorted; the
-/// rest is sorted only when the walk runs past it. Same token as a full sort.
-fn draw_untruncated(mut cand: Vec<(u32, f32)>, u: f64, e: &[f64], z: f64) -> u32 {
-    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let prob = |c: &(u32, f32)| e[c.0 as usize] / z;
-    // Σp in index order. `cand` still is in index order, and tokens outside it have
-    // e = 0, whose +0 terms change no sum of terms ≥ +0: so this is the sum over `cand`,
-    // as a plain loop over `e` (over `cand` the compiler kept the running sum in memory,
-    // a store and a load in a chain of up to 262 k dependent adds).
+/// within band 1, so only that is sorted. Same token as a walk over a full sort.
+fn draw_untruncated(mut r: Ranked, u: f64, e: &[f64], z: f64) -> u32 {
+    // Σp in index order (masked tokens add +0, which changes no sum of terms ≥ +0).
     let total = e.iter().fold(0.0f64, |t, &v| t + v / z);
     let target = u * total;
-    let head = PARTIAL.min(cand.len());
-    if head < cand.len() {
-        cand.select_nth_unstable_by(head - 1, order);
-    }
-    cand[..head].sort_unstable_by(order);
     let mut cum = 0.0;
-    for c in &cand[..head] {
-        cum += prob(c);
+    let mut at = 0;
+    while at < r.sorted.len() || r.grow() {
+        let c = r.sorted[at];
+        cum += e[c.0 as usize] / z;
         if target < cum {
             return c.0;
         }
+        at += 1;
     }
-    cand[head..].sort_unstable_by(order);
-    for c in &cand[head..] {
-        cum += prob(c);
-        if target < cum {
-            return c.0;
-        }
-    }
-    cand[cand.len() - 1].0
+    r.sorted[r.sorted.len() - 1].0
 }
 
 /// Apply top-p and min-p to sorted candidates, renormalise, draw with `u`.
@@ -486,28 +575,156 @@ mod tests {
         assert!((frac - 0.727).abs() < 0.04, "{frac}");
     }
 
-    #[test]
-    fn partial_selection_equals_full_sort() {
-        // A flat distribution over a large vocabulary forces the fallback path.
-        let logits: Vec<f32> = (0..10_000)
-            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+    /// The definition, by a full sort of every candidate: what the banded selection
+    /// must give for every draw.
+    fn reference(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
+        let inv_t = 1.0 / p.temperature as f64;
+        let mut cand: Vec<(u32, f32)> = (logits.iter().enumerate())
+            .filter(|(_, l)| !l.is_nan())
+            .map(|(i, &l)| (i as u32, l))
             .collect();
-        let p = SamplingParams {
-            temperature: 0.8,
-            top_p: 0.95,
-            ..Default::default()
+        if cand.is_empty() {
+            return 0;
+        }
+        let max_l = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max) as f64;
+        let e: Vec<f64> = (logits.iter())
+            .map(|&l| match l.is_nan() {
+                true => 0.0,
+                false => math::exp((l as f64 - max_l) * inv_t),
+            })
+            .collect();
+        let z = e.iter().fold(0.0f64, |t, &v| t + v);
+        cand.sort_by(order);
+        let keep = match p.top_k {
+            0 => cand.len(),
+            k => k.min(cand.len()),
         };
-        for step in 0..20 {
-            let u = philox::uniform(1, 2, step, 0);
-            let inv_t = 1.0 / 0.8f64;
-            let max_l = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let e: Vec<f64> = logits
-                .iter()
-                .map(|&l| math::exp((l as f64 - max_l) * inv_t))
+        if keep == cand.len() && p.top_p >= 1.0 && p.min_p <= 0.0 {
+            let target = u * e.iter().fold(0.0f64, |t, &v| t + v / z);
+            let mut cum = 0.0;
+            for c in &cand {
+                cum += e[c.0 as usize] / z;
+                if target < cum {
+                    return c.0;
+                }
+            }
+            return cand[cand.len() - 1].0;
+        }
+        cand.truncate(keep);
+        let mut probs: Vec<f64> = cand.iter().map(|c| e[c.0 as usize] / z).collect();
+        finish(&cand, &mut probs, p, u)
+    }
+
+    #[test]
+    fn banded_selection_draws_what_a_full_sort_draws() {
+        // Vocabularies and logit shapes that end draws in each band and past a band's
+        // first 2,048 (flat logits), with masked (NaN) tokens, ±∞, ties and ±0.
+        let hash = |i: u64, k: u64| {
+            let x = (i ^ (k << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            ((x >> 11) as f64 / (1u64 << 53) as f64) as f32
+        };
+        let shapes: [(&str, usize, fn(f32, usize) -> f32); 7] = [
+            ("peaked", 50_000, |h, i| {
+                h * 10.0 + if i % 997 == 3 { 14.0 } else { 0.0 }
+            }),
+            ("flat", 20_000, |h, _| h * 0.01),
+            ("wide", 5_000, |h, _| (h - 0.5) * 200.0),
+            ("ties", 3_000, |h, _| (h * 8.0).floor()),
+            (
+                "zeros",
+                600,
+                |h, i| if i % 2 == 0 { 0.0 } else { -0.0 } - (h * 2.0).floor(),
+            ),
+            ("masked", 4_000, |h, i| {
+                if i % 3 == 0 {
+                    f32::NAN
+                } else {
+                    h * 30.0
+                }
+            }),
+            ("infinite", 500, |h, i| match i % 101 {
+                7 => f32::NEG_INFINITY,
+                9 if h > 0.5 => f32::INFINITY,
+                _ => h,
+            }),
+        ];
+        let params = [
+            (0.7f32, 0usize, 1.0f32, 0.0f32),
+            (1.0, 0, 0.9, 0.0),
+            (0.3, 0, 0.5, 0.0),
+            (2.5, 0, 0.999, 0.0),
+            (1.0, 40, 1.0, 0.0),
+            (0.8, 3, 0.8, 0.0),
+            (1.0, 0, 1.0, 0.05),
+            (1.2, 0, 0.95, 0.3),
+            (0.9, 1_000_000, 1.0, 0.0),
+            (1.0, 2_500, 1.0, 0.0),
+        ];
+        let (mut beyond_band_1, mut beyond_partial) = (0, 0);
+        for (k, (name, vocab, shape)) in shapes.iter().enumerate() {
+            let logits: Vec<f32> = (0..*vocab)
+                .map(|i| shape(hash(i as u64, k as u64), i))
                 .collect();
-            let z: f64 = e.iter().sum();
-            let full = sample_full(&logits, &p, u, &e, z);
-            assert_eq!(sample_tempered(&logits, &p, u), full);
+            let mut sorted: Vec<(u32, f32)> = (logits.iter().enumerate())
+                .filter(|(_, l)| !l.is_nan())
+                .map(|(i, &l)| (i as u32, l))
+                .collect();
+            sorted.sort_by(order);
+            for &(temperature, top_k, top_p, min_p) in &params {
+                let p = SamplingParams {
+                    temperature,
+                    top_k,
+                    top_p,
+                    min_p,
+                    ..Default::default()
+                };
+                let cut = sorted[0].1 - BANDS[0] * temperature;
+                for step in 0..12 {
+                    let u = philox::uniform(7, k as u64, step, 0);
+                    let want = reference(&logits, &p, u);
+                    assert_eq!(sample_tempered(&logits, &p, u), want, "{name} {p:?} u {u}");
+                    let rank = sorted.iter().position(|c| c.0 == want).unwrap();
+                    beyond_partial += usize::from(rank >= PARTIAL);
+                    beyond_band_1 += usize::from(!(logits[want as usize] >= cut));
+                }
+            }
+        }
+        assert!(
+            beyond_band_1 > 0 && beyond_partial > 0,
+            "{beyond_band_1} {beyond_partial}"
+        );
+    }
+
+    #[test]
+    fn the_bands_together_are_the_full_order() {
+        // Logits exactly at both band thresholds, around them, masked and infinite ones:
+        // taken band by band, the candidates come out exactly as one full sort.
+        for temperature in [0.05f32, 0.7, 1.0, 3.0] {
+            let cuts = BANDS.map(|b| 5.0 - b * temperature);
+            let mut logits = vec![5.0f32, f32::NAN, f32::NEG_INFINITY, 5.0];
+            for c in cuts {
+                logits.extend([c, c, c.next_up(), c.next_down(), -0.0, 0.0]);
+            }
+            logits.extend((0..5_000).map(|i| 5.0 - (i % 257) as f32 * 0.37));
+            let mut want: Vec<(u32, f32)> = (logits.iter().enumerate())
+                .filter(|(_, l)| !l.is_nan())
+                .map(|(i, &l)| (i as u32, l))
+                .collect();
+            want.sort_by(order);
+            let mut r = Ranked::new(&logits, 5.0, temperature);
+            while r.grow() {}
+            let bits =
+                |v: &[(u32, f32)]| v.iter().map(|c| (c.0, c.1.to_bits())).collect::<Vec<_>>();
+            assert_eq!(bits(&r.sorted), bits(&want), "T {temperature}");
+            let p = SamplingParams {
+                temperature,
+                top_p: 0.999,
+                ..Default::default()
+            };
+            for step in 0..20 {
+                let u = philox::uniform(5, 5, step, 0);
+                assert_eq!(sample_tempered(&logits, &p, u), reference(&logits, &p, u));
+            }
         }
     }
 

@@ -276,13 +276,11 @@ impl<'a> Ranked<'a> {
         }
     }
 
-    /// Whether `l` lies in band `k` (0-based).
+    /// Whether the candidate logit `l` (not NaN) lies in band `k` (0-based): the first
+    /// band whose threshold it reaches, else the last.
     fn in_band(&self, k: usize, l: f32) -> bool {
-        match k {
-            0 => l >= self.cuts[0],
-            1 => l >= self.cuts[1] && !(l >= self.cuts[0]),
-            _ => !l.is_nan() && !(l >= self.cuts[1]) && !(l >= self.cuts[0]),
-        }
+        let band = self.cuts.iter().position(|&c| l >= c).unwrap_or(2);
+        band == k && !l.is_nan()
     }
 
     /// Extend `sorted` by at least one candidate; false when it holds them all.
@@ -685,7 +683,7 @@ mod tests {
                     assert_eq!(sample_tempered(&logits, &p, u), want, "{name} {p:?} u {u}");
                     let rank = sorted.iter().position(|c| c.0 == want).unwrap();
                     beyond_partial += usize::from(rank >= PARTIAL);
-                    beyond_band_1 += usize::from(!(logits[want as usize] >= cut));
+                    beyond_band_1 += usize::from(logits[want as usize] < cut);
                 }
             }
         }

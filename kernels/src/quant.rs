@@ -399,7 +399,7 @@ pub fn decode_block(t: QType, block: &[u8], out: &mut [SubBlock]) {
 
 /// The sixteen 6-bit scales of a Q3_K block, unpacked from its 12 bytes (ggml's
 /// kmask shuffle: low 4 bits from bytes 0–7, high 2 bits from bytes 8–11).
-pub(crate) fn q3k_scales(b: &[u8]) -> [u8; 16] {
+fn q3k_scales(b: &[u8]) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (i, o) in out.iter_mut().enumerate() {
         let low = if i < 8 { b[i] & 0xF } else { b[i - 8] >> 4 };

@@ -280,9 +280,10 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
 /// and +0.0 + macc = −0.0 + macc for every macc that is not −0.0).
 ///
 /// SAFETY (caller): the columns c0..c1 belong to this task and were written by it; the
-/// CPU has FMA (every x86 instruction set teacher uses beyond the scalar one does).
+/// CPU has AVX2 and FMA (every x86 instruction set teacher uses beyond the scalar one
+/// does).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn add_half_min_terms(
     w: &QMatrix,
     c0: usize,
@@ -294,7 +295,7 @@ unsafe fn add_half_min_terms(
     half_min_terms_body(w, c0, c1, acts, halves, out)
 }
 
-/// The body of `add_half_min_terms`, inlined into its FMA build (`mul_add` is then one
+/// The body of `add_half_min_terms`, inlined into its AVX2+FMA build (`mul_add` is then one
 /// instruction instead of a call; the same exactly rounded result either way).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -306,34 +307,49 @@ unsafe fn half_min_terms_body(
     halves: &[Vec<(i32, i32)>],
     out: OutPtr,
 ) {
+    // Eight columns side by side (and rows after one another): each (row, column)
+    // chain is the scalar order, and the eight independent chains fill the vector
+    // lanes and the fma units, where one column's chain waited on each fma in turn.
+    const G: usize = 8;
     let n = w.rows;
     let bb = w.t.block_bytes();
     let nblocks = w.cols / w.t.block_elems();
-    let mut mins = vec![[0f32; 2]; nblocks * 8];
-    let mut macc = vec![0f32; acts.len()];
-    for c in c0..c1 {
-        for (b, block) in w.row(c).chunks_exact(bb).enumerate() {
-            let dmin = crate::quant::f16_at(block, 82);
-            for s in 0..8 {
-                // The same expression as `decode_block`.
-                let (x, y) = (block[2 * s], block[2 * s + 1]);
-                mins[b * 8 + s] = [-(dmin * (x >> 4) as f32), -(dmin * (y >> 4) as f32)];
+    // Per sub-block: the eight columns' first-half minima, then their second-half ones.
+    let mut mins = vec![[[0f32; G]; 2]; nblocks * 8];
+    let mut macc = vec![[0f32; G]; acts.len()];
+    for c in (c0..c1).step_by(G) {
+        let g = (c1 - c).min(G);
+        for k in 0..G {
+            // A short last group repeats its last column; only real columns are written.
+            let row = w.row(c + k.min(g - 1));
+            for (b, block) in row.chunks_exact(bb).enumerate() {
+                let dmin = crate::quant::f16_at(block, 82);
+                for s in 0..8 {
+                    // The same expression as `decode_block`.
+                    let (x, y) = (block[2 * s], block[2 * s + 1]);
+                    mins[b * 8 + s][0][k] = -(dmin * (x >> 4) as f32);
+                    mins[b * 8 + s][1][k] = -(dmin * (y >> 4) as f32);
+                }
             }
         }
-        // Rows side by side: each row's chain is the scalar order, and independent
-        // chains keep the fma units busy.
-        macc.iter_mut().for_each(|v| *v = 0.0);
-        for (j, m) in mins.iter().enumerate() {
+        macc.iter_mut().for_each(|v| *v = [0.0; G]);
+        for (j, [m0, m1]) in mins.iter().enumerate() {
             for (r, a) in acts.iter().enumerate() {
                 let da = a.d[j];
                 let (lo, hi) = halves[r][j];
-                macc[r] = (m[0] * da).mul_add(lo as f32, macc[r]);
-                macc[r] = (m[1] * da).mul_add(hi as f32, macc[r]);
+                let (lo, hi) = (lo as f32, hi as f32);
+                let acc = &mut macc[r];
+                for k in 0..G {
+                    acc[k] = (m0[k] * da).mul_add(lo, acc[k]);
+                    acc[k] = (m1[k] * da).mul_add(hi, acc[k]);
+                }
             }
         }
-        for (r, mc) in macc.iter().enumerate() {
-            let i = r * n + c;
-            out.write(i, out.read(i) + mc);
+        for (r, acc) in macc.iter().enumerate() {
+            for (k, mc) in acc.iter().take(g).enumerate() {
+                let i = r * n + c + k;
+                out.write(i, out.read(i) + mc);
+            }
         }
     }
 }

@@ -16,7 +16,7 @@
 //! integers as the scalar loop.
 
 use super::{reduce, OutPtr, QMatrix};
-use crate::quant::{decode_block, q3k_scales, scale_min_k4, Q8Row, QType, SubBlock, IQ4_VALUES};
+use crate::quant::{scale_min_k4, Q8Row, QType, IQ4_VALUES};
 use crate::trees_x86::trees16;
 use std::arch::x86_64::*;
 
@@ -247,6 +247,27 @@ unsafe fn bytes_from_bits(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(_mm256_or_si256(bytes, select), _mm256_set1_epi64x(-1))
 }
 
+/// A Q3_K block's sixteen 6-bit scales (12 bytes at `b`: low nibbles in bytes 0–7,
+/// high bit pairs in bytes 8–11, ggml's kmask layout) as the lane scales
+/// dd·(scale − 32) of its eight sub-blocks — `quant::q3k_scales` and the scalar
+/// decoder's product, unpacked with word operations and converted eight at a time.
+#[inline(always)]
+unsafe fn q3k_lane_scales(b: *const u8, dd: f32, d: &mut [[f32; 2]; 8]) {
+    let lo = (b as *const u64).read_unaligned().to_le();
+    let hi = (b.add(8) as *const u32).read_unaligned().to_le();
+    let pairs = |shift: u32| u64::from((hi >> shift) & 0x0303_0303);
+    let nibbles = 0x0F0F_0F0F_0F0F_0F0Fu64;
+    // Scales 0–7 take their high bits from shifts 0 and 2, scales 8–15 from 4 and 6.
+    let first = (lo & nibbles) | ((pairs(0) | pairs(2) << 32) << 4);
+    let second = ((lo >> 4) & nibbles) | ((pairs(4) | pairs(6) << 32) << 4);
+    let out = d.as_mut_ptr() as *mut f32;
+    for (k, eight) in [first, second].into_iter().enumerate() {
+        let ints = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(eight as i64));
+        let centred = _mm256_cvtepi32_ps(_mm256_sub_epi32(ints, _mm256_set1_epi32(32)));
+        _mm256_storeu_ps(out.add(8 * k), _mm256_mul_ps(_mm256_set1_ps(dd), centred));
+    }
+}
+
 /// The sub-blocks of one weight block: signed integers in registers, the two lane-group
 /// scales and the minimum of each — the numbers `quant::decode_block` gives.
 #[inline(always)]
@@ -345,8 +366,7 @@ unsafe fn decode<const T: u8>(
         Q3K => {
             // w = (2 low bits) − 4 where the sub-block's bit of hmask is clear.
             let hm = _mm256_loadu_si256(p as *const __m256i);
-            let sc = q3k_scales(std::slice::from_raw_parts(p.add(96), 12));
-            let dd = f16(p, 108);
+            q3k_lane_scales(p.add(96), f16(p, 108), d);
             for n in 0..2 {
                 let q = _mm256_loadu_si256(p.add(32 + n * 32) as *const __m256i);
                 for j in 0..4 {
@@ -358,22 +378,24 @@ unsafe fn decode<const T: u8>(
                     let bit = _mm256_set1_epi8((1u8 << s) as i8);
                     let set = _mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit);
                     wv[s] = _mm256_sub_epi8(low, _mm256_andnot_si256(set, _mm256_set1_epi8(4)));
-                    d[s] = [
-                        dd * (sc[2 * s] as i32 - 32) as f32,
-                        dd * (sc[2 * s + 1] as i32 - 32) as f32,
-                    ];
                 }
             }
         }
         Q2K => {
-            // The scalar decoder's integers and scales, loaded into registers.
-            let t = qtype(T);
-            let block = std::slice::from_raw_parts(p, t.block_bytes());
-            let mut sbs = [SubBlock::default(); 8];
-            decode_block(t, block, &mut sbs[..nsb(T)]);
-            for (s, sb) in sbs[..nsb(T)].iter().enumerate() {
-                wv[s] = _mm256_loadu_si256(sb.w.as_ptr() as *const __m256i);
-                d[s] = sb.d;
+            // scales[16] (low nibble: the scale of 16 integers; the minima are the
+            // caller's), qs[64] (2-bit), d at 80.
+            let dd = f16(p, 80);
+            for n in 0..2 {
+                let q = _mm256_loadu_si256(p.add(16 + n * 32) as *const __m256i);
+                for j in 0..4 {
+                    let s = n * 4 + j;
+                    wv[s] = _mm256_and_si256(
+                        _mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j as i32)),
+                        _mm256_set1_epi8(3),
+                    );
+                    let (a, b) = (*p.add(2 * s), *p.add(2 * s + 1));
+                    d[s] = [dd * (a & 0xF) as f32, dd * (b & 0xF) as f32];
+                }
             }
         }
         _ => {

@@ -164,6 +164,8 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
                 row1_32_512::<T>(w, cols, a)
             } else if ISA == AVX512 && matches!(T, Q4K | Q5K) {
                 row1_k_512::<T>(w, cols, a)
+            } else if ISA == AVX512 && T == Q6K {
+                row1_q6k_512(w, cols, a)
             } else {
                 row1::<T, ISA>(w, cols, a)
             };
@@ -654,6 +656,88 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
         }
     }
     finish_pairs(lane, mc)
+}
+
+/// `row1` for Q6_K with AVX-512 (the output layer and about half the FFN-down and
+/// value matrices of the Q4_K_M teachers): two columns to a 512-bit register, each
+/// column's sixteen 8-bit scales converted and multiplied by its d together, and the
+/// six-bit weights as unsigned u = w + 32 with the exact i32 correction 32·Σa — the
+/// same lane sums and products as `row1`, in the same order.
+///
+/// SAFETY (caller): AVX-512 F/BW/VL/VNNI; the columns exist; `a` is `w.cols` wide.
+#[inline(always)]
+unsafe fn row1_q6k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COLS] {
+    let bb = QType::Q6K.block_bytes();
+    let rb = QType::Q6K.row_bytes(w.cols);
+    let base = w.data.as_ptr();
+    let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
+    let (nib, three) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(3));
+    // Sub-block k's lane scales of a column pair: scales 2k (lanes 0–3) and 2k + 1
+    // (4–7) of the first column, then the same of the second (+ 2k).
+    let pick = _mm512_set_epi32(17, 17, 17, 17, 16, 16, 16, 16, 1, 1, 1, 1, 0, 0, 0, 0);
+    let mut lane = [_mm512_setzero_ps(); 2];
+    for b in 0..w.cols / 256 {
+        prefetch_ahead(&rows, b * bb, bb, rb);
+        let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
+        // d · scale, as the scalar decoder multiplies them, sixteen at a time.
+        let sc: [__m512; COLS] = std::array::from_fn(|i| {
+            let s8 = _mm_loadu_si128(blk[i].add(192) as *const __m128i);
+            let s = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8));
+            _mm512_mul_ps(_mm512_set1_ps(f16(blk[i], 208)), s)
+        });
+        for n in 0..2 {
+            // 32 bytes at `at` of both columns of a pair, the first column's low.
+            let both = |pair: usize, at: usize| {
+                _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(
+                        blk[2 * pair].add(at) as *const __m256i
+                    )),
+                    _mm256_loadu_si256(blk[2 * pair + 1].add(at) as *const __m256i),
+                )
+            };
+            let ql0 = [0, 1].map(|pair| both(pair, n * 64));
+            let ql1 = [0, 1].map(|pair| both(pair, n * 64 + 32));
+            let qh = [0, 1].map(|pair| both(pair, 128 + n * 32));
+            for part in 0..4 {
+                let k = n * 4 + part;
+                let j = b * 8 + k;
+                let dav = _mm512_set1_ps(*a.d.get_unchecked(j));
+                let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                    a.qs.as_ptr().add(j * 32) as *const __m256i
+                ));
+                // 32·(Σ of each lane's four activations).
+                let offset = _mm512_slli_epi32::<5>(_mm512_dpbusd_epi32(
+                    _mm512_setzero_si512(),
+                    _mm512_set1_epi8(1),
+                    act,
+                ));
+                let at = _mm512_add_epi32(pick, _mm512_set1_epi32(2 * k as i32));
+                for (pair, lane) in lane.iter_mut().enumerate() {
+                    // The decoder's four parts: low or high nibbles of ql0/ql1, with
+                    // bit pair `part` of qh as bits 4–5.
+                    let low = match part {
+                        0 => _mm512_and_si512(ql0[pair], nib),
+                        1 => _mm512_and_si512(ql1[pair], nib),
+                        2 => _mm512_and_si512(_mm512_srli_epi16::<4>(ql0[pair]), nib),
+                        _ => _mm512_and_si512(_mm512_srli_epi16::<4>(ql1[pair]), nib),
+                    };
+                    let high = _mm512_and_si512(
+                        _mm512_srl_epi16(qh[pair], _mm_cvtsi32_si128(2 * part as i32)),
+                        three,
+                    );
+                    let u = _mm512_or_si512(low, _mm512_slli_epi16::<4>(high));
+                    let dot = _mm512_sub_epi32(
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act),
+                        offset,
+                    );
+                    let d = _mm512_permutex2var_ps(sc[2 * pair], at, sc[2 * pair + 1]);
+                    let scale = _mm512_mul_ps(d, dav);
+                    *lane = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(dot), *lane);
+                }
+            }
+        }
+    }
+    finish_pairs(lane, _mm_setzero_ps())
 }
 
 /// The eight 6-bit (scale, minimum) pairs of a Q4_K/Q5_K block's 12 scale bytes, as

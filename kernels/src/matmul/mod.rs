@@ -535,11 +535,19 @@ mod tests {
 
     #[test]
     fn every_instruction_set_gives_the_scalar_bits() {
-        // Odd column counts exercise the short last group of four; 1, 2, 5 and 9 rows
-        // every row-tile shape of the 256- and 512-bit kernels.
+        // Odd column counts exercise the short last group of four; 1, 2, 3, 5, 7 and 9
+        // rows every row-tile shape of the 256- and 512-bit kernels (a single row; four-row
+        // tiles followed by none to three rows).
         for isa in Isa::available() {
             for t in all_types() {
-                for (n, k, m) in [(21, 512, 1), (23, 256, 2), (6, 768, 5), (13, 512, 9)] {
+                for (n, k, m) in [
+                    (21, 512, 1),
+                    (23, 256, 2),
+                    (11, 256, 3),
+                    (6, 768, 5),
+                    (9, 512, 7),
+                    (13, 512, 9),
+                ] {
                     let data = random_matrix(t, n, k, 17);
                     let w = QMatrix::new(t, n, k, &data).unwrap();
                     let x = random_acts(m, k, 7);

@@ -202,9 +202,13 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
                 tile512::<T, 4>(&panel, &acts[r..r + 4], out, n, r, c, k);
                 r += 4;
             }
-            while r < m {
-                tile512::<T, 1>(&panel, &acts[r..r + 1], out, n, r, c, k);
-                r += 1;
+            // The last one to three rows in one tile: the panel's blocks are loaded once
+            // for them, not once a row.
+            match m - r {
+                3 => tile512::<T, 3>(&panel, &acts[r..m], out, n, r, c, k),
+                2 => tile512::<T, 2>(&panel, &acts[r..m], out, n, r, c, k),
+                1 => tile512::<T, 1>(&panel, &acts[r..m], out, n, r, c, k),
+                _ => {}
             }
         } else {
             while r + 2 <= m {

@@ -162,7 +162,7 @@ fn matmul_output(c: &mut Criterion) {
 }
 
 /// One draw from Gemma 3's 262,144 logits (a tempered softmax over the whole vocabulary
-/// in f64), untruncated and with top-p 0.9.
+/// in f64), untruncated and with top-p 0.9, and from a flat distribution.
 fn sampling(c: &mut Criterion) {
     let mut g = c.benchmark_group("sampling");
     g.sample_size(20).measurement_time(Duration::from_secs(3));
@@ -196,6 +196,21 @@ fn sampling(c: &mut Criterion) {
             })
         });
     }
+    // A flat distribution (logits within ±0.5, T = 1.5): a draw walks deep into the
+    // order, the case a partial sort does not help.
+    let flat: Vec<f32> = (0..vocab as u64).map(|i| u(i, 5) - 0.5).collect();
+    let params = teacher_kernels::SamplingParams {
+        temperature: 1.5,
+        ..Default::default()
+    };
+    g.bench_function("gemma_vocab_flat", |b| {
+        let mut step = 0;
+        b.iter(|| {
+            let mut l = flat.clone();
+            step += 1;
+            teacher_kernels::sample(&mut l, &params, &[], &[], 1, 2, step)
+        })
+    });
     g.finish();
 }
 

@@ -225,8 +225,8 @@ fn apply_penalties(logits: &mut [f32], p: &SamplingParams, prompt: &[u32], gener
     }
 }
 
-/// At most this many candidates are sorted at once: a larger band is cut to its best
-/// `PARTIAL` by selection first (flat distributions), the rest sorted only if needed.
+/// A band larger than this (flat distributions) has its best `PARTIAL` selected and
+/// sorted first; the rest of it is sorted only if a draw walks past them.
 const PARTIAL: usize = 2048;
 
 /// The candidate bands, in units of T: band 1 holds the logits within 12·ln 2·T of the
@@ -259,6 +259,8 @@ struct Ranked<'a> {
     cuts: [f32; 2],
     /// Bands taken so far.
     bands: usize,
+    /// Whether the current band's best `PARTIAL` were already taken by selection.
+    headed: bool,
 }
 
 fn order(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
@@ -273,6 +275,7 @@ impl<'a> Ranked<'a> {
             pending: Vec::new(),
             cuts: BANDS.map(|b| max_l - b * temperature),
             bands: 0,
+            headed: false,
         }
     }
 
@@ -295,8 +298,12 @@ impl<'a> Ranked<'a> {
                 .map(|(i, &l)| (i as u32, l))
                 .collect();
             self.bands += 1;
+            self.headed = false;
         }
-        if self.pending.len() > PARTIAL {
+        if self.pending.len() > PARTIAL && !self.headed {
+            // A draw rarely walks past a band's best 2,048; when it does, the rest of
+            // the band is sorted whole next time (one sort, not one selection a piece).
+            self.headed = true;
             self.pending.select_nth_unstable_by(PARTIAL - 1, order);
             let mut head: Vec<(u32, f32)> = self.pending.drain(..PARTIAL).collect();
             head.sort_unstable_by(order);

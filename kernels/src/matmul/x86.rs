@@ -42,8 +42,8 @@ const Q8_0: u8 = 4;
 const Q4K: u8 = 5;
 const Q5K: u8 = 6;
 const Q6K: u8 = 7;
-/// Types decoded by the scalar decoder, then multiplied by the SIMD lane dots (signed
-/// weights, no minimum).
+/// Types with only the generic paths: decoded in registers by `decode`, then multiplied
+/// by the SIMD lane dots (signed weights, no minimum).
 const Q3K: u8 = 8;
 const IQ4NL: u8 = 9;
 const IQ4XS: u8 = 10;

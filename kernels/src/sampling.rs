@@ -371,35 +371,34 @@ fn sample_tempered(logits: &[f32], p: &SamplingParams, u: f64) -> u32 {
         if keep == candidates && p.top_p >= 1.0 && p.min_p <= 0.0 {
             return draw_untruncated(ranked, u, e, z);
         }
-        truncated(ranked, keep < candidates, keep, p, u, e, z)
+        truncated(ranked, (keep < candidates).then_some(keep), p, u, e, z)
     })
 }
 
-/// Top-k, top-p and min-p: sort just far enough that the candidates they keep are all
-/// in `sorted` (`finish` then cuts exactly where it would in the full order).
+/// Top-k (`top_k`: the count it keeps, when that is fewer than the candidates), top-p
+/// and min-p: sort just far enough that the candidates they keep are all in `sorted`
+/// (`finish` then cuts exactly where it would in the full order).
 fn truncated(
     mut r: Ranked,
-    top_k_cuts: bool,
-    keep: usize,
+    top_k: Option<usize>,
     p: &SamplingParams,
     u: f64,
     e: &[f64],
     z: f64,
 ) -> u32 {
     let prob = |c: &(u32, f32)| e[c.0 as usize] / z;
-    if top_k_cuts {
+    if let Some(keep) = top_k {
         r.fill_to(keep);
+        r.sorted.truncate(keep);
     } else {
-        // No top-k cut below the candidates: top-p's nucleus (the prefix whose
-        // cumulative probability, summed in order, first reaches top_p) or min-p's
-        // floor (probabilities ≥ min_p × the first) decide how far.
+        // No top-k cut: top-p's nucleus (the prefix whose cumulative probability,
+        // summed in order, first reaches top_p) or min-p's floor (probabilities ≥
+        // min_p × the first) decide how far.
+        r.grow();
+        let floor = prob(&r.sorted[0]) * p.min_p as f64;
         let mut cum = 0.0f64;
         let mut at = 0;
-        loop {
-            if r.sorted.len() == at && !r.grow() {
-                break;
-            }
-            let floor = r.sorted.first().map_or(0.0, |c| prob(c) * p.min_p as f64);
+        while at < r.sorted.len() || r.grow() {
             let q = prob(&r.sorted[at]);
             cum += q;
             at += 1;
@@ -409,7 +408,6 @@ fn truncated(
         }
         r.sorted.truncate(at);
     }
-    r.sorted.truncate(keep);
     let mut probs: Vec<f64> = r.sorted.iter().map(prob).collect();
     finish(&r.sorted, &mut probs, p, u)
 }

@@ -73,6 +73,14 @@ const fn has_min(t: u8) -> bool {
     matches!(t, Q4_1 | Q5_1 | Q4K | Q5K)
 }
 
+/// Whether the type's integers are small enough (|w| ≤ 64) for AVX2's `vpmaddubsw` to
+/// take the activations offset to unsigned bytes, as VNNI does: a pair of products is
+/// then at most 2·255·64 = 32,640 and the 16-bit step never saturates. Q8_0 and the
+/// IQ4 codebooks (up to ±127) are not.
+const fn small_ints(t: u8) -> bool {
+    !matches!(t, Q8_0 | IQ4NL | IQ4XS)
+}
+
 const fn nsb(t: u8) -> usize {
     match t {
         Q4K | Q5K | Q6K | Q3K | IQ4XS | Q2K => 8,
@@ -211,12 +219,13 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
                 _ => {}
             }
         } else {
-            while r + 2 <= m {
+            while ISA != AVX2 && r + 2 <= m {
                 tile256::<T, ISA, 2>(&panel, &acts[r..r + 2], out, n, r, c, k);
                 r += 2;
             }
-            if r < m {
+            while r < m {
                 tile256::<T, ISA, 1>(&panel, &acts[r..r + 1], out, n, r, c, k);
+                r += 1;
             }
         }
     }
@@ -885,7 +894,10 @@ unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -
 struct PairBlock {
     /// Column 2p's 32 integers, then column 2p+1's.
     w: [i8; 64],
-    /// −128·(sum of each lane's four integers), for the offset-activation VNNI product.
+    /// −128·(sum of each lane's four integers), for the offset-activation product (VNNI,
+    /// and AVX2 for `small_ints` types). For the other types on AVX2, the 64 bytes hold
+    /// the integers' magnitudes |w| instead (`vpmaddubsw`'s unsigned operand), decoded
+    /// once here rather than for every row.
     bias: [i32; 16],
     /// Per-lane scales (d0 ×4, d1 ×4) of each column.
     d: [f32; 16],
@@ -940,7 +952,7 @@ impl Panel {
                     let j = b * nsb + s;
                     let pb = self.blocks.get_unchecked_mut(j * 2 + pair);
                     _mm256_storeu_si256(pb.w.as_mut_ptr().add(half * 32) as *mut __m256i, wv[s]);
-                    if ISA != AVX2 {
+                    if ISA != AVX2 || small_ints(T) {
                         let sum4 = _mm256_madd_epi16(
                             _mm256_maddubs_epi16(_mm256_set1_epi8(1), wv[s]),
                             _mm256_set1_epi16(1),
@@ -950,6 +962,11 @@ impl Panel {
                         _mm256_storeu_si256(
                             pb.bias.as_mut_ptr().add(half * 8) as *mut __m256i,
                             bias,
+                        );
+                    } else {
+                        _mm256_storeu_si256(
+                            pb.bias.as_mut_ptr().add(half * 8) as *mut __m256i,
+                            _mm256_sign_epi8(wv[s], wv[s]),
                         );
                     }
                     _mm256_storeu_ps(pb.d.as_mut_ptr().add(half * 8), lane_scales(d[s]));
@@ -1026,11 +1043,30 @@ unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
                     let s = _mm256_mul_ps(dv[i], dav);
                     acc[r][i] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(prod), acc[r][i]);
                 }
-            } else {
-                let ap = a.qs.as_ptr().add(j * 32);
+            } else if small_ints(T) {
+                // VNNI's formulation with the AVX2 pair: Σ (a + 128)·w − 128·Σw.
+                let au = _mm256_loadu_si256(a.qu.as_ptr().add(j * 32) as *const __m256i);
                 for i in 0..COLS {
+                    let bias = _mm256_load_si256(
+                        (*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i
+                    );
+                    let prod = _mm256_add_epi32(
+                        bias,
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(au, wv[i]), _mm256_set1_epi16(1)),
+                    );
                     let s = _mm256_mul_ps(dv[i], dav);
-                    acc[r][i] = _mm256_fmadd_ps(s, lane_dot::<AVX2>(wv[i], ap), acc[r][i]);
+                    acc[r][i] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(prod), acc[r][i]);
+                }
+            } else {
+                // |w| from the panel, the activations given w's sign.
+                let ap = _mm256_loadu_si256(a.qs.as_ptr().add(j * 32) as *const __m256i);
+                for i in 0..COLS {
+                    let abs = _mm256_load_si256(
+                        (*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i
+                    );
+                    let p = dot_u8_i8::<AVX2>(abs, _mm256_sign_epi8(ap, wv[i]));
+                    let s = _mm256_mul_ps(dv[i], dav);
+                    acc[r][i] = _mm256_fmadd_ps(s, p, acc[r][i]);
                 }
             }
         }

@@ -7,13 +7,14 @@
 //! - one activation row (single-sequence decode): four columns at a time, each weight
 //!   block decoded straight into registers and used once — four independent fma chains;
 //! - several rows (prefill, batched decode): four columns are decoded once into a
-//!   *panel* (integers, per-lane scales, and for VNNI a per-lane bias), which a register
+//!   *panel* (integers, per-lane scales, and a per-lane bias or |w|), which a register
 //!   tile of rows × columns then reads from L1 for every row of the step.
 //!
 //! VNNI multiplies unsigned by signed bytes. The panel kernels feed it the activations
 //! offset by 128 (`Q8Row::qu`) and start each lane at −128·Σw, which leaves exactly
-//! Σ a·w; the single-row kernel uses |w| and sign(a, w) instead. Both are the same
-//! integers as the scalar loop.
+//! Σ a·w; AVX2's `vpmaddubsw` pair does the same for the types whose integers are small
+//! enough not to saturate its 16-bit step (`small_ints`). The single-row kernel uses
+//! |w| and sign(a, w) instead. All are the same integers as the scalar loop.
 
 use super::{reduce, OutPtr, QMatrix};
 use crate::quant::{scale_min_k4, Q8Row, QType, IQ4_VALUES};

@@ -220,6 +220,8 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
                 _ => {}
             }
         } else {
+            // Two-row tiles with AVX-VNNI; one-row tiles with plain AVX2, whose two-row
+            // tile needs more than sixteen registers and spilled on every sub-block.
             while ISA != AVX2 && r + 2 <= m {
                 tile256::<T, ISA, 2>(&panel, &acts[r..r + 2], out, n, r, c, k);
                 r += 2;

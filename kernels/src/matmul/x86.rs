@@ -1012,6 +1012,15 @@ unsafe fn min_term<const R: usize>(p: &Panel, acts: &[Q8Row], j: usize, macc: &m
     }
 }
 
+/// Column i's eight `bias` lanes of a sub-block's two pair blocks at `pb` (its bias, or
+/// its |w| bytes).
+///
+/// SAFETY (caller): `pb` points at a sub-block's two `PairBlock`s; i < 4.
+#[inline(always)]
+unsafe fn bias_lanes(pb: *const PairBlock, i: usize) -> __m256i {
+    _mm256_load_si256((*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i)
+}
+
 /// R rows × 4 columns with 256-bit registers (AVX2 or AVX-VNNI).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -1039,9 +1048,7 @@ unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
             if ISA == AVX_VNNI {
                 let au = _mm256_loadu_si256(a.qu.as_ptr().add(j * 32) as *const __m256i);
                 for i in 0..COLS {
-                    let bias = _mm256_load_si256(
-                        (*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i
-                    );
+                    let bias = bias_lanes(pb, i);
                     let prod = _mm256_dpbusd_avx_epi32(bias, au, wv[i]);
                     let s = _mm256_mul_ps(dv[i], dav);
                     acc[r][i] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(prod), acc[r][i]);
@@ -1050,9 +1057,7 @@ unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
                 // VNNI's formulation with the AVX2 pair: Σ (a + 128)·w − 128·Σw.
                 let au = _mm256_loadu_si256(a.qu.as_ptr().add(j * 32) as *const __m256i);
                 for i in 0..COLS {
-                    let bias = _mm256_load_si256(
-                        (*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i
-                    );
+                    let bias = bias_lanes(pb, i);
                     let prod = _mm256_add_epi32(
                         bias,
                         _mm256_madd_epi16(_mm256_maddubs_epi16(au, wv[i]), _mm256_set1_epi16(1)),
@@ -1064,9 +1069,7 @@ unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
                 // |w| from the panel, the activations given w's sign.
                 let ap = _mm256_loadu_si256(a.qs.as_ptr().add(j * 32) as *const __m256i);
                 for i in 0..COLS {
-                    let abs = _mm256_load_si256(
-                        (*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i
-                    );
+                    let abs = bias_lanes(pb, i);
                     let p = dot_u8_i8::<AVX2>(abs, _mm256_sign_epi8(ap, wv[i]));
                     let s = _mm256_mul_ps(dv[i], dav);
                     acc[r][i] = _mm256_fmadd_ps(s, p, acc[r][i]);

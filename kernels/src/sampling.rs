@@ -626,7 +626,9 @@ mod tests {
             let x = (i ^ (k << 40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             ((x >> 11) as f64 / (1u64 << 53) as f64) as f32
         };
-        let shapes: [(&str, usize, fn(f32, usize) -> f32); 7] = [
+        // (name, vocabulary, logit of token i from its hash h)
+        type Shape = (&'static str, usize, fn(f32, usize) -> f32);
+        let shapes: [Shape; 7] = [
             ("peaked", 50_000, |h, i| {
                 h * 10.0 + if i % 997 == 3 { 14.0 } else { 0.0 }
             }),

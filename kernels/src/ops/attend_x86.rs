@@ -24,18 +24,25 @@ const HEADS: usize = 4;
 /// measured best of 8–128 (`attention_step` bench: 16 → +60 %, 64 → +78 %).
 const AHEAD: usize = 64;
 
-/// Ask for the cache lines of `n` numbers at float offset `at` (nothing is read; the
-/// callers stay within the positions they attend to).
+/// Ask for the cache lines of `bytes` bytes at `p` (nothing is read; the callers stay
+/// within the positions they attend to).
 #[inline(always)]
-unsafe fn prefetch(c: KvSlice, at: usize, n: usize) {
-    let (p, bytes) = match c {
-        KvSlice::F32(x) => (x.as_ptr().wrapping_add(at) as *const i8, n * 4),
-        KvSlice::F16(x) => (x.as_ptr().wrapping_add(at) as *const i8, n * 2),
-    };
+unsafe fn prefetch_bytes<T>(p: *const T, bytes: usize) {
+    let p = p as *const i8;
     // One request a line (teacher's cache starts each head's slice on a line).
     let mut b = 0;
     while b < bytes {
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(b));
+        b += 64;
+    }
+}
+
+/// `prefetch_bytes` into the L2 only.
+#[inline(always)]
+unsafe fn prefetch_l2(p: *const u8, bytes: usize) {
+    let mut b = 0;
+    while b < bytes {
+        _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(b) as *const i8);
         b += 64;
     }
 }
@@ -100,38 +107,26 @@ unsafe fn body<const WIDE: bool>(
     let (scores, rest) = scratch.split_at_mut(n * len);
     let (inv, kbuf) = rest.split_at_mut(n);
 
-    let mut i = 0;
-    while i + P <= len {
-        if i + AHEAD + P <= len {
-            for p in 0..P {
-                prefetch(head.k, (start + i + AHEAD + p) * stride + off, d);
-            }
-        }
-        let rows: [*const f32; P] = std::array::from_fn(|p| {
-            row(
-                head.k,
-                (start + i + p) * stride + off,
-                d,
-                kbuf.as_mut_ptr().add(p * d),
-            )
-        });
-        for g in 0..n {
-            let qg = q.as_ptr().add(g * d);
-            let mut acc = [_mm256_setzero_ps(); P];
-            let mut c = 0;
-            while c < d {
-                let qv = _mm256_loadu_ps(qg.add(c));
-                for p in 0..P {
-                    let k = _mm256_loadu_ps(rows[p].add(c));
-                    acc[p] = _mm256_add_ps(acc[p], _mm256_mul_ps(qv, k));
-                }
-                c += 8;
-            }
-            let s = _mm256_mul_ps(trees8(&acc), _mm256_set1_ps(scale));
-            _mm256_storeu_ps(scores.as_mut_ptr().add(g * len + i), s);
-        }
-        i += P;
-    }
+    // Whole blocks of eight positions: up to four heads with the K rows widened in
+    // registers, more through eight widened rows shared by all heads.
+    let (qp, sp) = (q.as_ptr(), scores.as_mut_ptr());
+    let blocks = Blocks {
+        d,
+        stride,
+        off,
+        start,
+        len,
+        scale,
+        v: match head.v {
+            KvSlice::F32(x) => (x.as_ptr() as *const u8, 4),
+            KvSlice::F16(x) => (x.as_ptr() as *const u8, 2),
+        },
+    };
+    let i = match (n, head.k) {
+        (1..=4, KvSlice::F16(k)) => blocks.in_registers(n, k.as_ptr(), qp, sp),
+        (1..=4, KvSlice::F32(k)) => blocks.in_registers(n, k.as_ptr(), qp, sp),
+        _ => blocks.widened(n, head.k, qp, sp, kbuf.as_mut_ptr()),
+    };
     // The last positions one at a time, as the reference does them all.
     for i in i..len {
         let k = kv_row::<true>(head.k, (start + i) * stride + off, d, kbuf);
@@ -209,6 +204,152 @@ unsafe fn body<const WIDE: bool>(
     }
 }
 
+/// Where the score blocks of one call read and write.
+struct Blocks {
+    d: usize,
+    stride: usize,
+    off: usize,
+    start: usize,
+    len: usize,
+    scale: f32,
+    /// The V cache's first byte and its bytes per number.
+    v: (*const u8, usize),
+}
+
+impl Blocks {
+    /// The K row of position i (counted from `start`) at `k`.
+    #[inline(always)]
+    unsafe fn row<E>(&self, k: *const E, i: usize) -> *const E {
+        k.add((self.start + i) * self.stride + self.off)
+    }
+
+    /// Ask for the K rows of the block at i + AHEAD, where it is within the call.
+    #[inline(always)]
+    unsafe fn prefetch<E>(&self, k: *const E, i: usize) {
+        if i + AHEAD + P <= self.len {
+            let (v, vb) = self.v;
+            for p in 0..P {
+                prefetch_bytes(
+                    self.row(k, i + AHEAD + p),
+                    self.d * std::mem::size_of::<E>(),
+                );
+                // The V rows too, into the L2, for the value sums after the scores.
+                let at = (self.start + i + AHEAD + p) * self.stride + self.off;
+                prefetch_l2(v.add(at * vb), self.d * vb);
+            }
+        }
+    }
+
+    /// Every whole block's scores for n ≤ 4 heads, each K number widened once in a
+    /// register and used by every head; returns the positions done.
+    #[inline(always)]
+    unsafe fn in_registers<E: Elem>(
+        &self,
+        n: usize,
+        k: *const E,
+        q: *const f32,
+        s: *mut f32,
+    ) -> usize {
+        // Heads × positions at a time: with the heads' query registers, the K
+        // register and a product, at most fifteen of the sixteen registers (three heads
+        // × four positions spilled a sum).
+        match n {
+            1 => self.blocks_of::<E, 1, 8>(k, q, s),
+            2 => self.blocks_of::<E, 2, 4>(k, q, s),
+            3 => self.blocks_of::<E, 3, 2>(k, q, s),
+            _ => self.blocks_of::<E, 4, 2>(k, q, s),
+        }
+    }
+
+    /// `in_registers` for H heads, Q positions at a time (Q divides P).
+    #[inline(always)]
+    unsafe fn blocks_of<E: Elem, const H: usize, const Q: usize>(
+        &self,
+        k: *const E,
+        q: *const f32,
+        s: *mut f32,
+    ) -> usize {
+        let d = self.d;
+        let mut i = 0;
+        while i + P <= self.len {
+            self.prefetch(k, i);
+            // Each head's eight positions' lane sums, then their trees.
+            let mut block = [[_mm256_setzero_ps(); P]; H];
+            for p0 in (0..P).step_by(Q) {
+                let rows: [*const E; Q] = std::array::from_fn(|p| self.row(k, i + p0 + p));
+                let mut acc = [[_mm256_setzero_ps(); Q]; H];
+                let mut c = 0;
+                while c < d {
+                    for p in 0..Q {
+                        let kv = E::lanes::<Y>(rows[p].add(c)).0;
+                        for h in 0..H {
+                            let qv = _mm256_loadu_ps(q.add(h * d + c));
+                            acc[h][p] = _mm256_add_ps(acc[h][p], _mm256_mul_ps(qv, kv));
+                        }
+                    }
+                    c += 8;
+                }
+                for h in 0..H {
+                    block[h][p0..p0 + Q].copy_from_slice(&acc[h]);
+                }
+            }
+            for (h, b) in block.iter().enumerate() {
+                let v = _mm256_mul_ps(trees8(b), _mm256_set1_ps(self.scale));
+                _mm256_storeu_ps(s.add(h * self.len + i), v);
+            }
+            i += P;
+        }
+        i
+    }
+
+    /// Every whole block's scores for any number of heads: the block's eight K rows
+    /// widened (from an f16 cache) into `kbuf` once for all heads; returns the positions
+    /// done.
+    #[inline(always)]
+    unsafe fn widened(
+        &self,
+        n: usize,
+        k: KvSlice,
+        q: *const f32,
+        s: *mut f32,
+        kbuf: *mut f32,
+    ) -> usize {
+        let d = self.d;
+        let mut i = 0;
+        while i + P <= self.len {
+            match k {
+                KvSlice::F32(x) => self.prefetch(x.as_ptr(), i),
+                KvSlice::F16(x) => self.prefetch(x.as_ptr(), i),
+            }
+            let rows: [*const f32; P] = std::array::from_fn(|p| {
+                row(
+                    k,
+                    (self.start + i + p) * self.stride + self.off,
+                    d,
+                    kbuf.add(p * d),
+                )
+            });
+            for g in 0..n {
+                let qg = q.add(g * d);
+                let mut acc = [_mm256_setzero_ps(); P];
+                let mut c = 0;
+                while c < d {
+                    let qv = _mm256_loadu_ps(qg.add(c));
+                    for p in 0..P {
+                        let k = _mm256_loadu_ps(rows[p].add(c));
+                        acc[p] = _mm256_add_ps(acc[p], _mm256_mul_ps(qv, k));
+                    }
+                    c += 8;
+                }
+                let v = _mm256_mul_ps(trees8(&acc), _mm256_set1_ps(self.scale));
+                _mm256_storeu_ps(s.add(g * self.len + i), v);
+            }
+            i += P;
+        }
+        i
+    }
+}
+
 fn kv_len(c: KvSlice) -> usize {
     match c {
         KvSlice::F32(x) => x.len(),
@@ -237,14 +378,23 @@ unsafe fn row(c: KvSlice, at: usize, d: usize, buf: *mut f32) -> *const f32 {
     }
 }
 
-/// Eight numbers of a cache at float offset `at`, as f32.
-///
-/// SAFETY (caller): `at + 8` is within the cache.
-#[inline(always)]
-unsafe fn load8(c: KvSlice, at: usize) -> __m256 {
-    match c {
-        KvSlice::F32(x) => _mm256_loadu_ps(x.as_ptr().add(at)),
-        KvSlice::F16(x) => _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(at) as *const __m128i)),
+/// What a cache row holds: f32 numbers or f16 bits.
+trait Elem: Copy {
+    /// L::N numbers at `p`, as f32 (SAFETY: within the cache; the CPU runs L).
+    unsafe fn lanes<L: Lanes>(p: *const Self) -> L;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn lanes<L: Lanes>(p: *const f32) -> L {
+        L::load_f32(p)
+    }
+}
+
+impl Elem for u16 {
+    #[inline(always)]
+    unsafe fn lanes<L: Lanes>(p: *const u16) -> L {
+        L::load_f16(p)
     }
 }
 
@@ -253,8 +403,10 @@ trait Lanes: Copy {
     /// Lanes per register.
     const N: usize;
     unsafe fn zero() -> Self;
-    /// N numbers of a cache at float offset `at`, as f32 (SAFETY: within the cache).
-    unsafe fn load(c: KvSlice, at: usize) -> Self;
+    /// N f32 numbers at `p` (SAFETY: readable).
+    unsafe fn load_f32(p: *const f32) -> Self;
+    /// N f16 numbers at `p`, widened exactly (SAFETY: readable).
+    unsafe fn load_f16(p: *const u16) -> Self;
     unsafe fn splat(x: f32) -> Self;
     /// self + p·v, rounded twice like the reference's `o += p * v`.
     unsafe fn add_product(self, p: Self, v: Self) -> Self;
@@ -273,8 +425,12 @@ impl Lanes for Y {
         Y(_mm256_setzero_ps())
     }
     #[inline(always)]
-    unsafe fn load(c: KvSlice, at: usize) -> Self {
-        Y(load8(c, at))
+    unsafe fn load_f32(p: *const f32) -> Self {
+        Y(_mm256_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> Self {
+        Y(_mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)))
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
@@ -298,13 +454,12 @@ impl Lanes for Z {
         Z(_mm512_setzero_ps())
     }
     #[inline(always)]
-    unsafe fn load(c: KvSlice, at: usize) -> Self {
-        Z(match c {
-            KvSlice::F32(x) => _mm512_loadu_ps(x.as_ptr().add(at)),
-            KvSlice::F16(x) => {
-                _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(at) as *const __m256i))
-            }
-        })
+    unsafe fn load_f32(p: *const f32) -> Self {
+        Z(_mm512_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const u16) -> Self {
+        Z(_mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)))
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
@@ -339,23 +494,66 @@ unsafe fn values<L: Lanes, const G: usize, const W: usize>(
     out: *mut f32,
     d: usize,
 ) {
+    match v {
+        KvSlice::F32(x) => {
+            values_of::<f32, L, G, W>(x.as_ptr(), probs, len, start, stride, at, out, d)
+        }
+        KvSlice::F16(x) => {
+            values_of::<u16, L, G, W>(x.as_ptr(), probs, len, start, stride, at, out, d)
+        }
+    }
+}
+
+/// `values` over a cache of element type E: the rows' loop has no branch (the element
+/// type is decided outside it, the prefetched positions run as their own loop).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn values_of<E: Elem, L: Lanes, const G: usize, const W: usize>(
+    v: *const E,
+    probs: *const f32,
+    len: usize,
+    start: usize,
+    stride: usize,
+    at: usize,
+    out: *mut f32,
+    d: usize,
+) {
     let mut acc = [[L::zero(); W]; G];
-    for i in 0..len {
-        let base = (start + i) * stride + at;
-        if i + AHEAD < len {
-            prefetch(v, base + AHEAD * stride, W * L::N);
-        }
-        let vv: [L; W] = std::array::from_fn(|w| L::load(v, base + L::N * w));
-        for g in 0..G {
-            let p = L::splat(*probs.add(g * len + i));
-            for w in 0..W {
-                acc[g][w] = acc[g][w].add_product(p, vv[w]);
-            }
-        }
+    let mut row = v.add(start * stride + at);
+    let bytes = W * L::N * std::mem::size_of::<E>();
+    let ahead = len.saturating_sub(AHEAD);
+    for i in 0..ahead {
+        prefetch_bytes(row.add(AHEAD * stride), bytes);
+        add_position::<E, L, G, W>(&mut acc, probs.add(i), len, row);
+        row = row.add(stride);
+    }
+    for i in ahead..len {
+        add_position::<E, L, G, W>(&mut acc, probs.add(i), len, row);
+        row = row.add(stride);
     }
     for g in 0..G {
         for w in 0..W {
             acc[g][w].store(out.add(g * d + L::N * w));
+        }
+    }
+}
+
+/// One position of `values_of`: o += p·v for every head and register (`probs`: this
+/// position's probability of head 0, the next head's `len` further on).
+///
+/// SAFETY (caller): as `values_of`.
+#[inline(always)]
+unsafe fn add_position<E: Elem, L: Lanes, const G: usize, const W: usize>(
+    acc: &mut [[L; W]; G],
+    probs: *const f32,
+    len: usize,
+    row: *const E,
+) {
+    let vv: [L; W] = std::array::from_fn(|w| E::lanes::<L>(row.add(L::N * w)));
+    for g in 0..G {
+        let p = L::splat(*probs.add(g * len));
+        for w in 0..W {
+            acc[g][w] = acc[g][w].add_product(p, vv[w]);
         }
     }
 }

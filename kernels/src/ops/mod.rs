@@ -212,14 +212,19 @@ pub fn exp(x: f32) -> f32 {
     // Adding 1.5·2^23 rounds to the nearest integer without a rounding instruction.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Taylor to degree 6 on |r| ≤ ln2/2 (remainder below 2^-23 relative).
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // n (an integer in −126..=127) sits in t's low mantissa bits, t = 1.5·2^23 + n: its
+    // bits minus ROUND's are n, with integer operations that vectorise (a saturating
+    // `n as i32` is converted lane by lane).
+    let n = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    p * f32::from_bits(((n + 127) << 23) as u32)
 }
 
 #[inline]
@@ -785,6 +790,53 @@ mod tests {
         assert_eq!(exp(0.0), 1.0);
         assert_eq!(exp(-1000.0), exp(-87.0));
         assert!(exp(-1000.0) < 1e-37);
+    }
+
+    /// `exp` as first written: the exponent by a (saturating) float-to-int cast.
+    fn exp_by_cast(x: f32) -> f32 {
+        const ROUND: f32 = 12_582_912.0;
+        let x = x.clamp(-87.0, 88.0);
+        let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+        let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
+        let p = 1.0
+            + r * (1.0
+                + r * (0.5
+                    + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+        p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    }
+
+    #[test]
+    fn exp_takes_its_exponent_from_the_rounding_bits_exactly() {
+        // Every f32 in [−100, 100] whose low 7 mantissa bits are zero (~17 million,
+        // every exponent and both signs), the clamps' edges, the halfway points of the
+        // rounding (n·ln 2 ± ln2/2) and the specials.
+        let mut xs: Vec<f32> = (0..1u32 << 25)
+            .map(|i| f32::from_bits(i << 7))
+            .filter(|x| x.abs() <= 100.0)
+            .flat_map(|x| [x, -x])
+            .collect();
+        for n in -130..=130 {
+            let h = (n as f32 + 0.5) * std::f32::consts::LN_2;
+            xs.extend([
+                h,
+                f32::from_bits(h.to_bits() + 1),
+                f32::from_bits(h.to_bits() - 1),
+            ]);
+        }
+        xs.extend([
+            -87.0,
+            88.0,
+            -1e30,
+            1e30,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+        ]);
+        for &x in &xs {
+            assert_eq!(exp(x).to_bits(), exp_by_cast(x).to_bits(), "exp({x:e})");
+        }
+        assert!(exp(f32::NAN).is_nan());
     }
 
     #[test]

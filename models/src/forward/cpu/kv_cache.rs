@@ -190,6 +190,51 @@ impl KvCache {
 mod tests {
     use super::*;
 
+    /// Where Linux's THP is in `madvise` mode, a cache buffer is backed by huge pages
+    /// once written (in `always` mode it would be anyway; in `never`, nothing to check).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn cache_buffers_get_huge_pages_where_linux_allows_them() {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        if !mode.is_ok_and(|m| m.contains("[madvise]")) {
+            eprintln!("THP is not in madvise mode here: nothing to check");
+            return;
+        }
+        let mut l = Lines::<u16>::zeroed(16 << 20);
+        l.get_mut().iter_mut().for_each(|x| *x = 1);
+        // The mapping holding the buffer's middle (advice splits the buffer's mapping at
+        // the 2 MiB boundaries), and its AnonHugePages line.
+        let at = l.get().as_ptr() as usize + (16 << 20);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let mut huge_kb = None;
+        for line in smaps.lines() {
+            let range = line
+                .split_whitespace()
+                .next()
+                .and_then(|r| r.split_once('-'));
+            if let Some((Ok(a), Ok(b))) =
+                range.map(|(a, b)| (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)))
+            {
+                inside = a <= at && at < b;
+                continue;
+            }
+            if let Some(kb) = line.strip_prefix("AnonHugePages:").filter(|_| inside) {
+                huge_kb = kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<usize>()
+                    .ok();
+            }
+        }
+        let huge_kb = huge_kb.expect("the buffer's mapping in /proc/self/smaps");
+        assert!(
+            huge_kb >= 2048,
+            "{huge_kb} kB of huge pages in a 32 MiB cache buffer"
+        );
+    }
+
     #[test]
     fn every_layer_of_every_slot_starts_on_a_cache_line() {
         for kv in [KvType::F32, KvType::F16] {

@@ -506,7 +506,7 @@ fn quantize_into(x: &[f32], out: &mut Q8Row) {
         let qu = &mut out.qu[b * 32..b * 32 + 32];
         let mut s = 0i32;
         for i in 0..32 {
-            let q = round_half_away(blk[i] * id).clamp(-127, 127);
+            let q = round_half_away(q8_range(blk[i] * id)).clamp(-127, 127);
             s += q;
             qs[i] = q as i8;
             qu[i] = q as u8 ^ 0x80;
@@ -516,11 +516,27 @@ fn quantize_into(x: &[f32], out: &mut Q8Row) {
     }
 }
 
-/// `x.round() as i32` (halves away from zero, as C's roundf) without a libm call, so
-/// the loop around it vectorises: truncate, then step by the exact remainder.
+/// x/d limited to [−128, 128], NaN as 0: what a saturating conversion and the clamp to
+/// ±127 would make of anything outside anyway (an infinite 1/d, a NaN input), so that
+/// `round_half_away` can truncate without saturating.
+#[inline(always)]
+fn q8_range(x: f32) -> f32 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-128.0, 128.0)
+    }
+}
+
+/// `x.round() as i32` (halves away from zero, as C's roundf) for |x| ≤ 128, without a
+/// libm call, so the loop around it vectorises: truncate, then step by the exact
+/// remainder. (The truncation is a plain one: Rust's saturating `as` is converted lane
+/// by lane.)
 #[inline(always)]
 fn round_half_away(x: f32) -> i32 {
-    let t = x as i32;
+    debug_assert!(x.abs() <= 128.0, "{x}");
+    // SAFETY: x is finite and far within i32 (`q8_range`).
+    let t = unsafe { x.to_int_unchecked::<i32>() };
     let frac = x - t as f32;
     t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
@@ -601,13 +617,102 @@ mod tests {
 
     #[test]
     fn rounding_matches_roundf_on_every_half_and_neighbour() {
-        let mut x = -130.0f32;
-        while x <= 130.0 {
-            for v in [x, x.next_up(), x.next_down()] {
+        let mut x = -128.0f32;
+        while x <= 128.0 {
+            for v in [x, x.next_up(), x.next_down()].map(q8_range) {
                 assert_eq!(round_half_away(v), v.round() as i32, "{v}");
             }
             x += 0.25;
         }
-        assert_eq!(round_half_away(f32::NAN), 0);
+        assert_eq!(round_half_away(q8_range(f32::NAN)), 0);
+    }
+
+    /// The quantizer as first written (a saturating conversion), the definition the
+    /// vectorising one must give bit for bit.
+    fn quantize_by_cast(x: &[f32], out: &mut Q8Row) {
+        for (b, blk) in x.chunks_exact(32).enumerate() {
+            let amax = blk
+                .iter()
+                .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut s = 0i32;
+            for i in 0..32 {
+                let v = blk[i] * id;
+                let t = v as i32;
+                let frac = v - t as f32;
+                let q = (t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)).clamp(-127, 127);
+                s += q;
+                out.qs[b * 32 + i] = q as i8;
+                out.qu[b * 32 + i] = q as u8 ^ 0x80;
+            }
+            out.d[b] = d;
+            out.sum[b] = s;
+        }
+    }
+
+    #[test]
+    fn quantizer_gives_the_saturating_bits_on_extreme_rows() {
+        // Blocks of ordinary numbers, halves, subnormals (1/d overflows to infinity),
+        // infinities, NaNs, zeros and the largest floats.
+        let sub = f32::from_bits(3);
+        let blocks: Vec<Vec<f32>> = vec![
+            (0..32).map(|i| (i as f32 * 0.77).sin() * 3.0).collect(),
+            (0..32).map(|i| i as f32 - 15.5).collect(),
+            (0..32)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        sub
+                    } else {
+                        -sub * (i % 5) as f32
+                    }
+                })
+                .collect(),
+            (0..32)
+                .map(|i| if i == 7 { f32::INFINITY } else { i as f32 })
+                .collect(),
+            (0..32)
+                .map(|i| if i == 3 { f32::NAN } else { -(i as f32) })
+                .collect(),
+            (0..32)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        f32::NEG_INFINITY
+                    } else {
+                        f32::NAN
+                    }
+                })
+                .collect(),
+            vec![0.0; 32],
+            (0..32)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        f32::MAX
+                    } else {
+                        -f32::MAX / 3.0
+                    }
+                })
+                .collect(),
+            (0..32).map(|i| 127.0 / 254.0 * (i as f32 - 16.0)).collect(),
+        ];
+        let x: Vec<f32> = blocks.concat();
+        let (mut a, mut b) = (Q8Row::default(), Q8Row::default());
+        Q8Row::quantize(&x, &mut a);
+        b.d = vec![0.0; a.d.len()];
+        b.sum = vec![0; a.sum.len()];
+        b.qs = vec![0; a.qs.len()];
+        b.qu = vec![0; a.qu.len()];
+        quantize_by_cast(&x, &mut b);
+        assert_eq!((&a.qs, &a.qu, &a.sum), (&b.qs, &b.qu, &b.sum));
+        assert!(a
+            .d
+            .iter()
+            .zip(&b.d)
+            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        // The baseline build too.
+        let mut c = Q8Row::default();
+        Q8Row::quantize(&x, &mut c);
+        quantize_into(&x, &mut c);
+        assert_eq!((&c.qs, &c.sum), (&b.qs, &b.sum));
     }
 }

@@ -294,6 +294,14 @@ fn small_ops(c: &mut Criterion) {
             )
         })
     });
+    // One activation row to Q8 blocks, as every matmul input is (width of SmolLM2's FFN
+    // down projection and then some).
+    let xq = acts(1, 2048);
+    let mut q8 = teacher_kernels::quant::Q8Row::default();
+    g.throughput(Throughput::Elements(2048));
+    g.bench_function("quantize_q8_2048", |b| {
+        b.iter(|| teacher_kernels::quant::Q8Row::quantize(black_box(&xq), &mut q8))
+    });
     let mut x = acts(1, 2048);
     let w = acts(1, 2048);
     g.throughput(Throughput::Elements(2048));

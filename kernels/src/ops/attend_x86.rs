@@ -223,6 +223,14 @@ impl Blocks {
         k.add((self.start + i) * self.stride + self.off)
     }
 
+    /// Head h's scores of the block at position i: each position's lane sums reduced
+    /// by the fixed tree, times the scale.
+    #[inline(always)]
+    unsafe fn store_scores(&self, sums: &[__m256; P], s: *mut f32, h: usize, i: usize) {
+        let v = _mm256_mul_ps(trees8(sums), _mm256_set1_ps(self.scale));
+        _mm256_storeu_ps(s.add(h * self.len + i), v);
+    }
+
     /// Ask for the K rows of the block at i + AHEAD, where it is within the call.
     #[inline(always)]
     unsafe fn prefetch<E>(&self, k: *const E, i: usize) {
@@ -294,8 +302,7 @@ impl Blocks {
                 }
             }
             for (h, b) in block.iter().enumerate() {
-                let v = _mm256_mul_ps(trees8(b), _mm256_set1_ps(self.scale));
-                _mm256_storeu_ps(s.add(h * self.len + i), v);
+                self.store_scores(b, s, h, i);
             }
             i += P;
         }
@@ -341,8 +348,7 @@ impl Blocks {
                     }
                     c += 8;
                 }
-                let v = _mm256_mul_ps(trees8(&acc), _mm256_set1_ps(self.scale));
-                _mm256_storeu_ps(s.add(g * self.len + i), v);
+                self.store_scores(&acc, s, g, i);
             }
             i += P;
         }

@@ -5,7 +5,9 @@
 //! The reference computes one score at a time: a dot product whose eight lanes form a
 //! chain of dependent adds (d/8 long), then a horizontal tree — latency-bound, about a
 //! hundred cycles per score at d = 256. Here eight positions' chains run side by side
-//! and their trees are done in registers, eight scores per vector. The weighted value
+//! and their trees are done in registers, eight scores per vector; with up to four
+//! query heads per KV head, each K number is widened from f16 once, in a register, for
+//! all of them (more heads share a widened block in memory). The weighted value
 //! sum keeps up to four heads' accumulators in registers across all positions instead
 //! of loading and storing the output for every position (sixteen numbers a register
 //! with AVX-512, eight with AVX2).

@@ -26,25 +26,16 @@ const HEADS: usize = 4;
 /// measured best of 8–128 (`attention_step` bench: 16 → +60 %, 64 → +78 %).
 const AHEAD: usize = 64;
 
-/// Ask for the cache lines of `bytes` bytes at `p` (nothing is read; the callers stay
-/// within the positions they attend to).
+/// Ask for the cache lines of `bytes` bytes at `p`, into the L1 (`_MM_HINT_T0`) or only
+/// the L2 (`_MM_HINT_T1`); nothing is read, and the callers stay within the positions
+/// they attend to.
 #[inline(always)]
-unsafe fn prefetch_bytes<T>(p: *const T, bytes: usize) {
+unsafe fn prefetch_bytes<const HINT: i32, T>(p: *const T, bytes: usize) {
     let p = p as *const i8;
     // One request a line (teacher's cache starts each head's slice on a line).
     let mut b = 0;
     while b < bytes {
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(b));
-        b += 64;
-    }
-}
-
-/// `prefetch_bytes` into the L2 only.
-#[inline(always)]
-unsafe fn prefetch_l2(p: *const u8, bytes: usize) {
-    let mut b = 0;
-    while b < bytes {
-        _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(b) as *const i8);
+        _mm_prefetch::<HINT>(p.wrapping_add(b));
         b += 64;
     }
 }
@@ -239,13 +230,13 @@ impl Blocks {
         if i + AHEAD + P <= self.len {
             let (v, vb) = self.v;
             for p in 0..P {
-                prefetch_bytes(
+                prefetch_bytes::<_MM_HINT_T0, _>(
                     self.row(k, i + AHEAD + p),
                     self.d * std::mem::size_of::<E>(),
                 );
                 // The V rows too, into the L2, for the value sums after the scores.
                 let at = (self.start + i + AHEAD + p) * self.stride + self.off;
-                prefetch_l2(v.add(at * vb), self.d * vb);
+                prefetch_bytes::<_MM_HINT_T1, _>(v.add(at * vb), self.d * vb);
             }
         }
     }
@@ -531,7 +522,7 @@ unsafe fn values_of<E: Elem, L: Lanes, const G: usize, const W: usize>(
     let bytes = W * L::N * std::mem::size_of::<E>();
     let ahead = len.saturating_sub(AHEAD);
     for i in 0..ahead {
-        prefetch_bytes(row.add(AHEAD * stride), bytes);
+        prefetch_bytes::<_MM_HINT_T0, _>(row.add(AHEAD * stride), bytes);
         add_position::<E, L, G, W>(&mut acc, probs.add(i), len, row);
         row = row.add(stride);
     }

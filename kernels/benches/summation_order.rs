@@ -121,6 +121,8 @@ mod probe {
     }
 
     pub struct Layouts {
+        /// Row-major u = w + 128 per column (the single-row kernels' unsigned operand).
+        unsigned: Vec<[u8; K]>,
         pairs: Vec<Pair>,
         sixteen: Vec<Sixteen>,
     }
@@ -166,7 +168,15 @@ mod probe {
                 b
             })
             .collect();
-        Layouts { pairs, sixteen }
+        let unsigned =
+            x.w.iter()
+                .map(|c| std::array::from_fn(|i| (c[i] as u8) ^ 0x80))
+                .collect();
+        Layouts {
+            unsigned,
+            pairs,
+            sixteen,
+        }
     }
 
     /// `tile512`'s loop: four rows × four columns (pairs p0, p0 + 1).
@@ -278,6 +288,138 @@ mod probe {
         }
     }
 
+    /// The activations of row r as signed bytes, for the single-row loops.
+    fn signed_row(x: &Data, r: usize) -> Vec<i8> {
+        x.au[r * K..(r + 1) * K]
+            .iter()
+            .map(|&v| (v ^ 0x80) as i8)
+            .collect()
+    }
+
+    /// Four columns' weights of sub-block j, columns 2p and 2p + 1 in one register, and
+    /// the four columns' scales times `da` (lanes 0–3).
+    #[inline(always)]
+    unsafe fn pair_weights(l: &Layouts, c0: usize, j: usize) -> [__m512i; 2] {
+        std::array::from_fn(|p| {
+            let col =
+                |c: usize| _mm256_loadu_si256(l.unsigned[c].as_ptr().add(j * 32) as *const __m256i);
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(col(c0 + 2 * p)), col(c0 + 2 * p + 1))
+        })
+    }
+
+    /// `row1_32_512`'s loop (Q8_0): per sub-block and column pair a `vpdpbusd`, the offset
+    /// correction, a convert, the pair's scales and an fma into eight lanes per column.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+    pub unsafe fn row1_lanes(l: &Layouts, x: &Data, y: &mut [f32]) {
+        let pick = [
+            _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+        ];
+        for r in 0..x.rows {
+            let a = signed_row(x, r);
+            for c0 in (0..16).step_by(4) {
+                let mut lane = [_mm512_setzero_ps(); 2];
+                for j in 0..NSB {
+                    let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        a.as_ptr().add(j * 32) as *const __m256i
+                    ));
+                    let offset = _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(),
+                        _mm512_set1_epi8(1),
+                        act,
+                    ));
+                    let d4 = _mm512_castps128_ps512(_mm_set_ps(
+                        x.d[c0 + 3][j],
+                        x.d[c0 + 2][j],
+                        x.d[c0 + 1][j],
+                        x.d[c0][j],
+                    ));
+                    let dav = _mm512_set1_ps(*x.da.get_unchecked(r * NSB + j));
+                    let u = pair_weights(l, c0, j);
+                    for p in 0..2 {
+                        let dot = _mm512_sub_epi32(
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[p], act),
+                            offset,
+                        );
+                        let scale = _mm512_mul_ps(_mm512_permutexvar_ps(pick[p], d4), dav);
+                        lane[p] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(dot), lane[p]);
+                    }
+                }
+                for (p, v) in lane.iter().enumerate() {
+                    let mut l = [0f32; 16];
+                    _mm512_storeu_ps(l.as_mut_ptr(), *v);
+                    for h in 0..2 {
+                        let l = &l[h * 8..h * 8 + 8];
+                        let v = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+                        y[r * 16 + c0 + 2 * p + h] = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same loads and `vpdpbusd`, then each column's eight lane sums added exactly
+    /// (two 128-bit shuffles and an add, two in-lane shuffles and adds: the four
+    /// columns' sums in lanes 0, 4, 8 and 12) and one convert, scale and fma for all four.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
+    pub unsafe fn row1_blocks(l: &Layouts, x: &Data, y: &mut [f32]) {
+        for r in 0..x.rows {
+            let a = signed_row(x, r);
+            for c0 in (0..16).step_by(4) {
+                let mut acc = _mm512_setzero_ps();
+                for j in 0..NSB {
+                    let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        a.as_ptr().add(j * 32) as *const __m256i
+                    ));
+                    let offset = _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(
+                        _mm512_setzero_si512(),
+                        _mm512_set1_epi8(1),
+                        act,
+                    ));
+                    let u = pair_weights(l, c0, j);
+                    let dot: [__m512i; 2] = std::array::from_fn(|p| {
+                        _mm512_sub_epi32(
+                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[p], act),
+                            offset,
+                        )
+                    });
+                    // 128-bit quarters: columns c0..c0+3's first and second four lanes.
+                    let s = _mm512_add_epi32(
+                        _mm512_shuffle_i32x4::<0b10_00_10_00>(dot[0], dot[1]),
+                        _mm512_shuffle_i32x4::<0b11_01_11_01>(dot[0], dot[1]),
+                    );
+                    let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b01_00_11_10>(s));
+                    let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b10_11_00_01>(s));
+                    let d = _mm512_set_ps(
+                        0.0,
+                        0.0,
+                        0.0,
+                        x.d[c0 + 3][j],
+                        0.0,
+                        0.0,
+                        0.0,
+                        x.d[c0 + 2][j],
+                        0.0,
+                        0.0,
+                        0.0,
+                        x.d[c0 + 1][j],
+                        0.0,
+                        0.0,
+                        0.0,
+                        x.d[c0][j],
+                    );
+                    let scale = _mm512_mul_ps(d, _mm512_set1_ps(*x.da.get_unchecked(r * NSB + j)));
+                    acc = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), acc);
+                }
+                let mut v = [0f32; 16];
+                _mm512_storeu_ps(v.as_mut_ptr(), acc);
+                for i in 0..4 {
+                    y[r * 16 + c0 + i] = v[4 * i];
+                }
+            }
+        }
+    }
+
     pub fn check(name: &str, y: &[f32], x: &Data, lanes: bool) {
         for r in 0..x.rows {
             for c in 0..16 {
@@ -308,7 +450,6 @@ mod probe {
 #[cfg(target_arch = "x86_64")]
 fn main() {
     use probe::*;
-    use std::hint::black_box;
     let ok = std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512bw")
         && std::arch::is_x86_feature_detected!("avx512vl")
@@ -318,6 +459,17 @@ fn main() {
         return;
     }
     println!("K = {K}, 16 columns, one thread; G multiply-adds/s per round");
+    {
+        let x = Data::new(1);
+        let l = layouts(&x);
+        let mut y = vec![0f32; 16];
+        type Loop = unsafe fn(&Layouts, &Data, &mut [f32]);
+        let loops: [(&str, Loop, bool); 2] = [
+            ("single row, lanes (teacher today)", row1_lanes, true),
+            ("single row, blocks", row1_blocks, false),
+        ];
+        measure(&loops, &x, &l, &mut y);
+    }
     for rows in [32usize, 512] {
         let x = Data::new(rows);
         let l = layouts(&x);
@@ -329,25 +481,42 @@ fn main() {
             ("blocks, columns, 4 rows", blocks_columns::<4>, false),
             ("blocks, columns, 8 rows", blocks_columns::<8>, false),
         ];
-        for (name, f, lanes) in loops {
-            y.fill(f32::NAN);
-            // SAFETY: the CPU has the features each loop is compiled for (checked above).
-            unsafe { f(&l, &x, &mut y) };
-            check(name, &y, &x, lanes);
+        measure(&loops, &x, &l, &mut y);
+    }
+}
+
+/// A loop under test: its name, the loop, and whether it computes the lane order.
+#[cfg(target_arch = "x86_64")]
+type Probe<'a> = (
+    &'a str,
+    unsafe fn(&probe::Layouts, &probe::Data, &mut [f32]),
+    bool,
+);
+
+/// Check each loop against its order, then time them in alternated rounds.
+#[cfg(target_arch = "x86_64")]
+fn measure(loops: &[Probe], x: &probe::Data, l: &probe::Layouts, y: &mut [f32]) {
+    use std::hint::black_box;
+    for (name, f, lanes) in loops {
+        y.fill(f32::NAN);
+        // SAFETY: the CPU has the features each loop is compiled for (checked by main).
+        unsafe { f(l, x, y) };
+        probe::check(name, y, x, *lanes);
+    }
+    let reps = (40_000_000 / (x.rows * 16 * probe::K)).max(1) * 20;
+    let mut table: Vec<Vec<f64>> = vec![Vec::new(); loops.len()];
+    for _round in 0..5 {
+        for (i, (_, f, _)) in loops.iter().enumerate() {
+            // SAFETY: as above.
+            table[i].push(probe::rate(reps, x, || unsafe {
+                f(black_box(l), x, &mut *y)
+            }));
         }
-        let reps = (40_000_000 / (rows * 16 * K)).max(1) * 20;
-        let mut table: Vec<Vec<f64>> = vec![Vec::new(); loops.len()];
-        for _round in 0..5 {
-            for (i, (_, f, _)) in loops.iter().enumerate() {
-                // SAFETY: as above.
-                table[i].push(rate(reps, &x, || unsafe { f(black_box(&l), &x, &mut y) }));
-            }
-        }
-        println!("{rows} rows:");
-        for ((name, ..), rates) in loops.iter().zip(&table) {
-            let cells: Vec<String> = rates.iter().map(|r| format!("{:6.1}", r / 1e9)).collect();
-            println!("  {name:<30} {}", cells.join(" "));
-        }
+    }
+    println!("{} rows:", x.rows);
+    for ((name, ..), rates) in loops.iter().zip(&table) {
+        let cells: Vec<String> = rates.iter().map(|r| format!("{:6.1}", r / 1e9)).collect();
+        println!("  {name:<34} {}", cells.join(" "));
     }
 }
 

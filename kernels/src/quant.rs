@@ -475,10 +475,18 @@ impl Q8Row {
         out.qs.resize(nb * 32, 0);
         out.qu.resize(nb * 32, 0);
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature was just detected.
-            unsafe { quantize_avx2(x, out) };
-            return;
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
+                // SAFETY: the features were just detected.
+                unsafe { quantize_avx512(x, out) };
+                return;
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the feature was just detected.
+                unsafe { quantize_avx2(x, out) };
+                return;
+            }
         }
         quantize_into(x, out);
     }
@@ -489,17 +497,56 @@ impl Q8Row {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_avx2(x: &[f32], out: &mut Q8Row) {
-    quantize_into(x, out)
+    quantize_blocks::<false>(x, out)
 }
 
-#[inline(always)]
+/// The same code again for AVX-512 (a block's 32 numbers in two registers; BW for the
+/// byte stores): the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_avx512(x: &[f32], out: &mut Q8Row) {
+    quantize_blocks::<true>(x, out)
+}
+
 fn quantize_into(x: &[f32], out: &mut Q8Row) {
+    quantize_blocks::<false>(x, out)
+}
+
+/// The largest non-NaN |x| of a block (0 if none), as the select fold of
+/// `quantize_blocks` finds it: `vmaxps(a, m)` is `a > m ? a : m`, the fold's select, over
+/// sixteen lanes and then across them — max is exact and, without NaNs (they never win
+/// the select) and without −0 (|x| is never −0), independent of the order.
+///
+/// SAFETY (caller): AVX-512 F; `blk` has 32 numbers.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn block_amax_512(blk: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let p = blk.as_ptr();
+    let m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(p)), _mm512_setzero_ps());
+    let m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(p.add(16))), m);
+    _mm512_reduce_max_ps(m)
+}
+
+/// Quantize whole blocks; `WIDE` (the AVX-512 build only) finds each block's maximum
+/// with 512-bit instructions, which the compiler does not make of the fold.
+#[inline(always)]
+fn quantize_blocks<const WIDE: bool>(x: &[f32], out: &mut Q8Row) {
     for (b, blk) in x.chunks_exact(32).enumerate() {
-        // A select rather than `f32::max` (same result: a NaN never wins either way),
-        // which the compiler turns into vector max instructions.
-        let amax = blk
-            .iter()
-            .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
+        let amax = if WIDE {
+            // SAFETY: WIDE is only set by the AVX-512 build.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                block_amax_512(blk)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!()
+        } else {
+            // A select rather than `f32::max` (same result: a NaN never wins either
+            // way), which the compiler turns into vector max instructions.
+            blk.iter()
+                .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m })
+        };
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let qs = &mut out.qs[b * 32..b * 32 + 32];
@@ -592,27 +639,61 @@ mod tests {
         assert_eq!(q.sum[0], q.qs[..32].iter().map(|&v| v as i32).sum::<i32>());
     }
 
+    type Build = fn(&[f32], &mut Q8Row);
+
+    /// Every build of the quantizer this CPU runs, the baseline first.
+    fn builds() -> Vec<(&'static str, Build)> {
+        let mut v: Vec<(&'static str, Build)> = vec![("baseline", quantize_into)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY (of the call): the feature was detected.
+                v.push(("avx2", |x, o| unsafe { quantize_avx2(x, o) }));
+            }
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
+                // SAFETY (of the call): the features were detected.
+                v.push(("avx512", |x, o| unsafe { quantize_avx512(x, o) }));
+            }
+        }
+        v
+    }
+
+    /// `x` quantized by one build into a row of the right sizes.
+    fn quantized_by(build: Build, x: &[f32]) -> Q8Row {
+        let nb = x.len() / 32;
+        let mut q = Q8Row {
+            d: vec![0.0; nb],
+            sum: vec![0; nb],
+            qs: vec![0; nb * 32],
+            qu: vec![0; nb * 32],
+        };
+        build(x, &mut q);
+        q
+    }
+
+    fn assert_same(a: &Q8Row, b: &Q8Row, what: &str) {
+        assert_eq!((&a.qs, &a.qu, &a.sum), (&b.qs, &b.qu, &b.sum), "{what}");
+        assert!(
+            a.d.iter()
+                .zip(&b.d)
+                .all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{what}: scales"
+        );
+    }
+
     #[test]
     fn simd_build_of_quantization_gives_the_baseline_bits() {
         let x: Vec<f32> = (0..32 * 40)
             .map(|i| ((i * 7919) % 2003) as f32 / 97.0 - 10.0 + if i % 64 == 0 { 0.5 } else { 0.0 })
             .collect();
+        let base = quantized_by(quantize_into, &x);
+        for (name, build) in builds() {
+            assert_same(&quantized_by(build, &x), &base, name);
+        }
         let mut a = Q8Row::default();
         Q8Row::quantize(&x, &mut a);
-        let mut b = Q8Row::default();
-        b.d.resize(40, 0.0);
-        b.sum.resize(40, 0);
-        b.qs.resize(32 * 40, 0);
-        b.qu.resize(32 * 40, 0);
-        quantize_into(&x, &mut b);
-        assert_eq!(a.qs, b.qs);
-        assert_eq!(a.qu, b.qu);
-        assert_eq!(a.sum, b.sum);
-        assert!(a
-            .d
-            .iter()
-            .zip(&b.d)
-            .all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert_same(&a, &base, "Q8Row::quantize");
     }
 
     #[test]
@@ -696,23 +777,10 @@ mod tests {
             (0..32).map(|i| 127.0 / 254.0 * (i as f32 - 16.0)).collect(),
         ];
         let x: Vec<f32> = blocks.concat();
-        let (mut a, mut b) = (Q8Row::default(), Q8Row::default());
-        Q8Row::quantize(&x, &mut a);
-        b.d = vec![0.0; a.d.len()];
-        b.sum = vec![0; a.sum.len()];
-        b.qs = vec![0; a.qs.len()];
-        b.qu = vec![0; a.qu.len()];
-        quantize_by_cast(&x, &mut b);
-        assert_eq!((&a.qs, &a.qu, &a.sum), (&b.qs, &b.qu, &b.sum));
-        assert!(a
-            .d
-            .iter()
-            .zip(&b.d)
-            .all(|(p, q)| p.to_bits() == q.to_bits()));
-        // The baseline build too.
-        let mut c = Q8Row::default();
-        Q8Row::quantize(&x, &mut c);
-        quantize_into(&x, &mut c);
-        assert_eq!((&c.qs, &c.sum), (&b.qs, &b.sum));
+        let by_cast = quantized_by(quantize_by_cast, &x);
+        // Every build: the baseline, AVX2 and AVX-512 where the CPU has them.
+        for (name, build) in builds() {
+            assert_same(&quantized_by(build, &x), &by_cast, name);
+        }
     }
 }

@@ -248,6 +248,56 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (2.0 - 2.0 / (exp(2.0 * y) + 1.0))
 }
 
+/// The gated feed-forward activation in place: gate[i] = act(gate[i]) · up[i], with
+/// act GELU-tanh (`gelu`) or SiLU. Element by element, so a build for wider vectors
+/// computes the same operations on every number and gives the same bits; the loop,
+/// `exp` included, vectorises, and is built for AVX-512 and AVX2 where the CPU has them
+/// (the baseline x86-64 build is four lanes wide).
+pub fn gated_activation(gate: &mut [f32], up: &[f32], gelu: bool) {
+    assert_eq!(gate.len(), up.len(), "gate and up rows differ in length");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was just detected.
+            unsafe { gated_activation_avx512(gate, up, gelu) };
+            return;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was just detected.
+            unsafe { gated_activation_avx2(gate, up, gelu) };
+            return;
+        }
+    }
+    gated_activation_body(gate, up, gelu)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gated_activation_avx512(gate: &mut [f32], up: &[f32], gelu: bool) {
+    gated_activation_body(gate, up, gelu)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gated_activation_avx2(gate: &mut [f32], up: &[f32], gelu: bool) {
+    gated_activation_body(gate, up, gelu)
+}
+
+/// (A loop, not a closure: a closure inside a `#[target_feature]` function is compiled
+/// without the features.)
+#[inline(always)]
+fn gated_activation_body(gate: &mut [f32], up: &[f32], gelu: bool) {
+    if gelu {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = gelu_tanh(*g) * u;
+        }
+    } else {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = silu(*g) * u;
+        }
+    }
+}
+
 /// Attention of one query row over positions `start..=end` of one sequence's cache.
 ///
 /// `q`: n_head × head_dim; `k_cache`/`v_cache`: positions × (n_head_kv × head_dim);
@@ -803,6 +853,51 @@ mod tests {
                 + r * (0.5
                     + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
         p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    }
+
+    /// Every build of the gated activation gives, number by number, what the scalar
+    /// functions give: ~2 million inputs (every f32 with its low 12 mantissa bits zero,
+    /// both signs — zeros, subnormals, the saturated tails, ±inf and NaN included) each
+    /// against three `up` values, for GELU-tanh and SiLU.
+    #[test]
+    fn every_build_of_the_gated_activation_gives_the_scalar_bits() {
+        let xs: Vec<f32> = (0u32..1 << 20).map(|i| f32::from_bits(i << 12)).collect();
+        type Build = unsafe fn(&mut [f32], &[f32], bool);
+        let mut builds: Vec<(&str, Build)> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                builds.push(("avx2", gated_activation_avx2));
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                builds.push(("avx512", gated_activation_avx512));
+            }
+        }
+        for gelu in [true, false] {
+            let act = if gelu { gelu_tanh } else { silu };
+            for u in [1.0f32, -0.375, 3.0e-3] {
+                let up = vec![u; xs.len()];
+                let want: Vec<f32> = xs.iter().map(|&x| act(x) * u).collect();
+                let mut runs: Vec<(&str, Vec<f32>)> = Vec::new();
+                let mut g = xs.clone();
+                gated_activation(&mut g, &up, gelu);
+                runs.push(("dispatch", g));
+                for &(name, build) in &builds {
+                    let mut g = xs.clone();
+                    // SAFETY: the build's features were detected above.
+                    unsafe { build(&mut g, &up, gelu) };
+                    runs.push((name, g));
+                }
+                for (name, got) in &runs {
+                    for ((x, w), g) in xs.iter().zip(&want).zip(got) {
+                        assert!(
+                            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                            "{name}, gelu {gelu}, up {u}: x = {x:e} gives {g:e}, the scalar {w:e}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

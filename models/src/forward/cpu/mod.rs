@@ -157,14 +157,7 @@ pub(super) fn run_step(
         let up_ref = &up;
         let n_ff = hp.n_ff;
         pool::for_each_row(&mut gate, n_ff, PARALLEL_ROWS, |i, g| {
-            for (gv, uv) in g.iter_mut().zip(&up_ref[i * n_ff..(i + 1) * n_ff]) {
-                let a = if gelu {
-                    ops::gelu_tanh(*gv)
-                } else {
-                    ops::silu(*gv)
-                };
-                *gv = a * uv;
-            }
+            ops::gated_activation(g, &up_ref[i * n_ff..(i + 1) * n_ff], gelu);
         });
         matmul(&model.matrix(&layer.w_down), &gate, r, &mut o);
         if let Some(pn) = &layer.post_ffn_norm {

@@ -32,8 +32,40 @@ fn sum_squares(x: &[f32]) -> f32 {
     dot(x, x)
 }
 
-/// y = x / sqrt(mean(x²) + eps) · w, in place.
+/// y = x / sqrt(mean(x²) + eps) · w, in place. Built for AVX-512 and AVX2 where the CPU
+/// has them: the eight partial sums and the scaling are lane-wise, so a wider build does
+/// the same operations on every number (same bits; the baseline build is four lanes).
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was just detected.
+            unsafe { rms_norm_avx512(x, w, eps) };
+            return;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the feature was just detected.
+            unsafe { rms_norm_avx2(x, w, eps) };
+            return;
+        }
+    }
+    rms_norm_body(x, w, eps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rms_norm_avx512(x: &mut [f32], w: &[f32], eps: f32) {
+    rms_norm_body(x, w, eps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rms_norm_avx2(x: &mut [f32], w: &[f32], eps: f32) {
+    rms_norm_body(x, w, eps)
+}
+
+#[inline(always)]
+fn rms_norm_body(x: &mut [f32], w: &[f32], eps: f32) {
     let ms = sum_squares(x) / x.len() as f32;
     let scale = 1.0 / (ms + eps).sqrt();
     for (v, g) in x.iter_mut().zip(w) {
@@ -853,6 +885,50 @@ mod tests {
                 + r * (0.5
                     + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
         p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    }
+
+    /// Every build of RMSNorm gives the baseline's bits: rows of widths 1–70 and 640
+    /// (remainders of the eight lanes included), ordinary, tiny, huge, zero and
+    /// non-finite numbers.
+    #[test]
+    fn every_build_of_rms_norm_gives_the_baseline_bits() {
+        type Build = unsafe fn(&mut [f32], &[f32], f32);
+        let mut builds: Vec<(&str, Build)> = vec![("dispatch", |x, w, e| rms_norm(x, w, e))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                builds.push(("avx2", rms_norm_avx2));
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                builds.push(("avx512", rms_norm_avx512));
+            }
+        }
+        let scales = [1.0f32, 3.7e-3, 1.9e19, 1e-39, 0.0];
+        for n in (1..=70).chain([640]) {
+            for (k, &s) in scales.iter().enumerate() {
+                let mut x: Vec<f32> = (0..n)
+                    .map(|i| ((i * 7919 + k * 13) % 1001) as f32 / 97.0 - 5.0)
+                    .map(|v| v * s)
+                    .collect();
+                if k == 4 && n > 3 {
+                    x[n / 2] = if n % 2 == 0 { f32::INFINITY } else { f32::NAN };
+                }
+                let w: Vec<f32> = (0..n).map(|i| 0.5 + (i % 11) as f32 / 7.0).collect();
+                let mut want = x.clone();
+                rms_norm_body(&mut want, &w, 1e-6);
+                for &(name, build) in &builds {
+                    let mut got = x.clone();
+                    // SAFETY: the build's features were detected above.
+                    unsafe { build(&mut got, &w, 1e-6) };
+                    for (g, v) in got.iter().zip(&want) {
+                        assert!(
+                            g.to_bits() == v.to_bits() || (g.is_nan() && v.is_nan()),
+                            "{name}, width {n}, scale {s}: {g:e} against {v:e}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Every build of the gated activation gives, number by number, what the scalar

@@ -215,18 +215,61 @@ impl Rope {
         out.extend((0..self.dims / 2).map(|i| self.sin_cos(pos, i)));
     }
 
-    /// `apply` with the position's angles from `angles` (as `angles` writes them).
+    /// `apply` with the position's angles from `angles` (as `angles` writes them). Each
+    /// pair is rotated by its own products and differences whatever the order, so the
+    /// builds for AVX-512 and AVX2 (head by head, pairs side by side) give the same bits.
     pub fn apply_angles(&self, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
-        let half = self.dims / 2;
-        for (i, &(sin, cos)) in angles[..half].iter().enumerate() {
-            let (a, b) = match self.style {
-                RopeStyle::Interleaved => (2 * i, 2 * i + 1),
-                RopeStyle::Halves => (i, i + half),
-            };
-            for head in x.chunks_exact_mut(head_dim) {
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * cos - x1 * sin;
-                head[b] = x0 * sin + x1 * cos;
+        let angles = &angles[..self.dims / 2];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was just detected.
+                unsafe { rope_avx512(self.style, x, head_dim, angles) };
+                return;
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the feature was just detected.
+                unsafe { rope_avx2(self.style, x, head_dim, angles) };
+                return;
+            }
+        }
+        rope_body(self.style, x, head_dim, angles)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rope_avx512(style: RopeStyle, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+    rope_body(style, x, head_dim, angles)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rope_avx2(style: RopeStyle, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+    rope_body(style, x, head_dim, angles)
+}
+
+/// Rotate the first 2·angles.len() dimensions of every head: pair i is (x[2i], x[2i+1])
+/// or (x[i], x[i + half]).
+#[inline(always)]
+fn rope_body(style: RopeStyle, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
+    let half = angles.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        match style {
+            RopeStyle::Interleaved => {
+                for (p, &(sin, cos)) in head[..2 * half].chunks_exact_mut(2).zip(angles) {
+                    let (x0, x1) = (p[0], p[1]);
+                    p[0] = x0 * cos - x1 * sin;
+                    p[1] = x0 * sin + x1 * cos;
+                }
+            }
+            RopeStyle::Halves => {
+                let (lo, hi) = head[..2 * half].split_at_mut(half);
+                for ((a, b), &(sin, cos)) in lo.iter_mut().zip(hi.iter_mut()).zip(angles) {
+                    let (x0, x1) = (*a, *b);
+                    *a = x0 * cos - x1 * sin;
+                    *b = x0 * sin + x1 * cos;
+                }
             }
         }
     }
@@ -885,6 +928,70 @@ mod tests {
                 + r * (0.5
                     + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
         p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    }
+
+    /// Every build of RoPE gives the bits of the pair-by-pair loop it replaced: both
+    /// styles, full and partial rotation, one to nine heads, ordinary and non-finite
+    /// numbers.
+    #[test]
+    fn every_build_of_rope_gives_the_pairwise_bits() {
+        type Build = unsafe fn(RopeStyle, &mut [f32], usize, &[(f32, f32)]);
+        let mut builds: Vec<(&str, Build)> = vec![("baseline", |s, x, d, a| rope_body(s, x, d, a))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                builds.push(("avx2", rope_avx2));
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                builds.push(("avx512", rope_avx512));
+            }
+        }
+        for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
+            for (head_dim, dims) in [(64, 64), (256, 256), (96, 32), (80, 80), (6, 6)] {
+                for heads in [1, 3, 9] {
+                    let half = dims / 2;
+                    let angles: Vec<(f32, f32)> = (0..half)
+                        .map(|i| ((i as f32 * 0.37).sin(), (i as f32 * 0.37).cos()))
+                        .collect();
+                    let mut x: Vec<f32> = (0..heads * head_dim)
+                        .map(|i| ((i * 7919) % 1009) as f32 / 31.0 - 16.0)
+                        .collect();
+                    x[heads * head_dim / 2] = f32::INFINITY;
+                    x[0] = f32::NAN;
+                    // The loop before the builds: pair by pair, each pair over the heads.
+                    let mut want = x.clone();
+                    for (i, &(sin, cos)) in angles.iter().enumerate() {
+                        let (a, b) = match style {
+                            RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                            RopeStyle::Halves => (i, i + half),
+                        };
+                        for head in want.chunks_exact_mut(head_dim) {
+                            let (x0, x1) = (head[a], head[b]);
+                            head[a] = x0 * cos - x1 * sin;
+                            head[b] = x0 * sin + x1 * cos;
+                        }
+                    }
+                    let mut dispatched = x.clone();
+                    let rope = Rope::new(style, dims, 10_000.0);
+                    rope.apply_angles(&mut dispatched, head_dim, &angles);
+                    let mut runs = vec![("dispatch", dispatched)];
+                    for &(name, build) in &builds {
+                        let mut got = x.clone();
+                        // SAFETY: the build's features were detected above.
+                        unsafe { build(style, &mut got, head_dim, &angles) };
+                        runs.push((name, got));
+                    }
+                    for (name, got) in &runs {
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!(
+                                g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+                                "{name}, {style:?}, head {head_dim}, dims {dims}, heads {heads}: {g:e} against {w:e}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Every build of RMSNorm gives the baseline's bits: rows of widths 1–70 and 640

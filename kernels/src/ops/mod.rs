@@ -8,16 +8,25 @@
 /// Σ a_i·b_i with 8 fixed partial sums.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_body(a, b)
+}
+
+/// `dot`'s loop, always inlined, so that a build for wider vectors (`rms_norm_avx512`)
+/// runs it with its own instructions rather than calling the baseline build.
+#[inline(always)]
+fn dot_body(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let mut acc = [0f32; 8];
-    let chunks = n / 8;
-    for i in 0..chunks {
+    let (ca, cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            acc[l] += a[i * 8 + l] * b[i * 8 + l];
+            acc[l] += x[l] * y[l];
         }
     }
-    for i in chunks * 8..n {
-        acc[i % 8] += a[i] * b[i];
+    // Element 8·chunks + i goes to lane i.
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += x * y;
     }
     tree8(&acc)
 }
@@ -27,9 +36,9 @@ fn tree8(acc: &[f32; 8]) -> f32 {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
-#[inline]
+#[inline(always)]
 fn sum_squares(x: &[f32]) -> f32 {
-    dot(x, x)
+    dot_body(x, x)
 }
 
 /// y = x / sqrt(mean(x²) + eps) · w, in place. Built for AVX-512 and AVX2 where the CPU
@@ -991,6 +1000,25 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `dot` is eight partial sums, element i into lane i mod 8 in index order, then
+    /// the fixed tree: every length 0–70 and 640 against that statement.
+    #[test]
+    fn dot_is_eight_lanes_in_index_order() {
+        for n in (0..=70).chain([640]) {
+            let a: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 1013) as f32 / 37.0 - 13.0)
+                .collect();
+            let b: Vec<f32> = (0..n + 3)
+                .map(|i| ((i * 104729) % 997) as f32 / 71.0 - 7.0)
+                .collect();
+            let mut acc = [0f32; 8];
+            for i in 0..n {
+                acc[i % 8] += a[i] * b[i];
+            }
+            assert_eq!(dot(&a, &b).to_bits(), tree8(&acc).to_bits(), "length {n}");
         }
     }
 

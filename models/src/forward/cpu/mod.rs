@@ -62,8 +62,7 @@ pub(super) fn run_step(
         })
         .collect();
     for (li, layer) in model.layers.iter().enumerate() {
-        h.copy_from_slice(&x);
-        norm_rows(&mut h, e, &layer.attn_norm, hp.rms_norm_eps);
+        norm_rows_of(&x, &mut h, e, &layer.attn_norm, hp.rms_norm_eps);
         let (wq, wk, wv) = (
             model.matrix(&layer.wq),
             model.matrix(&layer.wk),
@@ -148,9 +147,8 @@ pub(super) fn run_step(
         if let Some(pn) = &layer.post_attn_norm {
             norm_rows(&mut o, e, pn, hp.rms_norm_eps);
         }
-        add_into(&mut x, &o);
-        h.copy_from_slice(&x);
-        norm_rows(&mut h, e, &layer.ffn_norm, hp.rms_norm_eps);
+        add_rows(&mut x, &o, e);
+        norm_rows_of(&x, &mut h, e, &layer.ffn_norm, hp.rms_norm_eps);
         let (wg, wu) = (model.matrix(&layer.w_gate), model.matrix(&layer.w_up));
         matmul_many(&mut [(&wg, &mut gate[..]), (&wu, &mut up[..])], &h, r);
         let gelu = model.flavor.gelu;
@@ -163,7 +161,7 @@ pub(super) fn run_step(
         if let Some(pn) = &layer.post_ffn_norm {
             norm_rows(&mut o, e, pn, hp.rms_norm_eps);
         }
-        add_into(&mut x, &o);
+        add_rows(&mut x, &o, e);
     }
     // Logits only for the rows that need them.
     let want = super::logit_rows(segs, step.every_token);
@@ -215,8 +213,20 @@ fn add_bias(x: &mut [f32], b: Option<&[f32]>) {
     }
 }
 
-fn add_into(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+/// h = RMSNorm(x) row by row, each row copied and normalised by one task (in parallel
+/// when there are enough rows; the copy then runs beside the other thread's work).
+fn norm_rows_of(x: &[f32], h: &mut [f32], width: usize, w: &[f32], eps: f32) {
+    pool::for_each_row(h, width, PARALLEL_ROWS, |i, row| {
+        row.copy_from_slice(&x[i * width..(i + 1) * width]);
+        ops::rms_norm(row, w, eps)
+    });
+}
+
+/// x += y, row by row (in parallel when there are enough rows).
+fn add_rows(x: &mut [f32], y: &[f32], width: usize) {
+    pool::for_each_row(x, width, PARALLEL_ROWS, |i, row| {
+        for (a, b) in row.iter_mut().zip(&y[i * width..(i + 1) * width]) {
+            *a += b;
+        }
+    });
 }

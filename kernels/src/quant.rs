@@ -643,6 +643,7 @@ mod tests {
 
     /// Every build of the quantizer this CPU runs, the baseline first.
     fn builds() -> Vec<(&'static str, Build)> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut v: Vec<(&'static str, Build)> = vec![("baseline", quantize_into)];
         #[cfg(target_arch = "x86_64")]
         {

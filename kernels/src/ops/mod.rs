@@ -811,6 +811,7 @@ mod tests {
     /// The blocked x86 builds this CPU can run for head width `d`.
     #[cfg(target_arch = "x86_64")]
     fn x86_builds(d: usize) -> Vec<(&'static str, Build)> {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut v: Vec<(&'static str, Build)> = Vec::new();
         if d.is_multiple_of(8)
             && is_x86_feature_detected!("avx2")
@@ -945,6 +946,7 @@ mod tests {
     #[test]
     fn every_build_of_rope_gives_the_pairwise_bits() {
         type Build = unsafe fn(RopeStyle, &mut [f32], usize, &[(f32, f32)]);
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut builds: Vec<(&str, Build)> = vec![("baseline", |s, x, d, a| rope_body(s, x, d, a))];
         #[cfg(target_arch = "x86_64")]
         {
@@ -1028,6 +1030,7 @@ mod tests {
     #[test]
     fn every_build_of_rms_norm_gives_the_baseline_bits() {
         type Build = unsafe fn(&mut [f32], &[f32], f32);
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut builds: Vec<(&str, Build)> = vec![("dispatch", |x, w, e| rms_norm(x, w, e))];
         #[cfg(target_arch = "x86_64")]
         {
@@ -1074,6 +1077,7 @@ mod tests {
     fn every_build_of_the_gated_activation_gives_the_scalar_bits() {
         let xs: Vec<f32> = (0u32..1 << 20).map(|i| f32::from_bits(i << 12)).collect();
         type Build = unsafe fn(&mut [f32], &[f32], bool);
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut builds: Vec<(&str, Build)> = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {

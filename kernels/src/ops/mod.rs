@@ -5,6 +5,46 @@
 //! compiler vectorises them (lanes are independent), and the result is the same on
 //! every machine and for every batch, since each row is computed on its own.
 
+/// `fn $name(args)` running `$body` built for AVX-512 F (`$wide`) or AVX2 (`$avx2`) where
+/// the CPU has them, else the baseline build (four lanes on x86-64). Only for lane-wise
+/// loops, which do the same operations on every number at any width and so give the
+/// same bits; `$body` must be `#[inline(always)]` and free of closures (a closure in a
+/// `#[target_feature]` function is compiled without the features).
+macro_rules! vector_builds {
+    ($(#[$m:meta])* $vis:vis fn $name:ident / $wide:ident / $avx2:ident
+        = $body:ident($($a:ident: $t:ty),*)) => {
+        $(#[$m])*
+        $vis fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the feature was just detected.
+                    unsafe { $wide($($a),*) };
+                    return;
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the feature was just detected.
+                    unsafe { $avx2($($a),*) };
+                    return;
+                }
+            }
+            $body($($a),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $wide($($a: $t),*) {
+            $body($($a),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2($($a: $t),*) {
+            $body($($a),*)
+        }
+    };
+}
+
 /// Σ a_i·b_i with 8 fixed partial sums.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -41,37 +81,12 @@ fn sum_squares(x: &[f32]) -> f32 {
     dot_body(x, x)
 }
 
-/// y = x / sqrt(mean(x²) + eps) · w, in place. Built for AVX-512 and AVX2 where the CPU
-/// has them: the eight partial sums and the scaling are lane-wise, so a wider build does
-/// the same operations on every number (same bits; the baseline build is four lanes).
-pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was just detected.
-            unsafe { rms_norm_avx512(x, w, eps) };
-            return;
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature was just detected.
-            unsafe { rms_norm_avx2(x, w, eps) };
-            return;
-        }
-    }
-    rms_norm_body(x, w, eps)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn rms_norm_avx512(x: &mut [f32], w: &[f32], eps: f32) {
-    rms_norm_body(x, w, eps)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn rms_norm_avx2(x: &mut [f32], w: &[f32], eps: f32) {
-    rms_norm_body(x, w, eps)
-}
+vector_builds!(
+    /// y = x / sqrt(mean(x²) + eps) · w, in place. Built for AVX-512 and AVX2 where the CPU
+    /// has them: the eight partial sums and the scaling are lane-wise, so a wider build does
+    /// the same operations on every number (same bits; the baseline build is four lanes).
+    pub fn rms_norm / rms_norm_avx512 / rms_norm_avx2
+    = rms_norm_body(x: &mut [f32], w: &[f32], eps: f32));
 
 #[inline(always)]
 fn rms_norm_body(x: &mut [f32], w: &[f32], eps: f32) {
@@ -228,35 +243,14 @@ impl Rope {
     /// pair is rotated by its own products and differences whatever the order, so the
     /// builds for AVX-512 and AVX2 (head by head, pairs side by side) give the same bits.
     pub fn apply_angles(&self, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
-        let angles = &angles[..self.dims / 2];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the feature was just detected.
-                unsafe { rope_avx512(self.style, x, head_dim, angles) };
-                return;
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the feature was just detected.
-                unsafe { rope_avx2(self.style, x, head_dim, angles) };
-                return;
-            }
-        }
-        rope_body(self.style, x, head_dim, angles)
+        rope(self.style, x, head_dim, &angles[..self.dims / 2])
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn rope_avx512(style: RopeStyle, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
-    rope_body(style, x, head_dim, angles)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn rope_avx2(style: RopeStyle, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]) {
-    rope_body(style, x, head_dim, angles)
-}
+vector_builds!(
+    /// `Rope::apply_angles`' rotation, built per x86 vector width.
+    fn rope / rope_avx512 / rope_avx2
+    = rope_body(style: RopeStyle, x: &mut [f32], head_dim: usize, angles: &[(f32, f32)]));
 
 /// Rotate the first 2·angles.len() dimensions of every head: pair i is (x[2i], x[2i+1])
 /// or (x[i], x[i + half]).
@@ -332,45 +326,20 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (2.0 - 2.0 / (exp(2.0 * y) + 1.0))
 }
 
-/// The gated feed-forward activation in place: gate[i] = act(gate[i]) · up[i], with
-/// act GELU-tanh (`gelu`) or SiLU. Element by element, so a build for wider vectors
-/// computes the same operations on every number and gives the same bits; the loop,
-/// `exp` included, vectorises, and is built for AVX-512 and AVX2 where the CPU has them
-/// (the baseline x86-64 build is four lanes wide).
-pub fn gated_activation(gate: &mut [f32], up: &[f32], gelu: bool) {
-    assert_eq!(gate.len(), up.len(), "gate and up rows differ in length");
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was just detected.
-            unsafe { gated_activation_avx512(gate, up, gelu) };
-            return;
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the feature was just detected.
-            unsafe { gated_activation_avx2(gate, up, gelu) };
-            return;
-        }
-    }
-    gated_activation_body(gate, up, gelu)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn gated_activation_avx512(gate: &mut [f32], up: &[f32], gelu: bool) {
-    gated_activation_body(gate, up, gelu)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gated_activation_avx2(gate: &mut [f32], up: &[f32], gelu: bool) {
-    gated_activation_body(gate, up, gelu)
-}
+vector_builds!(
+    /// The gated feed-forward activation in place: gate[i] = act(gate[i]) · up[i], with
+    /// act GELU-tanh (`gelu`) or SiLU. Element by element, so a build for wider vectors
+    /// computes the same operations on every number and gives the same bits; the loop,
+    /// `exp` included, vectorises, and is built for AVX-512 and AVX2 where the CPU has them
+    /// (the baseline x86-64 build is four lanes wide).
+    pub fn gated_activation / gated_activation_avx512 / gated_activation_avx2
+    = gated_activation_body(gate: &mut [f32], up: &[f32], gelu: bool));
 
 /// (A loop, not a closure: a closure inside a `#[target_feature]` function is compiled
 /// without the features.)
 #[inline(always)]
 fn gated_activation_body(gate: &mut [f32], up: &[f32], gelu: bool) {
+    assert_eq!(gate.len(), up.len(), "gate and up rows differ in length");
     if gelu {
         for (g, u) in gate.iter_mut().zip(up) {
             *g = gelu_tanh(*g) * u;

@@ -307,6 +307,20 @@ mod probe {
         })
     }
 
+    /// Sub-block j of the signed activations in both halves of a register, and 128 × the
+    /// sum of each lane's four (the correction for the unsigned weights u = w + 128).
+    #[inline(always)]
+    unsafe fn activations(a: &[i8], j: usize) -> (__m512i, __m512i) {
+        let act =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(a.as_ptr().add(j * 32) as *const __m256i));
+        let offset = _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(
+            _mm512_setzero_si512(),
+            _mm512_set1_epi8(1),
+            act,
+        ));
+        (act, offset)
+    }
+
     /// `row1_32_512`'s loop (Q8_0): per sub-block and column pair a `vpdpbusd`, the offset
     /// correction, a convert, the pair's scales and an fma into eight lanes per column.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
@@ -320,14 +334,7 @@ mod probe {
             for c0 in (0..16).step_by(4) {
                 let mut lane = [_mm512_setzero_ps(); 2];
                 for j in 0..NSB {
-                    let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                        a.as_ptr().add(j * 32) as *const __m256i
-                    ));
-                    let offset = _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(
-                        _mm512_setzero_si512(),
-                        _mm512_set1_epi8(1),
-                        act,
-                    ));
+                    let (act, offset) = activations(&a, j);
                     let d4 = _mm512_castps128_ps512(_mm_set_ps(
                         x.d[c0 + 3][j],
                         x.d[c0 + 2][j],
@@ -368,14 +375,7 @@ mod probe {
             for c0 in (0..16).step_by(4) {
                 let mut acc = _mm512_setzero_ps();
                 for j in 0..NSB {
-                    let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                        a.as_ptr().add(j * 32) as *const __m256i
-                    ));
-                    let offset = _mm512_slli_epi32::<7>(_mm512_dpbusd_epi32(
-                        _mm512_setzero_si512(),
-                        _mm512_set1_epi8(1),
-                        act,
-                    ));
+                    let (act, offset) = activations(&a, j);
                     let u = pair_weights(l, c0, j);
                     let dot: [__m512i; 2] = std::array::from_fn(|p| {
                         _mm512_sub_epi32(

@@ -579,7 +579,7 @@ pub fn gpu_kernels(device: Device, mut report: impl FnMut(&CaseResult)) -> Resul
                     g.launch(
                         &format!("mm_{name}"),
                         (n.div_ceil(MM_COLS) as u32, m.div_ceil(MM_ROWS) as u32),
-                        (MM_COLS * 8) as u32,
+                        MM_COLS as u32,
                         &[
                             Arg::Ptr(wd.ptr()),
                             Arg::I32(n as i32),

@@ -21,9 +21,10 @@
 // square root, denormals kept.
 //
 // The rules that keep the CPU's bits (see kernels/src/matmul/mod.rs):
-// - matmul: for output (r, c), sub-blocks j in order; eight i32 lane sums of four
-//   products each (dp4a: exact), lane_l = fma(d·da, p_l, lane_l); macc = fma(m·da, Σa,
-//   macc); y = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + macc. No split over k.
+// - matmul: for output (r, c), sub-blocks j in order and their scale units (the whole
+//   sub-block, or its two halves where Fmt::UNITS = 2) in order: one exact i32 sum p of
+//   the unit's products (dp4a), acc = fma(d·da, p, acc); macc = fma(m·da, Σa, macc);
+//   y = acc + macc. No split over k.
 // - reductions (norms, attention): eight partial sums, lane l over elements l, l+8, …
 //   in order, then the fixed tree ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
 // - exp, tanh, silu, gelu: the CPU's own polynomial, operation for operation.
@@ -118,7 +119,7 @@ FN void scale_min_k4(int j, const DEV u8* q, THR int* sc, THR int* mn) {
 FN int nibble32(const DEV u8* qs, int e) { return e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4); }
 
 template <> struct Fmt<T_Q4_0> {
-    enum { BB = 18, NSB = 1, MINS = 0 };
+    enum { BB = 18, NSB = 1, MINS = 0, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         const DEV u8* qs = b + 2;
@@ -133,7 +134,7 @@ template <> struct Fmt<T_Q4_0> {
 };
 
 template <> struct Fmt<T_Q4_1> {
-    enum { BB = 20, NSB = 1, MINS = 1 };
+    enum { BB = 20, NSB = 1, MINS = 1, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         const DEV u8* qs = b + 4;
@@ -172,7 +173,7 @@ FN int q5_lane(const DEV u8* rest, int l, int off) {
 }
 
 template <> struct Fmt<T_Q5_0> {
-    enum { BB = 22, NSB = 1, MINS = 0 };
+    enum { BB = 22, NSB = 1, MINS = 0, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         return q5_lane(b + 2, l, 16);
@@ -181,7 +182,7 @@ template <> struct Fmt<T_Q5_0> {
 };
 
 template <> struct Fmt<T_Q5_1> {
-    enum { BB = 24, NSB = 1, MINS = 1 };
+    enum { BB = 24, NSB = 1, MINS = 1, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         return q5_lane(b + 4, l, 0);
@@ -194,7 +195,7 @@ template <> struct Fmt<T_Q5_1> {
 };
 
 template <> struct Fmt<T_Q8_0> {
-    enum { BB = 34, NSB = 1, MINS = 0 };
+    enum { BB = 34, NSB = 1, MINS = 0, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         const DEV u8* q = b + 2 + 4 * l;
@@ -204,7 +205,7 @@ template <> struct Fmt<T_Q8_0> {
 };
 
 template <> struct Fmt<T_Q2_K> {
-    enum { BB = 84, NSB = 8, MINS = 2 };
+    enum { BB = 84, NSB = 8, MINS = 2, UNITS = 2 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         const DEV u8* scales = b;
         const DEV u8* q = b + 16 + (s / 4) * 32;
@@ -230,7 +231,7 @@ FN int q3k_scale(const DEV u8* b, int i) {
 }
 
 template <> struct Fmt<T_Q3_K> {
-    enum { BB = 110, NSB = 8, MINS = 0 };
+    enum { BB = 110, NSB = 8, MINS = 0, UNITS = 2 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         const DEV u8* hm = b;
         const DEV u8* q = b + 32 + (s / 4) * 32;
@@ -249,7 +250,7 @@ template <> struct Fmt<T_Q3_K> {
 };
 
 template <> struct Fmt<T_Q4_K> {
-    enum { BB = 144, NSB = 8, MINS = 1 };
+    enum { BB = 144, NSB = 8, MINS = 1, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         int sc, mn;
         scale_min_k4(s, b + 4, &sc, &mn);
@@ -273,7 +274,7 @@ template <> struct Fmt<T_Q4_K> {
 };
 
 template <> struct Fmt<T_Q5_K> {
-    enum { BB = 176, NSB = 8, MINS = 1 };
+    enum { BB = 176, NSB = 8, MINS = 1, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         int sc, mn;
         scale_min_k4(s, b + 4, &sc, &mn);
@@ -296,7 +297,7 @@ template <> struct Fmt<T_Q5_K> {
 };
 
 template <> struct Fmt<T_Q6_K> {
-    enum { BB = 210, NSB = 8, MINS = 0 };
+    enum { BB = 210, NSB = 8, MINS = 0, UNITS = 2 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         int n = s / 4, part = s % 4;
         const DEV u8* ql = b + n * 64;
@@ -319,7 +320,7 @@ template <> struct Fmt<T_Q6_K> {
 };
 
 template <> struct Fmt<T_IQ4_NL> {
-    enum { BB = 18, NSB = 1, MINS = 0 };
+    enum { BB = 18, NSB = 1, MINS = 0, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         *d = ld_f16(b);
         const DEV u8* qs = b + 2;
@@ -334,7 +335,7 @@ template <> struct Fmt<T_IQ4_NL> {
 };
 
 template <> struct Fmt<T_IQ4_XS> {
-    enum { BB = 136, NSB = 8, MINS = 0 };
+    enum { BB = 136, NSB = 8, MINS = 0, UNITS = 1 };
     static FN int lane(const DEV u8* b, int s, int l, THR float* d) {
         u32 sh = b[2] | (b[3] << 8);
         const DEV u8* sl = b + 4;
@@ -392,50 +393,63 @@ KERNEL quantize_q8(P(const float*, x, 0), I(m, 1), I(k, 2), P(i8*, qs, 3), P(flo
 // ---------------------------------------------------------------- matmul
 
 #define MM_ROWS 8
-#define MM_COLS 16
+#define MM_COLS 128
 
-// y[r·n + c] = Σ_j … for r < m, c < n; block = 16 columns × 8 lanes, each thread one
-// (column, lane) over MM_ROWS rows; grid (n/16, m/MM_ROWS).
+// y[r·n + c] = Σ_j … for r < m, c < n; block = MM_COLS threads, each one column over
+// MM_ROWS rows (the unit's integer sum and its fma in one thread: no shuffles); grid
+// (n/MM_COLS, m/MM_ROWS).
 template <int T>
 FN void mm_body(const DEV u8* w, int n, int k, const DEV i8* aq, const DEV float* ad, const DEV int* asum,
                 const DEV int* ahalf, int m, DEV float* y IDS_DECL) {
     typedef Fmt<T> F;
-    int l = TID % 8;
-    int c = BID_X * MM_COLS + TID / 8;
+    int c = BID_X * MM_COLS + TID;
+    if (c >= n) return;
     int r0 = BID_Y * MM_ROWS;
     int rn = m - r0 < MM_ROWS ? m - r0 : MM_ROWS;
-    int cr = c < n ? c : n - 1;
     int nblocks = k / (32 * F::NSB);
     int nj = k / 32;
     i64 row_bytes = (i64)nblocks * F::BB;
-    const DEV u8* wrow = w + (i64)cr * row_bytes;
-    float lanes[MM_ROWS];
+    const DEV u8* wrow = w + (i64)c * row_bytes;
+    float acc[MM_ROWS];
     float macc[MM_ROWS];
 #pragma unroll
     for (int i = 0; i < MM_ROWS; i++) {
-        lanes[i] = 0.0f;
+        acc[i] = 0.0f;
         macc[i] = 0.0f;
     }
     for (int b = 0; b < nblocks; b++) {
         const DEV u8* blk = wrow + (i64)b * F::BB;
         for (int s = 0; s < F::NSB; s++) {
             int j = b * F::NSB + s;
-            float dw;
-            int w4 = F::lane(blk, s, l, &dw);
+            int w4[8];
+            float d0 = 0.0f, d1 = 0.0f;
+            for (int l = 0; l < 8; l++) {
+                float dl;
+                w4[l] = F::lane(blk, s, l, &dl);
+                if (l == 0) d0 = dl;
+                if (l == 4) d1 = dl;
+            }
             float m0 = 0.0f, m1 = 0.0f;
-            if (F::MINS > 0 && l == 0) F::mins(blk, s, &m0, &m1);
+            if (F::MINS > 0) F::mins(blk, s, &m0, &m1);
 #pragma unroll
             for (int i = 0; i < MM_ROWS; i++) {
                 if (i < rn) {
                     i64 r = r0 + i;
-                    int a4 = *(const DEV int*)(aq + r * k + j * 32 + 4 * l);
+                    const DEV int* a4 = (const DEV int*)(aq + r * k + j * 32);
                     float da = ad[r * nj + j];
-                    int p = dp4a(w4, a4, 0);
-                    lanes[i] = FMA(dw * da, (float)p, lanes[i]);
-                    if (F::MINS == 1 && l == 0) {
+                    int p0 = 0, p1 = 0;
+                    for (int l = 0; l < 4; l++) p0 = dp4a(w4[l], a4[l], p0);
+                    for (int l = 4; l < 8; l++) p1 = dp4a(w4[l], a4[l], p1);
+                    if (F::UNITS == 2) {
+                        acc[i] = FMA(d0 * da, (float)p0, acc[i]);
+                        acc[i] = FMA(d1 * da, (float)p1, acc[i]);
+                    } else {
+                        acc[i] = FMA(d0 * da, (float)(p0 + p1), acc[i]);
+                    }
+                    if (F::MINS == 1) {
                         macc[i] = FMA(m0 * da, (float)asum[r * nj + j], macc[i]);
                     }
-                    if (F::MINS == 2 && l == 0) {
+                    if (F::MINS == 2) {
                         macc[i] = FMA(m0 * da, (float)ahalf[2 * (r * nj + j)], macc[i]);
                         macc[i] = FMA(m1 * da, (float)ahalf[2 * (r * nj + j) + 1], macc[i]);
                     }
@@ -443,16 +457,9 @@ FN void mm_body(const DEV u8* w, int n, int k, const DEV i8* aq, const DEV float
             }
         }
     }
-    int base = (TID % 32) & ~7;
 #pragma unroll
     for (int i = 0; i < MM_ROWS; i++) {
-        float v[8];
-#pragma unroll
-        for (int q = 0; q < 8; q++) v[q] = SHFL(lanes[i], base + q);
-        if (l == 0 && i < rn && c < n) {
-            float t0 = v[0] + v[4], t1 = v[1] + v[5], t2 = v[2] + v[6], t3 = v[3] + v[7];
-            y[(i64)(r0 + i) * n + c] = ((t0 + t2) + (t1 + t3)) + macc[i];
-        }
+        if (i < rn) y[(i64)(r0 + i) * n + c] = acc[i] + macc[i];
     }
 }
 

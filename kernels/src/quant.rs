@@ -55,6 +55,15 @@ impl QType {
 
     /// The minimum/offset terms of a 32-element sub-block: 0 (symmetric types), 1 (one
     /// `m` for the sub-block) or 2 (Q2_K: one per 16 elements).
+    /// How many scales a 32-element sub-block has: two (one per 16-element half: Q2_K,
+    /// Q3_K, Q6_K) or one. The matmul sums and scales each such unit exactly once.
+    pub fn scale_units(self) -> usize {
+        match self {
+            QType::Q2K | QType::Q3K | QType::Q6K => 2,
+            _ => 1,
+        }
+    }
+
     pub fn min_terms(self) -> usize {
         match self {
             QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K => 1,

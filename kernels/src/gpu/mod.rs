@@ -75,9 +75,10 @@ pub const SAMPLE_THREADS: u32 = 256;
 pub const MAX_WALK: usize = 1024;
 pub const UNDECIDED: u32 = u32::MAX;
 
-/// Rows of one matmul thread block (MM_ROWS) and its columns (MM_COLS) in `forward.h`.
+/// Rows of one matmul thread block (MM_ROWS) and its columns (MM_COLS, one thread each:
+/// MM_COLS threads a block) in `forward.h`.
 pub const MM_ROWS: usize = 8;
-pub const MM_COLS: usize = 16;
+pub const MM_COLS: usize = 128;
 /// Threads of an attention block (ATT_THREADS) and the largest head it holds.
 pub const ATT_THREADS: u32 = 128;
 pub const MAX_HEAD_DIM: usize = 512;

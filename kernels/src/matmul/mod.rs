@@ -1,16 +1,26 @@
 //! Quantized matrix multiplication y = x·Wᵀ for B activation rows.
 //!
 //! # The one summation order
-//! For output (r, c), over the row's 32-element sub-blocks j in order:
-//! - eight i32 lane sums p_l = Σ_{i=4l}^{4l+3} w_i·a_i (exact integers);
-//! - lanes_l = fma(d_j·da_j, p_l, lanes_l) (Q6_K: d0 for lanes 0–3, d1 for 4–7);
-//! - macc = fma(m_j·da_j, Σa, macc) when the type has a minimum/offset;
-//! - y = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + macc.
+//! For output (r, c), over the row's 32-element sub-blocks j in order, and within a
+//! sub-block over its scale units u (the whole sub-block, or its two 16-element halves
+//! for the types with a scale per half: Q2_K, Q3_K, Q6_K):
+//! - one i32 sum p = Σ w_i·a_i over the unit's elements (exact integers, any order);
+//! - acc = fma(d_u·da_j, p, acc);
+//! - macc = fma(m_j·da_j, Σa, macc) when the type has a minimum/offset (Q2_K: one term
+//!   per half, halves in order);
+//! - y = acc + macc.
 //!
-//! The scalar reference, the AVX2 kernel and any later kernel compute exactly this, so
-//! y is bit-identical whatever the SIMD level, the number of rows B (each weight block
-//! is decoded once and applied to all rows, but rows never mix) and the thread count
+//! One exact integer sum and one fma per unit is the order AMX and every dot-product
+//! instruction want: a kernel may add a unit's products in any grouping (lanes, columns,
+//! tiles) because integer addition is exact, and rounds exactly where this says. The
+//! scalar reference, every SIMD kernel and the GPU source compute exactly this, so y is
+//! bit-identical whatever the SIMD level, the number of rows B (each weight block is
+//! decoded once and applied to all rows, but rows never mix) and the thread count
 //! (threads split the output columns; one column is computed by one thread).
+//!
+//! (Until version 0.1 the order was eight 4-product lane sums per sub-block, each with
+//! its own fma chain, and a fixed tree over the lanes: every output's last bits differ
+//! between the two.)
 
 use crate::quant::{decode_block, dequantize_row, sub_blocks, Q8Row, QType, SubBlock};
 
@@ -140,13 +150,14 @@ impl OutPtr {
         *self.0.add(i) = v;
     }
 
-    /// Four consecutive outputs of row `r`, columns c..c+4.
+    /// Where output `i` is, for a vector store.
     ///
-    /// SAFETY (caller): as `write`, for each of the four.
+    /// SAFETY (caller): every element stored through it is in bounds and written by this
+    /// thread only.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn store4(self, r: usize, n: usize, c: usize, v: std::arch::x86_64::__m128) {
-        std::arch::x86_64::_mm_storeu_ps(self.0.add(r * n + c), v);
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        self.0.add(i)
     }
 
     /// SAFETY (caller): as `write`; the element was written by this thread.
@@ -258,26 +269,26 @@ pub fn matmul_many_with(jobs: &mut [(&QMatrix, &mut [f32])], x: &[f32], m: usize
         if isa == Isa::Neon && unsafe { neon::columns(w, c0, c1, &acts, out) } {
             return;
         }
-        let mut lanes = vec![[0f32; 8]; m];
+        let mut acc = vec![0f32; m];
         let mut macc = vec![0f32; m];
         for c in c0..c1 {
-            lanes.iter_mut().for_each(|l| *l = [0.0; 8]);
+            acc.iter_mut().for_each(|v| *v = 0.0);
             macc.iter_mut().for_each(|v| *v = 0.0);
-            column_scalar(w, c, &acts, &mut lanes, &mut macc);
-            for (r, (l, mc)) in lanes.iter().zip(macc.iter()).enumerate() {
+            column_scalar(w, c, &acts, &mut acc, &mut macc);
+            for (r, (v, mc)) in acc.iter().zip(macc.iter()).enumerate() {
                 // SAFETY: column c belongs to this task only; r·n + c < m·n.
-                unsafe { out.write(r * n + c, reduce(l) + mc) };
+                unsafe { out.write(r * n + c, v + mc) };
             }
         }
     };
     crate::pool::run(tasks.len(), |i| run(&tasks[i]));
 }
 
-/// Q2_K's minimum terms, added to the lane sums a SIMD kernel wrote (it computes Q2_K as
-/// a type without minima). The scalar order is y = reduce(lanes) + macc with macc its
-/// own fma chain from +0.0: the kernel wrote reduce(lanes) + 0.0, and adding macc to
-/// that gives the same bits (macc is never −0.0, so only a −0.0 lane sum could differ,
-/// and +0.0 + macc = −0.0 + macc for every macc that is not −0.0).
+/// Q2_K's minimum terms, added to the sums a SIMD kernel wrote (it computes Q2_K as a
+/// type without minima). The scalar order is y = acc + macc with macc its own fma chain
+/// from +0.0: the kernel wrote acc + 0.0, and adding macc to that gives the same bits
+/// (macc is never −0.0, so only a −0.0 acc could differ, and +0.0 + macc = −0.0 + macc
+/// for every macc that is not −0.0).
 ///
 /// SAFETY (caller): the columns c0..c1 belong to this task and were written by it; the
 /// CPU has AVX2 and FMA (every x86 instruction set teacher uses beyond the scalar one
@@ -354,12 +365,6 @@ unsafe fn half_min_terms_body(
     }
 }
 
-#[inline]
-fn reduce(l: &[f32; 8]) -> f32 {
-    let t = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
-    (t[0] + t[2]) + (t[1] + t[3])
-}
-
 /// Sequential f32 dot (float weights are rare here: norms are not matmuls).
 fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = 0f32;
@@ -369,11 +374,13 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc
 }
 
-/// The scalar reference for one output column over all rows.
-fn column_scalar(w: &QMatrix, c: usize, acts: &[Q8Row], lanes: &mut [[f32; 8]], macc: &mut [f32]) {
+/// The scalar reference for one output column over all rows: `acc` and `macc` per row.
+fn column_scalar(w: &QMatrix, c: usize, acts: &[Q8Row], acc: &mut [f32], macc: &mut [f32]) {
     let t = w.t;
     let nsb = sub_blocks(t);
     let min_terms = t.min_terms();
+    let units = t.scale_units();
+    let len = 32 / units;
     let mut sbs = [SubBlock::default(); 8];
     for (b, block) in w.row(c).chunks_exact(t.block_bytes()).enumerate() {
         decode_block(t, block, &mut sbs[..nsb]);
@@ -382,13 +389,11 @@ fn column_scalar(w: &QMatrix, c: usize, acts: &[Q8Row], lanes: &mut [[f32; 8]], 
             for (r, a) in acts.iter().enumerate() {
                 let qa = &a.qs[j * 32..j * 32 + 32];
                 let da = a.d[j];
-                for l in 0..8 {
-                    let mut p = 0i32;
-                    for i in 4 * l..4 * l + 4 {
-                        p += sb.w[i] as i32 * qa[i] as i32;
-                    }
-                    let scale = sb.d[l / 4] * da;
-                    lanes[r][l] = scale.mul_add(p as f32, lanes[r][l]);
+                for u in 0..units {
+                    let p: i32 = (u * len..(u + 1) * len)
+                        .map(|i| sb.w[i] as i32 * qa[i] as i32)
+                        .sum();
+                    acc[r] = (sb.d[u] * da).mul_add(p as f32, acc[r]);
                 }
                 match min_terms {
                     0 => {}
@@ -535,9 +540,10 @@ mod tests {
 
     #[test]
     fn every_instruction_set_gives_the_scalar_bits() {
-        // Odd column counts exercise the short last group of four; 1, 2, 3, 5, 7 and 9
-        // rows every row-tile shape of the 256- and 512-bit kernels (a single row; four-row
-        // tiles followed by none to three rows).
+        // Column counts below, at and past the sixteen of a panel (and the single-row
+        // paths' groups of four, with a short last one); 1, 2, 3, 5, 7, 9, 11 and 16 rows
+        // every row-tile shape of the 256- and 512-bit kernels (a single row; eight-,
+        // four-, two- and one-row tiles in each combination).
         for isa in Isa::available() {
             for t in all_types() {
                 for (n, k, m) in [
@@ -547,6 +553,9 @@ mod tests {
                     (6, 768, 5),
                     (9, 512, 7),
                     (13, 512, 9),
+                    (40, 256, 16),
+                    (35, 512, 11),
+                    (16, 768, 3),
                 ] {
                     let data = random_matrix(t, n, k, 17);
                     let w = QMatrix::new(t, n, k, &data).unwrap();

@@ -2,14 +2,14 @@
 //! column's integers once, NEON computes the lane sums and the fma chain for every row.
 //!
 //! i8·i8 products are widened to i16 (`vmull_s8`, exact: |w·a| ≤ 128·127), pairs added
-//! into i32 (`vpaddlq_s16`) and pairs of pairs (`vpaddq_s32`): the eight exact lane sums
-//! of four products of the scalar loop, then fma(d·da, lane, acc) (`vfmaq_f32`, one
-//! rounding like `mul_add`). Same bits as `column_scalar`.
+//! into i32 (`vpaddlq_s16`), pairs of pairs (`vpaddq_s32`) and the lanes of a scale unit
+//! (`vaddvq_s32`): the exact i32 sum of each unit of the scalar loop, then
+//! fma(d·da, p, acc) (`mul_add`, one `fmadd`). Same bits as `column_scalar`.
 //!
 //! Tested under qemu-aarch64 (bit equality with the scalar reference for every type and
 //! row count); its speed has not been measured on ARM hardware.
 
-use super::{reduce, OutPtr, QMatrix};
+use super::{OutPtr, QMatrix};
 use crate::quant::{decode_block, sub_blocks, Q8Row, SubBlock};
 use std::arch::aarch64::*;
 
@@ -28,6 +28,7 @@ pub(super) unsafe fn columns(
         return false;
     }
     let min_terms = t.min_terms();
+    let halves = t.scale_units() == 2;
     let nsb = sub_blocks(t);
     let n = w.rows;
     let mut col = vec![SubBlock::default(); w.cols / 32];
@@ -36,15 +37,19 @@ pub(super) unsafe fn columns(
             decode_block(t, block, &mut col[b * nsb..(b + 1) * nsb]);
         }
         for (r, a) in acts.iter().enumerate() {
-            let mut lo = vdupq_n_f32(0.0);
-            let mut hi = vdupq_n_f32(0.0);
+            let mut acc = 0f32;
             let mut mc = 0f32;
             for (j, sb) in col.iter().enumerate() {
                 let ap = a.qs.as_ptr().add(j * 32);
                 let (p_lo, p_hi) = lane_sums(sb.w.as_ptr(), ap);
                 let da = *a.d.get_unchecked(j);
-                lo = vfmaq_f32(lo, vdupq_n_f32(sb.d[0] * da), vcvtq_f32_s32(p_lo));
-                hi = vfmaq_f32(hi, vdupq_n_f32(sb.d[1] * da), vcvtq_f32_s32(p_hi));
+                if halves {
+                    acc = (sb.d[0] * da).mul_add(vaddvq_s32(p_lo) as f32, acc);
+                    acc = (sb.d[1] * da).mul_add(vaddvq_s32(p_hi) as f32, acc);
+                } else {
+                    let p = vaddvq_s32(vaddq_s32(p_lo, p_hi));
+                    acc = (sb.d[0] * da).mul_add(p as f32, acc);
+                }
                 match min_terms {
                     0 => {}
                     1 => mc = (sb.m[0] * da).mul_add(*a.sum.get_unchecked(j) as f32, mc),
@@ -55,16 +60,14 @@ pub(super) unsafe fn columns(
                     }
                 }
             }
-            let mut l = [0f32; 8];
-            vst1q_f32(l.as_mut_ptr(), lo);
-            vst1q_f32(l.as_mut_ptr().add(4), hi);
-            out.write(r * n + c, reduce(&l) + mc);
+            out.write(r * n + c, acc + mc);
         }
     }
     true
 }
 
-/// Lane sums 0–3 and 4–7 of one 32-element sub-block: each the sum of four products.
+/// Lane sums 0–3 (elements 0–15) and 4–7 (16–31) of one 32-element sub-block: each the
+/// sum of four products.
 #[inline(always)]
 unsafe fn lane_sums(w: *const i8, a: *const i8) -> (int32x4_t, int32x4_t) {
     let half = |w: int8x16_t, a: int8x16_t| {

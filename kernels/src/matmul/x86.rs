@@ -1,24 +1,33 @@
 //! The x86-64 kernels: AVX2 (+FMA, F16C), AVX2 with AVX-VNNI, and AVX-512 with VNNI.
 //!
 //! Every kernel computes the integers and the fma order of `column_scalar` (see the
-//! module above), so all of them give the scalar reference's bits. What differs is how
-//! much work one instruction does and what stays in registers:
+//! module above): one exact i32 sum per scale unit, then one fma. Integer addition is
+//! exact, so a kernel may add a unit's products in whatever grouping its instructions
+//! give; it rounds only where the scalar loop does. What differs is how much work one
+//! instruction does and what stays in registers:
 //!
 //! - one activation row (single-sequence decode): four columns at a time, each weight
-//!   block decoded straight into registers and used once — four independent fma chains;
-//! - several rows (prefill, batched decode): four columns are decoded once into a
-//!   *panel* (integers, per-lane scales, and a per-lane bias or |w|), which a register
-//!   tile of rows × columns then reads from L1 for every row of the step.
+//!   block decoded straight into registers and used once; the dot products' lanes are
+//!   added across (exactly) into each column's unit sums, and the four columns' fmas run
+//!   side by side in one register;
+//! - several rows (prefill, batched decode): sixteen columns are decoded once into a
+//!   *panel*, laid out so that lane i of a register is column i: per sub-block, eight
+//!   groups of the sixteen columns' four consecutive integers, with per-column scales and
+//!   a per-column bias. A tile of rows × sixteen columns then multiplies each group by
+//!   four activation bytes broadcast to every lane (`vpdpbusd`), which accumulates every
+//!   column's unit sum in its own lane: eight dot products, one convert, one scale
+//!   product and one fma per sixteen columns and sub-block (the order AMX's tiles want
+//!   too).
 //!
-//! VNNI multiplies unsigned by signed bytes. The panel kernels feed it the activations
-//! offset by 128 (`Q8Row::qu`) and start each lane at −128·Σw, which leaves exactly
+//! VNNI multiplies unsigned by signed bytes. The panel tiles feed it the activations
+//! offset by 128 (`Q8Row::qu`) and start each sum at −128·Σw, which leaves exactly
 //! Σ a·w; AVX2's `vpmaddubsw` pair does the same for the types whose integers are small
-//! enough not to saturate its 16-bit step (`small_ints`). The single-row kernel uses
-//! |w| and sign(a, w) instead. All are the same integers as the scalar loop.
+//! enough not to saturate its 16-bit step (`small_ints`), and |w| with sign(a, w) for
+//! the others. The single-row kernels use |w| and sign(a, w), or unsigned weights with
+//! an exact offset correction. All are the same integers as the scalar loop.
 
-use super::{reduce, OutPtr, QMatrix};
+use super::{OutPtr, QMatrix};
 use crate::quant::{scale_min_k4, Q8Row, QType, IQ4_VALUES};
-use crate::trees_x86::trees16;
 use std::arch::x86_64::*;
 
 /// Instruction sets, as const generic parameters.
@@ -80,6 +89,14 @@ const fn has_min(t: u8) -> bool {
 /// IQ4 codebooks (up to ±127) are not.
 const fn small_ints(t: u8) -> bool {
     !matches!(t, Q8_0 | IQ4NL | IQ4XS)
+}
+
+/// Scale units per sub-block (`QType::scale_units`): two halves for Q2_K, Q3_K, Q6_K.
+const fn units(t: u8) -> usize {
+    match t {
+        Q2K | Q3K | Q6K => 2,
+        _ => 1,
+    }
 }
 
 const fn nsb(t: u8) -> usize {
@@ -186,50 +203,51 @@ unsafe fn columns_body<const T: u8, const ISA: u8>(
     }
     let mut panel = Panel::new(w.cols / 32);
     let rb = qtype(T).row_bytes(w.cols);
-    for c in (c0..c1).step_by(COLS) {
-        let k = (c1 - c).min(COLS);
+    let m = acts.len();
+    // Rows per tile: as many as the registers hold (eight accumulators, their minimum
+    // terms and the eight weight groups with AVX-512; two rows' halves with AVX-VNNI;
+    // one with plain AVX2, whose dot product takes three instructions and a constant).
+    let most = match ISA {
+        AVX512 => 8,
+        AVX_VNNI => 2,
+        _ => 1,
+    };
+    let tiles = m.div_ceil(most);
+    for c in (c0..c1).step_by(PANEL) {
+        let k = (c1 - c).min(PANEL);
         panel.fill::<T, ISA>(w, c, k);
         // The next panel's columns (contiguous after these) into the cache while this
-        // one's tiles run, spread over the first rows' tiles: its fill then finds them
-        // there instead of waiting on memory. A prefetch past the end is harmless.
-        let next = w.data.as_ptr().wrapping_add((c + COLS) * rb);
-        let lines = (COLS * rb).div_ceil(64);
+        // one's tiles run, spread over the tiles: its fill then finds them there
+        // instead of waiting on memory. A prefetch past the end is harmless.
+        let next = w.data.as_ptr().wrapping_add((c + PANEL) * rb);
+        let lines = (PANEL * rb).div_ceil(64);
+        let per_tile = lines.div_ceil(tiles);
         let mut line = 0;
         let mut r = 0;
-        let m = acts.len();
-        if ISA == AVX512 {
-            while r + 4 <= m {
-                let to = if r + 8 > m {
-                    lines
-                } else {
-                    (line + 16).min(lines)
-                };
-                while line < to {
-                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
-                    line += 1;
-                }
-                tile512::<T, 4>(&panel, &acts[r..r + 4], out, n, r, c, k);
-                r += 4;
+        while r < m {
+            let to = (line + per_tile).min(lines);
+            while line < to {
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line * 64) as *const i8);
+                line += 1;
             }
-            // The last one to three rows in one tile: the panel's blocks are loaded once
-            // for them, not once a row.
-            match m - r {
-                3 => tile512::<T, 3>(&panel, &acts[r..m], out, n, r, c, k),
-                2 => tile512::<T, 2>(&panel, &acts[r..m], out, n, r, c, k),
-                1 => tile512::<T, 1>(&panel, &acts[r..m], out, n, r, c, k),
-                _ => {}
+            // The largest tile that fits the rows left: the panel's blocks are loaded
+            // once per tile, not once a row.
+            let left = m - r;
+            let rows = if left >= most {
+                most
+            } else {
+                1 << left.ilog2()
+            };
+            let a = &acts[r..r + rows];
+            match (ISA, rows) {
+                (AVX512, 8) => tile512::<T, 8>(&panel, a, out, n, r, c, k),
+                (AVX512, 4) => tile512::<T, 4>(&panel, a, out, n, r, c, k),
+                (AVX512, 2) => tile512::<T, 2>(&panel, a, out, n, r, c, k),
+                (AVX512, _) => tile512::<T, 1>(&panel, a, out, n, r, c, k),
+                (AVX_VNNI, 2) => tile256::<T, ISA, 2>(&panel, a, out, n, r, c, k),
+                _ => tile256::<T, ISA, 1>(&panel, a, out, n, r, c, k),
             }
-        } else {
-            // Two-row tiles with AVX-VNNI; one-row tiles with plain AVX2, whose two-row
-            // tile needs more than sixteen registers and spilled on every sub-block.
-            while ISA != AVX2 && r + 2 <= m {
-                tile256::<T, ISA, 2>(&panel, &acts[r..r + 2], out, n, r, c, k);
-                r += 2;
-            }
-            while r < m {
-                tile256::<T, ISA, 1>(&panel, &acts[r..r + 1], out, n, r, c, k);
-                r += 1;
-            }
+            r += rows;
         }
     }
 }
@@ -450,39 +468,57 @@ unsafe fn decode<const T: u8>(
     }
 }
 
-/// Eight i32 lane sums of u·s (u unsigned, s signed bytes; four products each), exact,
-/// as f32 — one VNNI instruction, or the AVX2 pair (whose 16-bit step the callers keep
-/// from saturating).
+/// `acc` plus eight i32 lane sums of u·s (u unsigned, s signed bytes; four products
+/// each), exact — one VNNI instruction, or the AVX2 pair (whose 16-bit step the callers
+/// keep from saturating).
 #[inline(always)]
-unsafe fn dot_u8_i8<const ISA: u8>(u: __m256i, s: __m256i) -> __m256 {
-    let p32 = match ISA {
-        AVX512 => _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
-        AVX_VNNI => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s),
-        _ => _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
-    };
-    _mm256_cvtepi32_ps(p32)
+unsafe fn dot_u8_i8<const ISA: u8>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    match ISA {
+        AVX512 => _mm256_dpbusd_epi32(acc, u, s),
+        AVX_VNNI => _mm256_dpbusd_avx_epi32(acc, u, s),
+        _ => _mm256_add_epi32(
+            acc,
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+        ),
+    }
 }
 
 /// Eight i32 lane sums of w·a for signed weights: |w| is the unsigned operand and a takes
 /// w's sign (pair sums ≤ 2·128·127 fit the 16-bit step).
 #[inline(always)]
-unsafe fn lane_dot<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
+unsafe fn lane_dot<const ISA: u8>(w: __m256i, a: *const i8) -> __m256i {
     let a = _mm256_loadu_si256(a as *const __m256i);
-    dot_u8_i8::<ISA>(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+    dot_u8_i8::<ISA>(
+        _mm256_setzero_si256(),
+        _mm256_sign_epi8(w, w),
+        _mm256_sign_epi8(a, w),
+    )
 }
 
 /// The same for weights known to be unsigned (0..=31: the types with a minimum, whose
 /// decoders give the raw quants): they are the unsigned operand themselves (pair sums
 /// ≤ 2·31·127).
 #[inline(always)]
-unsafe fn lane_dot_unsigned<const ISA: u8>(w: __m256i, a: *const i8) -> __m256 {
-    dot_u8_i8::<ISA>(w, _mm256_loadu_si256(a as *const __m256i))
+unsafe fn lane_dot_unsigned<const ISA: u8>(w: __m256i, a: *const i8) -> __m256i {
+    dot_u8_i8::<ISA>(
+        _mm256_setzero_si256(),
+        w,
+        _mm256_loadu_si256(a as *const __m256i),
+    )
 }
 
-/// d0 in lanes 0–3, d1 in lanes 4–7.
+/// Four columns' scales of one unit (column i's in lane i) times the activation scale.
 #[inline(always)]
-unsafe fn lane_scales(d: [f32; 2]) -> __m256 {
-    _mm256_set_m128(_mm_set1_ps(d[1]), _mm_set1_ps(d[0]))
+unsafe fn unit_scales(d: [f32; COLS], da: f32) -> __m128 {
+    _mm_mul_ps(_mm_set_ps(d[3], d[2], d[1], d[0]), _mm_set1_ps(da))
+}
+
+/// The four results of a single-row path: acc + the minimum terms.
+#[inline(always)]
+unsafe fn finish4(acc: __m128, mc: __m128) -> [f32; COLS] {
+    let mut y = [0f32; COLS];
+    _mm_storeu_ps(y.as_mut_ptr(), _mm_add_ps(acc, mc));
+    y
 }
 
 /// One activation row against four columns, the blocks decoded into registers.
@@ -497,7 +533,7 @@ unsafe fn row1<const T: u8, const ISA: u8>(
     let rb = qtype(T).row_bytes(w.cols);
     let base = w.data.as_ptr();
     let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
-    let mut lane = [_mm256_setzero_ps(); COLS];
+    let mut acc = _mm_setzero_ps();
     let mut mc = [0f32; COLS];
     let mut wv = [[_mm256_setzero_si256(); 8]; COLS];
     let mut d = [[[0f32; 2]; 8]; COLS];
@@ -514,27 +550,34 @@ unsafe fn row1<const T: u8, const ISA: u8>(
         for s in 0..nsb {
             let j = b * nsb + s;
             let da = *a.d.get_unchecked(j);
-            let dav = _mm256_set1_ps(da);
             let ap = a.qs.as_ptr().add(j * 32);
-            for i in 0..COLS {
-                let p = if has_min(T) {
+            let p: [__m256i; COLS] = std::array::from_fn(|i| {
+                if has_min(T) {
                     lane_dot_unsigned::<ISA>(wv[i][s], ap)
                 } else {
                     lane_dot::<ISA>(wv[i][s], ap)
-                };
-                let scale = _mm256_mul_ps(lane_scales(d[i][s]), dav);
-                lane[i] = _mm256_fmadd_ps(scale, p, lane[i]);
-                if has_min(T) {
+                }
+            });
+            // Lanes 0–3 of each column's sum (elements 0–15) in the low half of `h`,
+            // column i in lane i; lanes 4–7 (elements 16–31) in the high half.
+            let h = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            let (lo, hi) = (_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+            let d0 = unit_scales(std::array::from_fn(|i| d[i][s][0]), da);
+            if units(T) == 2 {
+                let d1 = unit_scales(std::array::from_fn(|i| d[i][s][1]), da);
+                acc = _mm_fmadd_ps(d0, _mm_cvtepi32_ps(lo), acc);
+                acc = _mm_fmadd_ps(d1, _mm_cvtepi32_ps(hi), acc);
+            } else {
+                acc = _mm_fmadd_ps(d0, _mm_cvtepi32_ps(_mm_add_epi32(lo, hi)), acc);
+            }
+            if has_min(T) {
+                for i in 0..COLS {
                     mc[i] = (mins[i][s] * da).mul_add(*a.sum.get_unchecked(j) as f32, mc[i]);
                 }
             }
         }
     }
-    std::array::from_fn(|i| {
-        let mut l = [0f32; 8];
-        _mm256_storeu_ps(l.as_mut_ptr(), lane[i]);
-        reduce(&l) + mc[i]
-    })
+    finish4(acc, _mm_loadu_ps(mc.as_ptr()))
 }
 
 /// Ask for bytes `at..at + bb` (one block) of each row `AHEAD_ROWS` rows further on. A
@@ -558,17 +601,39 @@ unsafe fn block_heads(blk: &[*const u8; COLS]) -> __m256 {
     _mm256_cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)))
 }
 
-/// The four results of a 512-bit single-row path: column 2p's lanes in the low half of
-/// `lane[p]` and column 2p+1's in the high half, each reduced as `row1` reduces, plus
-/// the columns' minimum terms (`mc`, one lane each).
+/// The 128-bit quarters of a 512-bit register of i32 each summed (exactly): quarter i's
+/// sum in lane i.
 #[inline(always)]
-unsafe fn finish_pairs(lane: [__m512; 2], mc: __m128) -> [f32; COLS] {
-    let mut l = [0f32; 32];
-    _mm512_storeu_ps(l.as_mut_ptr(), lane[0]);
-    _mm512_storeu_ps(l.as_mut_ptr().add(16), lane[1]);
-    let mut m = [0f32; 4];
-    _mm_storeu_ps(m.as_mut_ptr(), mc);
-    std::array::from_fn(|i| reduce(l[8 * i..8 * i + 8].try_into().unwrap()) + m[i])
+unsafe fn quarter_sums(v: __m512i) -> __m128i {
+    let v = _mm512_add_epi32(v, _mm512_shuffle_epi32::<0x4E>(v));
+    let v = _mm512_add_epi32(v, _mm512_shuffle_epi32::<0xB1>(v));
+    let first = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+    _mm512_castsi512_si128(_mm512_permutexvar_epi32(first, v))
+}
+
+/// Two column pairs' i32 lane sums (column 2p's eight lanes in the low half of
+/// `pair[p]`, column 2p+1's in the high half) as the four columns' exact sums over
+/// lanes 0–3 (elements 0–15) and over lanes 4–7 (elements 16–31), column i in lane i.
+#[inline(always)]
+unsafe fn half_sums4(pair: [__m512i; 2]) -> (__m128i, __m128i) {
+    let (lo, hi) = half_quarters(pair);
+    (quarter_sums(lo), quarter_sums(hi))
+}
+
+/// The same, the two halves added: the four columns' sums over the whole sub-block.
+#[inline(always)]
+unsafe fn sums4(pair: [__m512i; 2]) -> __m128i {
+    let (lo, hi) = half_quarters(pair);
+    quarter_sums(_mm512_add_epi32(lo, hi))
+}
+
+/// Lanes 0–3 of columns 0, 1, 2, 3 (one quarter each), and lanes 4–7 of them.
+#[inline(always)]
+unsafe fn half_quarters(pair: [__m512i; 2]) -> (__m512i, __m512i) {
+    (
+        _mm512_shuffle_i32x4::<0x88>(pair[0], pair[1]),
+        _mm512_shuffle_i32x4::<0xDD>(pair[0], pair[1]),
+    )
 }
 
 /// `row1` with AVX-512 for the 32-element block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0):
@@ -601,22 +666,16 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
     // 64-bit lanes of (low nibbles of columns 2p and 2p+1, high nibbles of both) →
     // column 2p's 32 integers then column 2p+1's, as `load_q4` orders each.
     let unpack = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-    // Column 2p's scale in lanes 0–7 and column 2p+1's in 8–15, from (d, m) × 4.
-    let scale_of = [
-        _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
-        _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4),
-    ];
     let min_of = _mm256_set_epi32(7, 5, 3, 1, 7, 5, 3, 1);
-    let mut lane = [_mm512_setzero_ps(); 2];
+    let d_of = _mm256_set_epi32(6, 4, 2, 0, 6, 4, 2, 0);
+    let mut acc = _mm_setzero_ps();
     let mut mc = _mm_setzero_ps();
     for b in 0..w.cols / 32 {
         prefetch_ahead(&rows, b * bb, bb, rb);
         let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
         // The four columns' d (and m, for the types with one; other bytes otherwise).
         let dm = block_heads(&blk);
-        let dm512 = _mm512_castps256_ps512(dm);
         let da = *a.d.get_unchecked(b);
-        let dav = _mm512_set1_ps(da);
         let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
             a.qs.as_ptr().add(b * 32) as *const __m256i
         ));
@@ -629,7 +688,7 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
         } else {
             _mm512_setzero_si512()
         };
-        for (pair, lane) in lane.iter_mut().enumerate() {
+        let dots: [__m512i; 2] = std::array::from_fn(|pair| {
             let (c0, c1) = (blk[2 * pair], blk[2 * pair + 1]);
             let u = if T == Q8_0 {
                 let q = _mm512_inserti64x4::<1>(
@@ -659,11 +718,11 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
                     v
                 }
             };
-            let dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act), offset);
-            let p = _mm512_cvtepi32_ps(dot);
-            let scale = _mm512_mul_ps(_mm512_permutexvar_ps(scale_of[pair], dm512), dav);
-            *lane = _mm512_fmadd_ps(scale, p, *lane);
-        }
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act), offset)
+        });
+        let d = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, d_of));
+        let scale = _mm_mul_ps(d, _mm_set1_ps(da));
+        acc = _mm_fmadd_ps(scale, _mm_cvtepi32_ps(sums4(dots)), acc);
         if has_min(T) {
             // mc += (m·da)·Σa per column, fused, as `row1`'s scalar `mul_add`.
             let m = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, min_of));
@@ -671,7 +730,7 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
             mc = _mm_fmadd_ps(_mm_mul_ps(m, _mm_set1_ps(da)), sum, mc);
         }
     }
-    finish_pairs(lane, mc)
+    finish4(acc, mc)
 }
 
 /// `row1` for Q6_K with AVX-512 (the output layer and about half the FFN-down and
@@ -688,19 +747,20 @@ unsafe fn row1_q6k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
     let base = w.data.as_ptr();
     let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
     let (nib, three) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(3));
-    // Sub-block k's lane scales of a column pair: scales 2k (lanes 0–3) and 2k + 1
-    // (4–7) of the first column, then the same of the second (+ 2k).
-    let pick = _mm512_set_epi32(17, 17, 17, 17, 16, 16, 16, 16, 1, 1, 1, 1, 0, 0, 0, 0);
-    let mut lane = [_mm512_setzero_ps(); 2];
+    let mut acc = _mm_setzero_ps();
     for b in 0..w.cols / 256 {
         prefetch_ahead(&rows, b * bb, bb, rb);
         let blk: [*const u8; COLS] = std::array::from_fn(|i| rows[i].add(b * bb));
         // d · scale, as the scalar decoder multiplies them, sixteen at a time.
-        let sc: [__m512; COLS] = std::array::from_fn(|i| {
+        let mut sc = [[0f32; 16]; COLS];
+        for (i, sc) in sc.iter_mut().enumerate() {
             let s8 = _mm_loadu_si128(blk[i].add(192) as *const __m128i);
             let s = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8));
-            _mm512_mul_ps(_mm512_set1_ps(f16(blk[i], 208)), s)
-        });
+            _mm512_storeu_ps(
+                sc.as_mut_ptr(),
+                _mm512_mul_ps(_mm512_set1_ps(f16(blk[i], 208)), s),
+            );
+        }
         for n in 0..2 {
             // 32 bytes at `at` of both columns of a pair, the first column's low.
             let both = |pair: usize, at: usize| {
@@ -717,7 +777,7 @@ unsafe fn row1_q6k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
             for part in 0..4 {
                 let k = n * 4 + part;
                 let j = b * 8 + k;
-                let dav = _mm512_set1_ps(*a.d.get_unchecked(j));
+                let da = *a.d.get_unchecked(j);
                 let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
                     a.qs.as_ptr().add(j * 32) as *const __m256i
                 ));
@@ -727,8 +787,7 @@ unsafe fn row1_q6k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
                     _mm512_set1_epi8(1),
                     act,
                 ));
-                let at = _mm512_add_epi32(pick, _mm512_set1_epi32(2 * k as i32));
-                for (pair, lane) in lane.iter_mut().enumerate() {
+                let dots: [__m512i; 2] = std::array::from_fn(|pair| {
                     // The decoder's four parts: low or high nibbles of ql0/ql1, with
                     // bit pair `part` of qh as bits 4–5.
                     let low = match part {
@@ -742,18 +801,18 @@ unsafe fn row1_q6k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
                         three,
                     );
                     let u = _mm512_or_si512(low, _mm512_slli_epi16::<4>(high));
-                    let dot = _mm512_sub_epi32(
-                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act),
-                        offset,
-                    );
-                    let d = _mm512_permutex2var_ps(sc[2 * pair], at, sc[2 * pair + 1]);
-                    let scale = _mm512_mul_ps(d, dav);
-                    *lane = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(dot), *lane);
-                }
+                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act), offset)
+                });
+                // Sub-block k's two units: scales 2k (elements 0–15) and 2k + 1.
+                let (lo, hi) = half_sums4(dots);
+                let d0 = unit_scales(std::array::from_fn(|i| sc[i][2 * k]), da);
+                let d1 = unit_scales(std::array::from_fn(|i| sc[i][2 * k + 1]), da);
+                acc = _mm_fmadd_ps(d0, _mm_cvtepi32_ps(lo), acc);
+                acc = _mm_fmadd_ps(d1, _mm_cvtepi32_ps(hi), acc);
             }
         }
     }
-    finish_pairs(lane, _mm_setzero_ps())
+    finish4(acc, _mm_setzero_ps())
 }
 
 /// The eight 6-bit (scale, minimum) pairs of a Q4_K/Q5_K block's 12 scale bytes, as
@@ -803,11 +862,9 @@ unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -
     let base = w.data.as_ptr();
     let rows: [*const u8; COLS] = std::array::from_fn(|i| base.add(cols[i] * rb));
     let nib = _mm512_set1_epi8(0x0F);
-    // Lanes 0–7 ← lane s of the low half, 8–15 ← lane s of the high half (+ s).
-    let pick2 = _mm512_set_epi32(8, 8, 8, 8, 8, 8, 8, 8, 0, 0, 0, 0, 0, 0, 0, 0);
     // Lanes 0–3 ← lane s of each of four eight-lane groups (+ s).
     let pick4 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0);
-    let mut lane = [_mm512_setzero_ps(); 2];
+    let mut acc = _mm_setzero_ps();
     let mut mc = _mm_setzero_ps();
     for b in 0..w.cols / 256 {
         prefetch_ahead(&rows, b * bb, bb, rb);
@@ -863,21 +920,20 @@ unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -
                 let sb = 2 * chunk + half;
                 let j = b * 8 + sb;
                 let da = *a.d.get_unchecked(j);
-                let dav = _mm512_set1_ps(da);
                 let act = _mm512_broadcast_i64x4(_mm256_loadu_si256(
                     a.qs.as_ptr().add(j * 32) as *const __m256i
                 ));
                 let s = _mm512_set1_epi32(sb as i32);
-                let pick = _mm512_add_epi32(pick2, s);
-                for pair in 0..2 {
-                    let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
-                        _mm512_setzero_si512(),
-                        wv[pair][half],
-                        act,
-                    ));
-                    let scale = _mm512_mul_ps(_mm512_permutexvar_ps(pick, ds2[pair]), dav);
-                    lane[pair] = _mm512_fmadd_ps(scale, p, lane[pair]);
-                }
+                let dots: [__m512i; 2] = std::array::from_fn(|pair| {
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[pair][half], act)
+                });
+                let d = _mm512_castps512_ps128(_mm512_permutex2var_ps(
+                    ds2[0],
+                    _mm512_add_epi32(pick4, s),
+                    ds2[1],
+                ));
+                let scale = _mm_mul_ps(d, _mm_set1_ps(da));
+                acc = _mm_fmadd_ps(scale, _mm_cvtepi32_ps(sums4(dots)), acc);
                 let m = _mm512_castps512_ps128(_mm512_permutex2var_ps(
                     mins01,
                     _mm512_add_epi32(pick4, s),
@@ -888,63 +944,68 @@ unsafe fn row1_k_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -
             }
         }
     }
-    finish_pairs(lane, mc)
+    finish4(acc, mc)
 }
 
-/// One sub-block of two neighbouring columns, as the panel kernels read it.
+/// Columns of a panel: one per i32 lane of a 512-bit register.
+const PANEL: usize = 16;
+
+/// One sub-block of sixteen columns, as the panel tiles read it.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
-struct PairBlock {
-    /// Column 2p's 32 integers, then column 2p+1's.
-    w: [i8; 64],
-    /// −128·(sum of each lane's four integers), for the offset-activation product (VNNI,
-    /// and AVX2 for `small_ints` types). For the other types on AVX2, the 64 bytes hold
-    /// the integers' magnitudes |w| instead (`vpmaddubsw`'s unsigned operand), decoded
-    /// once here rather than for every row.
-    bias: [i32; 16],
-    /// Per-lane scales (d0 ×4, d1 ×4) of each column.
-    d: [f32; 16],
+struct Block16 {
+    /// Group g: elements 4g..4g+3 of the sixteen columns (column i at bytes 4i..4i+3),
+    /// what one `vpdpbusd` multiplies by four broadcast activation bytes.
+    w: [[i8; 64]; 8],
+    /// Per scale unit and column: −128·Σw over the unit, which leaves exactly Σ a·w of
+    /// the activations offset to unsigned bytes (`Q8Row::qu`); 0 where plain AVX2 takes
+    /// the signed activations instead (the types that are not `small_ints`).
+    bias: [[i32; PANEL]; 2],
+    /// Per scale unit and column: the scale.
+    d: [[f32; PANEL]; 2],
+    /// Per column: the minimum (the types that have one).
+    mins: [f32; PANEL],
 }
 
-/// Four columns decoded over the whole input width.
+/// Sixteen columns decoded over the whole input width: one `Block16` per sub-block.
 struct Panel {
-    /// Index j·2 + p: sub-block j of column pair p.
-    blocks: Vec<PairBlock>,
-    /// Per sub-block, the four columns' minima.
-    mins: Vec<[f32; COLS]>,
+    blocks: Vec<Block16>,
 }
 
 impl Panel {
     fn new(nsb: usize) -> Panel {
-        let zero = PairBlock {
-            w: [0; 64],
-            bias: [0; 16],
-            d: [0.0; 16],
+        let zero = Block16 {
+            w: [[0; 64]; 8],
+            bias: [[0; PANEL]; 2],
+            d: [[0.0; PANEL]; 2],
+            mins: [0.0; PANEL],
         };
         Panel {
-            blocks: vec![zero; nsb * 2],
-            mins: vec![[0.0; COLS]; nsb],
+            blocks: vec![zero; nsb],
         }
     }
 
-    /// Decode columns c..c+k (k ≤ 4); missing columns become zeros.
+    /// Decode columns c..c+k (k ≤ 16); missing columns become zeros.
     #[inline(always)]
     unsafe fn fill<const T: u8, const ISA: u8>(&mut self, w: &QMatrix, c: usize, k: usize) {
         let nsb = nsb(T);
         let bb = qtype(T).block_bytes();
         let nblocks = w.cols / qtype(T).block_elems();
+        let offset = ISA != AVX2 || small_ints(T);
         let mut wv = [_mm256_setzero_si256(); 8];
         let mut d = [[0f32; 2]; 8];
         let mut mins = [0f32; 8];
-        for i in 0..COLS {
-            let (pair, half) = (i / 2, i % 2);
+        for i in 0..PANEL {
             if i >= k {
-                for j in 0..nsb * nblocks {
-                    let pb = self.blocks.get_unchecked_mut(j * 2 + pair);
-                    pb.w[half * 32..half * 32 + 32].fill(0);
-                    pb.bias[half * 8..half * 8 + 8].fill(0);
-                    pb.d[half * 8..half * 8 + 8].fill(0.0);
-                    self.mins.get_unchecked_mut(j)[i] = 0.0;
+                for blk in self.blocks.iter_mut() {
+                    for g in blk.w.iter_mut() {
+                        g[4 * i..4 * i + 4].fill(0);
+                    }
+                    for u in 0..2 {
+                        blk.bias[u][i] = 0;
+                        blk.d[u][i] = 0.0;
+                    }
+                    blk.mins[i] = 0.0;
                 }
                 continue;
             }
@@ -952,29 +1013,31 @@ impl Panel {
             for b in 0..nblocks {
                 decode::<T>(row.add(b * bb), &mut wv, &mut d, &mut mins);
                 for s in 0..nsb {
-                    let j = b * nsb + s;
-                    let pb = self.blocks.get_unchecked_mut(j * 2 + pair);
-                    _mm256_storeu_si256(pb.w.as_mut_ptr().add(half * 32) as *mut __m256i, wv[s]);
-                    if ISA != AVX2 || small_ints(T) {
+                    let blk = self.blocks.get_unchecked_mut(b * nsb + s);
+                    let mut words = [0i32; 8];
+                    _mm256_storeu_si256(words.as_mut_ptr() as *mut __m256i, wv[s]);
+                    for (g, word) in words.iter().enumerate() {
+                        (blk.w[g].as_mut_ptr().add(4 * i) as *mut i32).write_unaligned(*word);
+                    }
+                    let mut sums = [0i32; 8];
+                    if offset {
+                        // Σw of each group of four, exactly.
                         let sum4 = _mm256_madd_epi16(
                             _mm256_maddubs_epi16(_mm256_set1_epi8(1), wv[s]),
                             _mm256_set1_epi16(1),
                         );
-                        let bias =
-                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum4, 7));
-                        _mm256_storeu_si256(
-                            pb.bias.as_mut_ptr().add(half * 8) as *mut __m256i,
-                            bias,
-                        );
+                        _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, sum4);
+                    }
+                    if units(T) == 2 {
+                        blk.bias[0][i] = -128 * sums[..4].iter().sum::<i32>();
+                        blk.bias[1][i] = -128 * sums[4..].iter().sum::<i32>();
                     } else {
-                        _mm256_storeu_si256(
-                            pb.bias.as_mut_ptr().add(half * 8) as *mut __m256i,
-                            _mm256_sign_epi8(wv[s], wv[s]),
-                        );
+                        blk.bias[0][i] = -128 * sums.iter().sum::<i32>();
                     }
-                    _mm256_storeu_ps(pb.d.as_mut_ptr().add(half * 8), lane_scales(d[s]));
+                    blk.d[0][i] = d[s][0];
+                    blk.d[1][i] = d[s][1];
                     if has_min(T) {
-                        self.mins.get_unchecked_mut(j)[i] = mins[s];
+                        blk.mins[i] = mins[s];
                     }
                 }
             }
@@ -982,117 +1045,17 @@ impl Panel {
     }
 }
 
-/// Write a tile's results: the fixed lane reduction plus the minimum term.
+/// The four-byte groups of each scale unit: `UNIT_GROUPS[u]` for a type of two units,
+/// all eight for a type of one.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn store_tile(
-    lanes: &[f32; 8 * COLS],
-    mc: &[f32; COLS],
-    out: OutPtr,
-    n: usize,
-    r: usize,
-    c: usize,
-    k: usize,
-) {
-    for i in 0..k {
-        let l: &[f32; 8] = &*(lanes.as_ptr().add(i * 8) as *const [f32; 8]);
-        out.write(r * n + c + i, reduce(l) + mc[i]);
-    }
+fn unit_groups<const T: u8>(u: usize) -> std::ops::Range<usize> {
+    let per = 8 / units(T);
+    u * per..(u + 1) * per
 }
 
-/// The min term for R rows at sub-block j, four columns in one 128-bit register.
-#[inline(always)]
-unsafe fn min_term<const R: usize>(p: &Panel, acts: &[Q8Row], j: usize, macc: &mut [__m128; R]) {
-    let m4 = _mm_loadu_ps(p.mins.get_unchecked(j).as_ptr());
-    for r in 0..R {
-        let a = acts.get_unchecked(r);
-        let s = _mm_mul_ps(m4, _mm_set1_ps(*a.d.get_unchecked(j)));
-        let sum = _mm_set1_ps(*a.sum.get_unchecked(j) as f32);
-        macc[r] = _mm_fmadd_ps(s, sum, macc[r]);
-    }
-}
-
-/// Column i's eight `bias` lanes of a sub-block's two pair blocks at `pb` (its bias, or
-/// its |w| bytes).
-///
-/// SAFETY (caller): `pb` points at a sub-block's two `PairBlock`s; i < 4.
-#[inline(always)]
-unsafe fn bias_lanes(pb: *const PairBlock, i: usize) -> __m256i {
-    _mm256_load_si256((*pb.add(i / 2)).bias.as_ptr().add((i % 2) * 8) as *const __m256i)
-}
-
-/// R rows × 4 columns with 256-bit registers (AVX2 or AVX-VNNI).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
-    p: &Panel,
-    acts: &[Q8Row],
-    out: OutPtr,
-    n: usize,
-    r0: usize,
-    c: usize,
-    k: usize,
-) {
-    let mut acc = [[_mm256_setzero_ps(); COLS]; R];
-    let mut macc = [_mm_setzero_ps(); R];
-    for j in 0..p.mins.len() {
-        let pb = p.blocks.as_ptr().add(j * 2);
-        let wv: [__m256i; COLS] = std::array::from_fn(|i| {
-            _mm256_load_si256((*pb.add(i / 2)).w.as_ptr().add((i % 2) * 32) as *const __m256i)
-        });
-        let dv: [__m256; COLS] =
-            std::array::from_fn(|i| _mm256_load_ps((*pb.add(i / 2)).d.as_ptr().add((i % 2) * 8)));
-        for r in 0..R {
-            let a = acts.get_unchecked(r);
-            let dav = _mm256_set1_ps(*a.d.get_unchecked(j));
-            if ISA == AVX_VNNI {
-                let au = _mm256_loadu_si256(a.qu.as_ptr().add(j * 32) as *const __m256i);
-                for i in 0..COLS {
-                    let bias = bias_lanes(pb, i);
-                    let prod = _mm256_dpbusd_avx_epi32(bias, au, wv[i]);
-                    let s = _mm256_mul_ps(dv[i], dav);
-                    acc[r][i] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(prod), acc[r][i]);
-                }
-            } else if small_ints(T) {
-                // VNNI's formulation with the AVX2 pair: Σ (a + 128)·w − 128·Σw.
-                let au = _mm256_loadu_si256(a.qu.as_ptr().add(j * 32) as *const __m256i);
-                for i in 0..COLS {
-                    let bias = bias_lanes(pb, i);
-                    let prod = _mm256_add_epi32(
-                        bias,
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(au, wv[i]), _mm256_set1_epi16(1)),
-                    );
-                    let s = _mm256_mul_ps(dv[i], dav);
-                    acc[r][i] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(prod), acc[r][i]);
-                }
-            } else {
-                // |w| from the panel, the activations given w's sign.
-                let ap = _mm256_loadu_si256(a.qs.as_ptr().add(j * 32) as *const __m256i);
-                for i in 0..COLS {
-                    let abs = bias_lanes(pb, i);
-                    let p = dot_u8_i8::<AVX2>(abs, _mm256_sign_epi8(ap, wv[i]));
-                    let s = _mm256_mul_ps(dv[i], dav);
-                    acc[r][i] = _mm256_fmadd_ps(s, p, acc[r][i]);
-                }
-            }
-        }
-        if has_min(T) {
-            min_term::<R>(p, acts, j, &mut macc);
-        }
-    }
-    for r in 0..R {
-        let mut lanes = [0f32; 8 * COLS];
-        for i in 0..COLS {
-            _mm256_storeu_ps(lanes.as_mut_ptr().add(i * 8), acc[r][i]);
-        }
-        let mut mc = [0f32; COLS];
-        _mm_storeu_ps(mc.as_mut_ptr(), macc[r]);
-        store_tile(&lanes, &mc, out, n, r0 + r, c, k);
-    }
-}
-
-/// R rows × 4 columns with 512-bit registers: each register holds two columns' lanes,
-/// the activation sub-block broadcast to both halves.
+/// R rows × 16 columns with 512-bit registers: per row and scale unit one exact i32
+/// sum per column (the activations broadcast four bytes at a time), then one convert,
+/// one scale product and one fma — the scalar order.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile512<const T: u8, const R: usize>(
@@ -1104,64 +1067,103 @@ unsafe fn tile512<const T: u8, const R: usize>(
     c: usize,
     k: usize,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut macc = [_mm_setzero_ps(); R];
-    for j in 0..p.mins.len() {
-        let pb = p.blocks.as_ptr().add(j * 2);
-        let wv: [__m512i; 2] =
-            std::array::from_fn(|q| _mm512_load_si512((*pb.add(q)).w.as_ptr() as *const _));
-        let bias: [__m512i; 2] =
-            std::array::from_fn(|q| _mm512_load_si512((*pb.add(q)).bias.as_ptr() as *const _));
-        let dv: [__m512; 2] = std::array::from_fn(|q| _mm512_load_ps((*pb.add(q)).d.as_ptr()));
+    let mut acc = [_mm512_setzero_ps(); R];
+    let mut macc = [_mm512_setzero_ps(); R];
+    for (j, blk) in p.blocks.iter().enumerate() {
+        let wv: [__m512i; 8] =
+            std::array::from_fn(|g| _mm512_load_si512(blk.w[g].as_ptr() as *const _));
         for r in 0..R {
             let a = acts.get_unchecked(r);
-            let au = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                a.qu.as_ptr().add(j * 32) as *const __m256i
-            ));
-            let dav = _mm512_set1_ps(*a.d.get_unchecked(j));
-            for q in 0..2 {
-                let prod = _mm512_dpbusd_epi32(bias[q], au, wv[q]);
-                let s = _mm512_mul_ps(dv[q], dav);
-                acc[r][q] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(prod), acc[r][q]);
+            let da = _mm512_set1_ps(*a.d.get_unchecked(j));
+            let au = a.qu.as_ptr().add(j * 32) as *const i32;
+            for u in 0..units(T) {
+                let mut sum = _mm512_load_si512(blk.bias[u].as_ptr() as *const _);
+                for g in unit_groups::<T>(u) {
+                    let a4 = _mm512_set1_epi32(au.add(g).read_unaligned());
+                    sum = _mm512_dpbusd_epi32(sum, a4, wv[g]);
+                }
+                let s = _mm512_mul_ps(_mm512_load_ps(blk.d[u].as_ptr()), da);
+                acc[r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(sum), acc[r]);
+            }
+            if has_min(T) {
+                let m = _mm512_mul_ps(_mm512_load_ps(blk.mins.as_ptr()), da);
+                let sum = _mm512_set1_ps(*a.sum.get_unchecked(j) as f32);
+                macc[r] = _mm512_fmadd_ps(m, sum, macc[r]);
             }
         }
-        if has_min(T) {
-            min_term::<R>(p, acts, j, &mut macc);
-        }
     }
-    if R == 4 {
-        // The sixteen lane trees of the tile in registers (row-major 4 × 4 results).
-        let y = trees16(&[
-            acc[0][0], acc[0][1], acc[1][0], acc[1][1], acc[2][0], acc[2][1], acc[3][0], acc[3][1],
-        ]);
-        let mc = _mm512_insertf32x4::<3>(
-            _mm512_insertf32x4::<2>(
-                _mm512_insertf32x4::<1>(_mm512_castps128_ps512(macc[0]), macc[1]),
-                macc[2],
-            ),
-            macc[3],
-        );
-        let mut ys = [0f32; 16];
-        _mm512_storeu_ps(ys.as_mut_ptr(), _mm512_add_ps(y, mc));
-        for r in 0..4 {
-            if k == COLS {
-                let row = _mm_loadu_ps(ys.as_ptr().add(r * 4));
-                out.store4(r0 + r, n, c, row);
-            } else {
-                for i in 0..k {
-                    out.write((r0 + r) * n + c + i, ys[r * 4 + i]);
+    let mask: __mmask16 = if k >= PANEL { 0xFFFF } else { (1 << k) - 1 };
+    for r in 0..R {
+        let y = _mm512_add_ps(acc[r], macc[r]);
+        _mm512_mask_storeu_ps(out.at((r0 + r) * n + c), mask, y);
+    }
+}
+
+/// R rows × 16 columns with 256-bit registers (AVX2 or AVX-VNNI): the same sums as
+/// `tile512`, each column half in its own register.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile256<const T: u8, const ISA: u8, const R: usize>(
+    p: &Panel,
+    acts: &[Q8Row],
+    out: OutPtr,
+    n: usize,
+    r0: usize,
+    c: usize,
+    k: usize,
+) {
+    let offset = ISA != AVX2 || small_ints(T);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let mut macc = [[_mm256_setzero_ps(); 2]; R];
+    for (j, blk) in p.blocks.iter().enumerate() {
+        for r in 0..R {
+            let a = acts.get_unchecked(r);
+            let da = _mm256_set1_ps(*a.d.get_unchecked(j));
+            let au = a.qu.as_ptr().add(j * 32) as *const i32;
+            let aq = a.qs.as_ptr().add(j * 32) as *const i32;
+            for u in 0..units(T) {
+                let bias = blk.bias[u].as_ptr();
+                let mut sum: [__m256i; 2] =
+                    std::array::from_fn(|h| _mm256_load_si256(bias.add(8 * h) as *const __m256i));
+                for g in unit_groups::<T>(u) {
+                    for (h, sum) in sum.iter_mut().enumerate() {
+                        let wg = _mm256_load_si256(blk.w[g].as_ptr().add(32 * h) as *const __m256i);
+                        *sum = if offset {
+                            let a4 = _mm256_set1_epi32(au.add(g).read_unaligned());
+                            dot_u8_i8::<ISA>(*sum, a4, wg)
+                        } else {
+                            // |w| and the activations given w's sign (pair sums ≤
+                            // 2·128·127 fit the 16-bit step).
+                            let a4 = _mm256_set1_epi32(aq.add(g).read_unaligned());
+                            let abs = _mm256_sign_epi8(wg, wg);
+                            dot_u8_i8::<ISA>(*sum, abs, _mm256_sign_epi8(a4, wg))
+                        };
+                    }
+                }
+                for (h, sum) in sum.iter().enumerate() {
+                    let s = _mm256_mul_ps(_mm256_load_ps(blk.d[u].as_ptr().add(8 * h)), da);
+                    acc[r][h] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(*sum), acc[r][h]);
+                }
+            }
+            if has_min(T) {
+                let sum = _mm256_set1_ps(*a.sum.get_unchecked(j) as f32);
+                for h in 0..2 {
+                    let m = _mm256_mul_ps(_mm256_load_ps(blk.mins.as_ptr().add(8 * h)), da);
+                    macc[r][h] = _mm256_fmadd_ps(m, sum, macc[r][h]);
                 }
             }
         }
-        return;
     }
     for r in 0..R {
-        let mut lanes = [0f32; 8 * COLS];
-        for q in 0..2 {
-            _mm512_storeu_ps(lanes.as_mut_ptr().add(q * 16), acc[r][q]);
+        let mut y = [0f32; PANEL];
+        for h in 0..2 {
+            _mm256_storeu_ps(
+                y.as_mut_ptr().add(8 * h),
+                _mm256_add_ps(acc[r][h], macc[r][h]),
+            );
         }
-        let mut mc = [0f32; COLS];
-        _mm_storeu_ps(mc.as_mut_ptr(), macc[r]);
-        store_tile(&lanes, &mc, out, n, r0 + r, c, k);
+        for (i, v) in y.iter().take(k).enumerate() {
+            out.write((r0 + r) * n + c + i, *v);
+        }
     }
 }

@@ -638,7 +638,7 @@ impl GpuModel {
                 g.launch(
                     &format!("mm_{kind}"),
                     (wt.rows.div_ceil(MM_COLS) as u32, m.div_ceil(MM_ROWS) as u32),
-                    (MM_COLS * 8) as u32,
+                    MM_COLS as u32,
                     &[
                         Arg::Ptr(wt.buf.ptr()),
                         Arg::I32(wt.rows as i32),

@@ -256,6 +256,21 @@ fn load_parts(paths: &[PathBuf], want_rejected: bool) -> Result<Vec<Part>> {
                 p.manifest["command"].as_str().unwrap_or_default()
             )));
         }
+        if p.manifest["version"] != first.manifest["version"] {
+            let v = |m: &Value| {
+                m["version"]
+                    .as_str()
+                    .unwrap_or("an unknown version")
+                    .to_string()
+            };
+            return Err(Error::Usage(format!(
+                "`{}` was made by teacher {} but `{}` by teacher {}; versions may differ in the arithmetic's last bits, so shards of one run come from one version\nhint: run every shard with the same teacher build",
+                first.path.display(),
+                v(&first.manifest),
+                p.path.display(),
+                v(&p.manifest)
+            )));
+        }
         let params = without_shard(&p.manifest);
         if params != base {
             return Err(Error::Usage(format!(

@@ -3,8 +3,8 @@
 //!
 //! `cargo bench -p teacher-kernels --bench summation_order` (x86_64 with AVX-512 VNNI).
 //!
-//! - `lanes, pairs` — the panel tile teacher runs (`matmul/x86.rs`, `tile512`): two
-//!   columns per register, eight i32 lane sums of four products per column and sub-block,
+//! - `lanes, pairs` — the panel tile teacher ran until 0.1.0 (`matmul/x86.rs`,
+//!   `tile512` then): two columns per register, eight i32 lane sums of four products per column and sub-block,
 //!   one fma per lane: per two columns and row, `vpdpbusd` + `vcvtdq2ps` + `vmulps` +
 //!   `vfmadd` (and a copy of the bias the `vpdpbusd` accumulates into).
 //! - `lanes, columns` — the same order with sixteen columns per register (lane g of
@@ -13,7 +13,7 @@
 //! - `blocks, columns` — one exact i32 sum per 32-element sub-block and column, then one
 //!   fma: eight `vpdpbusd` (activations broadcast four bytes at a time) per sixteen columns,
 //!   then one convert, one scale product and one fma — a different order, so different
-//!   bits; what issue 14's "one exact i32 sum per block" would buy before AMX.
+//!   bits: the order of 0.2.0, which `tile512` now runs (eight rows a tile).
 //!
 //! Each loop is first checked bit for bit against a scalar statement of its order, so a
 //! figure is never that of a loop computing something else. Rounds alternate the loops
@@ -465,8 +465,8 @@ fn main() {
         let mut y = vec![0f32; 16];
         type Loop = unsafe fn(&Layouts, &Data, &mut [f32]);
         let loops: [(&str, Loop, bool); 2] = [
-            ("single row, lanes (teacher today)", row1_lanes, true),
-            ("single row, blocks", row1_blocks, false),
+            ("single row, lanes (teacher 0.1)", row1_lanes, true),
+            ("single row, blocks (0.2)", row1_blocks, false),
         ];
         measure(&loops, &x, &l, &mut y);
     }
@@ -476,10 +476,10 @@ fn main() {
         let mut y = vec![0f32; rows * 16];
         type Loop = unsafe fn(&Layouts, &Data, &mut [f32]);
         let loops: [(&str, Loop, bool); 4] = [
-            ("lanes, pairs (teacher today)", lanes_pairs, true),
+            ("lanes, pairs (teacher 0.1)", lanes_pairs, true),
             ("lanes, columns", lanes_columns, true),
             ("blocks, columns, 4 rows", blocks_columns::<4>, false),
-            ("blocks, columns, 8 rows", blocks_columns::<8>, false),
+            ("blocks, columns, 8 rows (0.2)", blocks_columns::<8>, false),
         ];
         measure(&loops, &x, &l, &mut y);
     }

@@ -95,6 +95,7 @@ impl RunFile {
                     describe_difference(&m["params"], &params)
                 )));
             }
+            check_same_version(&m, out)?;
             if let Some(r) = rejected {
                 // Only the run's own rejected file may be cut back.
                 let ours = m["rejected_file"].as_str();
@@ -316,6 +317,21 @@ fn append_lines(path: &Path, lines: &[Value]) -> Result<u64> {
         .map_err(|e| Error::io(path, e))?;
     f.sync_data().map_err(|e| Error::io(path, e))?;
     Ok(f.metadata().map_err(|e| Error::io(path, e))?.len())
+}
+
+/// A run is resumed only by the version of teacher that started it: versions may differ
+/// in the arithmetic's last bits (0.2.0 changed the matmul's summation order), and a run
+/// continued by another would not be the bytes of any one run.
+fn check_same_version(m: &Value, out: &Path) -> Result<()> {
+    let theirs = m["version"].as_str().unwrap_or("an unknown version");
+    let ours = env!("CARGO_PKG_VERSION");
+    if theirs == ours {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "`{}` was started by teacher {theirs}; this is teacher {ours}, whose arithmetic may differ in the last bits, so resuming would not give the bytes of one run\nhint: finish the run with teacher {theirs}, or choose another --out",
+        out.display()
+    )))
 }
 
 fn describe_difference(old: &Value, new: &Value) -> String {

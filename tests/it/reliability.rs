@@ -89,6 +89,40 @@ fn resume_with_a_different_context_tokenizer_or_template_is_refused() {
 }
 
 #[test]
+fn resume_by_another_teacher_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("si.jsonl");
+    let manifest = dir.path().join("si.jsonl.manifest.json");
+    let args = si_args(s(&model), s(&out));
+    let (ok, err) = run(&args);
+    assert!(ok, "{err}");
+    // The same run, as an older teacher would have left it.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["version"], env!("CARGO_PKG_VERSION"));
+    m["version"] = "0.1.0".into();
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let before = std::fs::read(&out).unwrap();
+    let (ok, err) = run(&args);
+    assert!(
+        !ok && err.contains("teacher 0.1.0") && err.contains(env!("CARGO_PKG_VERSION")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the output is untouched"
+    );
+    // Put back, it resumes (a finished run: nothing to do).
+    m["version"] = env!("CARGO_PKG_VERSION").into();
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let (ok, err) = run(&args);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}
+
+#[test]
 fn rejected_flag_never_empties_a_file_that_is_not_the_runs_own() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());

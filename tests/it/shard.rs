@@ -352,6 +352,16 @@ fn merge_refuses_inconsistent_shards_by_name() {
         &["g0.jsonl", "seed7.jsonl", "g2.jsonl", "--out", "m.jsonl"],
         &["seed7.jsonl", "not shards of the same run", "`seed`"],
     );
+    // A shard made by another version of teacher (its manifest says so).
+    std::fs::copy(dir.join("g1.jsonl"), dir.join("old.jsonl")).unwrap();
+    let text = std::fs::read_to_string(dir.join("g1.jsonl.manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["version"] = "0.1.0".into();
+    std::fs::write(dir.join("old.jsonl.manifest.json"), m.to_string()).unwrap();
+    refuse(
+        &["g0.jsonl", "old.jsonl", "g2.jsonl", "--out", "m.jsonl"],
+        &["old.jsonl", "teacher 0.1.0", "one version"],
+    );
     refuse(
         &["g0.jsonl", "g1.jsonl", "of2.jsonl", "--out", "m.jsonl"],
         &["of2.jsonl", "1/2"],

@@ -30,7 +30,7 @@ const EVOLVE: &[&str] = &[
     "64",
     "--keep-originals",
     "--seed",
-    "3",
+    "6",
 ];
 
 #[test]

@@ -157,7 +157,7 @@ fn evolve_shards_merge_to_the_single_run_with_near_duplicates_and_a_killed_shard
         "--response-max-tokens",
         "96",
         "--seed",
-        "5",
+        "8",
         "--threshold",
         "0.15",
         "--keep-originals",

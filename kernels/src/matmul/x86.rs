@@ -986,63 +986,90 @@ impl Panel {
     }
 
     /// Decode columns c..c+k (k ≤ 16); missing columns become zeros.
+    ///
+    /// Block by block, the sixteen columns' blocks are decoded side by side and each
+    /// sub-block's integers turned from column-major (one column's 32 bytes a register)
+    /// to the panel's group-major layout by two 8 × 8 transposes of 32-bit words.
     #[inline(always)]
     unsafe fn fill<const T: u8, const ISA: u8>(&mut self, w: &QMatrix, c: usize, k: usize) {
         let nsb = nsb(T);
         let bb = qtype(T).block_bytes();
         let nblocks = w.cols / qtype(T).block_elems();
         let offset = ISA != AVX2 || small_ints(T);
-        let mut wv = [_mm256_setzero_si256(); 8];
-        let mut d = [[0f32; 2]; 8];
-        let mut mins = [0f32; 8];
-        for i in 0..PANEL {
-            if i >= k {
-                for blk in self.blocks.iter_mut() {
-                    for g in blk.w.iter_mut() {
-                        g[4 * i..4 * i + 4].fill(0);
-                    }
-                    for u in 0..2 {
-                        blk.bias[u][i] = 0;
-                        blk.d[u][i] = 0.0;
-                    }
-                    blk.mins[i] = 0.0;
-                }
-                continue;
+        // One block of each column, decoded; the missing columns stay zero.
+        let mut wv = [[_mm256_setzero_si256(); 8]; PANEL];
+        let mut d = [[[0f32; 2]; 8]; PANEL];
+        let mut mins = [[0f32; 8]; PANEL];
+        let rows: [*const u8; PANEL] = std::array::from_fn(|i| w.row(c + i.min(k - 1)).as_ptr());
+        let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+        for b in 0..nblocks {
+            for i in 0..k {
+                decode::<T>(rows[i].add(b * bb), &mut wv[i], &mut d[i], &mut mins[i]);
             }
-            let row = w.row(c + i).as_ptr();
-            for b in 0..nblocks {
-                decode::<T>(row.add(b * bb), &mut wv, &mut d, &mut mins);
-                for s in 0..nsb {
-                    let blk = self.blocks.get_unchecked_mut(b * nsb + s);
-                    let mut words = [0i32; 8];
-                    _mm256_storeu_si256(words.as_mut_ptr() as *mut __m256i, wv[s]);
-                    for (g, word) in words.iter().enumerate() {
-                        (blk.w[g].as_mut_ptr().add(4 * i) as *mut i32).write_unaligned(*word);
+            for s in 0..nsb {
+                let blk = self.blocks.get_unchecked_mut(b * nsb + s);
+                for half in 0..2 {
+                    let groups = transpose8(std::array::from_fn(|i| wv[8 * half + i][s]));
+                    let mut sums = [_mm256_setzero_si256(); 2];
+                    for (g, v) in groups.iter().enumerate() {
+                        let at = blk.w[g].as_mut_ptr().add(32 * half) as *mut __m256i;
+                        _mm256_storeu_si256(at, *v);
+                        if offset {
+                            // Σw of each column's four integers, exactly.
+                            let sum4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, *v), ones16);
+                            let u = g * units(T) / 8;
+                            sums[u] = _mm256_add_epi32(sums[u], sum4);
+                        }
                     }
-                    let mut sums = [0i32; 8];
-                    if offset {
-                        // Σw of each group of four, exactly.
-                        let sum4 = _mm256_madd_epi16(
-                            _mm256_maddubs_epi16(_mm256_set1_epi8(1), wv[s]),
-                            _mm256_set1_epi16(1),
-                        );
-                        _mm256_storeu_si256(sums.as_mut_ptr() as *mut __m256i, sum4);
+                    for (u, sum) in sums.iter().enumerate() {
+                        let bias =
+                            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(*sum, 7));
+                        let at = blk.bias[u].as_mut_ptr().add(8 * half) as *mut __m256i;
+                        _mm256_storeu_si256(at, bias);
                     }
-                    if units(T) == 2 {
-                        blk.bias[0][i] = -128 * sums[..4].iter().sum::<i32>();
-                        blk.bias[1][i] = -128 * sums[4..].iter().sum::<i32>();
-                    } else {
-                        blk.bias[0][i] = -128 * sums.iter().sum::<i32>();
-                    }
-                    blk.d[0][i] = d[s][0];
-                    blk.d[1][i] = d[s][1];
+                }
+                for i in 0..PANEL {
+                    blk.d[0][i] = d[i][s][0];
+                    blk.d[1][i] = d[i][s][1];
                     if has_min(T) {
-                        blk.mins[i] = mins[s];
+                        blk.mins[i] = mins[i][s];
                     }
                 }
             }
         }
     }
+}
+
+/// An 8 × 8 matrix of 32-bit words transposed: word g of result i is word i of row g
+/// (lane i of result g is word g of row i).
+#[inline(always)]
+unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+    let t: [__m256i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi32(a, b)
+        } else {
+            _mm256_unpackhi_epi32(a, b)
+        }
+    });
+    // Per 128-bit lane, words (0, 4), (1, 5), (2, 6), (3, 7) of rows 0–3 (u0–u3) and
+    // rows 4–7 (u4–u7).
+    let u: [__m256i; 8] = std::array::from_fn(|i| {
+        let base = 4 * (i / 4);
+        let (a, b) = (t[base + (i % 4) / 2], t[base + (i % 4) / 2 + 2]);
+        if i % 2 == 0 {
+            _mm256_unpacklo_epi64(a, b)
+        } else {
+            _mm256_unpackhi_epi64(a, b)
+        }
+    });
+    std::array::from_fn(|g| {
+        if g < 4 {
+            _mm256_permute2x128_si256::<0x20>(u[g], u[g + 4])
+        } else {
+            _mm256_permute2x128_si256::<0x31>(u[g - 4], u[g])
+        }
+    })
 }
 
 /// The four-byte groups of each scale unit: `UNIT_GROUPS[u]` for a type of two units,

@@ -688,7 +688,10 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
         } else {
             _mm512_setzero_si512()
         };
-        let dots: [__m512i; 2] = std::array::from_fn(|pair| {
+        // (A loop, not a closure: a closure this large is not inlined, and compiled on its
+        // own it loses the target features — every intrinsic became a call.)
+        let mut dots = [_mm512_setzero_si512(); 2];
+        for (pair, dot) in dots.iter_mut().enumerate() {
             let (c0, c1) = (blk[2 * pair], blk[2 * pair + 1]);
             let u = if T == Q8_0 {
                 let q = _mm512_inserti64x4::<1>(
@@ -718,8 +721,8 @@ unsafe fn row1_32_512<const T: u8>(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) 
                     v
                 }
             };
-            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act), offset)
-        });
+            *dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act), offset);
+        }
         let d = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, d_of));
         let scale = _mm_mul_ps(d, _mm_set1_ps(da));
         acc = _mm_fmadd_ps(scale, _mm_cvtepi32_ps(sums4(dots)), acc);
@@ -787,7 +790,8 @@ unsafe fn row1_q6k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
                     _mm512_set1_epi8(1),
                     act,
                 ));
-                let dots: [__m512i; 2] = std::array::from_fn(|pair| {
+                let mut dots = [_mm512_setzero_si512(); 2];
+                for (pair, dot) in dots.iter_mut().enumerate() {
                     // The decoder's four parts: low or high nibbles of ql0/ql1, with
                     // bit pair `part` of qh as bits 4–5.
                     let low = match part {
@@ -801,8 +805,11 @@ unsafe fn row1_q6k_512(w: &QMatrix, cols: [usize; COLS], a: &Q8Row) -> [f32; COL
                         three,
                     );
                     let u = _mm512_or_si512(low, _mm512_slli_epi16::<4>(high));
-                    _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act), offset)
-                });
+                    *dot = _mm512_sub_epi32(
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, act),
+                        offset,
+                    );
+                }
                 // Sub-block k's two units: scales 2k (elements 0–15) and 2k + 1.
                 let (lo, hi) = half_sums4(dots);
                 let d0 = unit_scales(std::array::from_fn(|i| sc[i][2 * k]), da);

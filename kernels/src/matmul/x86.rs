@@ -1079,8 +1079,8 @@ unsafe fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
     })
 }
 
-/// The four-byte groups of each scale unit: `UNIT_GROUPS[u]` for a type of two units,
-/// all eight for a type of one.
+/// The four-byte groups of scale unit u: four each for a type of two units, all eight
+/// for a type of one.
 #[inline(always)]
 fn unit_groups<const T: u8>(u: usize) -> std::ops::Range<usize> {
     let per = 8 / units(T);

@@ -53,6 +53,15 @@ fn si_args<'a>(model: &'a str, out: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// The tiny model, and the output and manifest of a Self-Instruct run in `dir`.
+fn si_paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        tiny_model(dir),
+        dir.join("si.jsonl"),
+        dir.join("si.jsonl.manifest.json"),
+    )
+}
+
 fn run(args: &[&str]) -> (bool, String) {
     let (ok, _, err) = run_teacher(args);
     (ok, err)
@@ -91,9 +100,7 @@ fn resume_with_a_different_context_tokenizer_or_template_is_refused() {
 #[test]
 fn resume_by_another_teacher_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let out = dir.path().join("si.jsonl");
-    let manifest = dir.path().join("si.jsonl.manifest.json");
+    let (model, out, manifest) = si_paths(dir.path());
     let args = si_args(s(&model), s(&out));
     let (ok, err) = run(&args);
     assert!(ok, "{err}");
@@ -158,9 +165,7 @@ fn rejected_flag_never_empties_a_file_that_is_not_the_runs_own() {
 #[test]
 fn a_finished_stalled_run_is_a_no_op_when_run_again() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let out = dir.path().join("si.jsonl");
-    let manifest = dir.path().join("si.jsonl.manifest.json");
+    let (model, out, manifest) = si_paths(dir.path());
     let args = si_args(s(&model), s(&out));
     let (ok, err) = run(&args);
     assert!(ok && err.contains("stopped after 2 waves"), "{err}");

@@ -179,17 +179,42 @@ pub fn logprobs(logits: &[f32], chosen: u32, k: usize) -> (f32, Vec<(u32, f32)>)
     )
 }
 
-/// The highest logit; ties go to the lowest token id. NaN never wins.
+/// The highest logit; ties go to the lowest token id. NaN never wins; a row with
+/// nothing above −∞ answers 0.
+///
+/// Two passes the compiler vectorises: the largest value, in 16 independent lanes
+/// (a maximum is exact, so the lanes' order does not matter), then the first
+/// position holding it — the answer of the one-pass scan `if v > best`.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut best_v = f32::NEG_INFINITY;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > best_v {
-            best = i;
-            best_v = v;
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            if v > *m {
+                *m = v;
+            }
         }
     }
-    best as u32
+    let mut best = f32::NEG_INFINITY;
+    for &v in lanes.iter().chain(rest) {
+        if v > best {
+            best = v;
+        }
+    }
+    if best == f32::NEG_INFINITY {
+        return 0;
+    }
+    let mut base = 0;
+    for c in logits.chunks(LANES) {
+        if c.iter().fold(false, |hit, &v| hit | (v == best)) {
+            let at = c.iter().position(|&v| v == best).unwrap_or(0);
+            return (base + at) as u32;
+        }
+        base += c.len();
+    }
+    0
 }
 
 fn apply_penalties(logits: &mut [f32], p: &SamplingParams, prompt: &[u32], generated: &[u32]) {
@@ -464,6 +489,49 @@ fn finish(cand: &[(u32, f32)], probs: &mut Vec<f64>, p: &SamplingParams, u: f64)
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn argmax_is_the_one_pass_scan() {
+        use super::argmax;
+        // The definition: the first position whose value beats every earlier one.
+        fn scan(l: &[f32]) -> u32 {
+            let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+            for (i, &v) in l.iter().enumerate() {
+                if v > best_v {
+                    (best, best_v) = (i, v);
+                }
+            }
+            best as u32
+        }
+        let pool = [
+            f32::NAN,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            -0.0,
+            0.0,
+            1.5,
+            1.5,
+            -3.0,
+            7.25,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in [0usize, 1, 2, 15, 16, 17, 33, 100, 1000] {
+            for _ in 0..200 {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        pool[(state % pool.len() as u64) as usize]
+                    })
+                    .collect();
+                assert_eq!(argmax(&row), scan(&row), "{row:?}");
+            }
+        }
+        assert_eq!(argmax(&[f32::NAN, f32::NEG_INFINITY, 2.0, 2.0]), 2);
+        assert_eq!(argmax(&[-0.0, 0.0]), 0);
+        assert_eq!(argmax(&[f32::NAN; 40]), 0);
+    }
 
     #[test]
     fn logprobs_are_a_normalised_log_softmax_without_masked_tokens() {

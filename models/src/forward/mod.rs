@@ -634,7 +634,7 @@ impl Transformer {
             draws,
         };
         match (&self.backend, &mut cache.0) {
-            (Backend::Cpu, CacheImpl::Cpu(c)) => cpu::run_step(self, c, &step).map(StepOut::Logits),
+            (Backend::Cpu, CacheImpl::Cpu(c)) => cpu::run_step(self, c, &step),
             #[cfg(feature = "gpu")]
             (Backend::Gpu(g), CacheImpl::Gpu(c)) => g.run_step(self, c, &step),
             #[allow(unreachable_patterns)]
@@ -790,7 +790,6 @@ pub enum Pick {
 /// device that makes them itself) token ids, or (asked to draw) a pick per row.
 enum StepOut {
     Logits(Vec<Vec<f32>>),
-    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     Tokens(Vec<u32>),
     #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     Picks(Vec<Pick>),

@@ -5,18 +5,15 @@ mod kv_cache;
 
 pub use kv_cache::KvCache;
 
-use super::{Step, Transformer};
+use super::{Step, StepOut, Transformer};
 use crate::error::Result;
 use teacher_kernels::ops;
 use teacher_kernels::pool;
 use teacher_kernels::{matmul, matmul_many};
 
-/// One step on the CPU: the logits of the rows that asked.
-pub(super) fn run_step(
-    model: &Transformer,
-    cache: &mut KvCache,
-    step: &Step,
-) -> Result<Vec<Vec<f32>>> {
+/// One step on the CPU: the logits of the rows that asked, or their greedy tokens
+/// when the step is greedy.
+pub(super) fn run_step(model: &Transformer, cache: &mut KvCache, step: &Step) -> Result<StepOut> {
     let (segs, rows, tokens) = (step.segs, step.rows, step.tokens);
     let hp = &model.hp;
     let e = hp.n_embd;
@@ -173,18 +170,48 @@ pub(super) fn run_step(
     norm_rows(&mut hs, e, &model.output_norm, hp.rms_norm_eps);
     let out = model.matrix(&model.output);
     let vocab = out.rows;
-    let mut logits = vec![0f32; want.len() * vocab];
-    matmul(&out, &hs, want.len(), &mut logits);
-    if let Some(cap) = hp.final_softcap {
-        logits
-            .iter_mut()
-            .for_each(|l| *l = cap * ops::tanh(*l / cap));
-    }
+    let n = want.len() * vocab;
+    // A decode step's logits are rows × vocabulary floats (32 MiB for 32 rows of
+    // Gemma's 262 k): written into a buffer this thread keeps, not into fresh pages
+    // the kernel would fault in on every step. Every-token scoring (perplexity)
+    // allocates its own, so that no long prompt's logits stay held.
+    let mut own = Vec::new();
+    let result = LOGITS.with_borrow_mut(|kept| {
+        let logits = if step.every_token {
+            own.resize(n, 0f32);
+            &mut own[..]
+        } else {
+            if kept.len() < n {
+                kept.resize(n, 0f32);
+            }
+            &mut kept[..n]
+        };
+        matmul(&out, &hs, want.len(), logits);
+        if let Some(cap) = hp.final_softcap {
+            pool::for_each_row(logits, vocab, 2, |_, row| {
+                row.iter_mut().for_each(|l| *l = cap * ops::tanh(*l / cap));
+            });
+        }
+        let logits: &[f32] = logits;
+        if step.greedy {
+            let mut tokens = vec![0u32; want.len()];
+            pool::for_each_row(&mut tokens, 1, 2, |i, t| {
+                t[0] = teacher_kernels::sampling::argmax(&logits[i * vocab..(i + 1) * vocab]);
+            });
+            StepOut::Tokens(tokens)
+        } else {
+            let mut rows: Vec<Vec<f32>> = vec![Vec::new(); want.len()];
+            pool::for_each_row(&mut rows, 1, 2, |i, r| {
+                r[0] = logits[i * vocab..(i + 1) * vocab].to_vec();
+            });
+            StepOut::Logits(rows)
+        }
+    });
     model.times.output_ns.fetch_add(
         output_started.elapsed().as_nanos() as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
-    Ok(logits.chunks(vocab).map(|c| c.to_vec()).collect())
+    Ok(result)
 }
 
 /// Below this many rows, cheap per-row work (norms, activations) runs on the calling
@@ -195,6 +222,8 @@ const PARALLEL_ROWS: usize = 8;
 const ROW_TASKS: usize = 2;
 
 thread_local! {
+    /// The output layer's buffer of a step's logits, kept by the stepping thread.
+    static LOGITS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Attention score scratch, one per thread.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -999,6 +999,9 @@ impl Panel {
     /// to the panel's group-major layout by two 8 × 8 transposes of 32-bit words.
     #[inline(always)]
     unsafe fn fill<const T: u8, const ISA: u8>(&mut self, w: &QMatrix, c: usize, k: usize) {
+        if ISA == AVX512 {
+            return self.fill512::<T>(w, c, k);
+        }
         let nsb = nsb(T);
         let bb = qtype(T).block_bytes();
         let nblocks = w.cols / qtype(T).block_elems();
@@ -1045,6 +1048,111 @@ impl Panel {
             }
         }
     }
+}
+
+impl Panel {
+    /// `fill` with 512-bit registers: the same panel, in half the shuffles. Columns i
+    /// and i + 8 share a register, so one 16 × 8 transpose of 32-bit words turns a
+    /// sub-block group-major; the one-sub-block types' scales (and minima) are gathered
+    /// from the sixteen blocks and converted in one instruction each.
+    #[inline(always)]
+    unsafe fn fill512<const T: u8>(&mut self, w: &QMatrix, c: usize, k: usize) {
+        let nsb = nsb(T);
+        let bb = qtype(T).block_bytes();
+        let rb = qtype(T).row_bytes(w.cols);
+        let nblocks = w.cols / qtype(T).block_elems();
+        // Whether a block is one f16 scale at its start (and, with a minimum, one more
+        // after it): a 32-bit gather reads both for all sixteen columns.
+        let gathered = matches!(T, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | IQ4NL);
+        let mut wv = [[_mm256_setzero_si256(); 8]; PANEL];
+        let mut d = [[[0f32; 2]; 8]; PANEL];
+        let mut mins = [[0f32; 8]; PANEL];
+        let rows: [*const u8; PANEL] = std::array::from_fn(|i| w.row(c + i.min(k - 1)).as_ptr());
+        let offsets: [i32; PANEL] = std::array::from_fn(|i| (i.min(k - 1) * rb) as i32);
+        let offsets = _mm512_loadu_si512(offsets.as_ptr() as *const _);
+        let (ones8, ones16) = (_mm512_set1_epi8(1), _mm512_set1_epi16(1));
+        for b in 0..nblocks {
+            for i in 0..k {
+                decode::<T>(rows[i].add(b * bb), &mut wv[i], &mut d[i], &mut mins[i]);
+            }
+            for s in 0..nsb {
+                let blk = self.blocks.get_unchecked_mut(b * nsb + s);
+                let pairs: [__m512i; 8] = std::array::from_fn(|i| {
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(wv[i][s]), wv[i + 8][s])
+                });
+                let groups = transpose16x8(pairs);
+                let mut sums = [_mm512_setzero_si512(); 2];
+                for (g, v) in groups.iter().enumerate() {
+                    _mm512_store_si512(blk.w[g].as_mut_ptr() as *mut _, *v);
+                    // Σw of each column's four integers, exactly.
+                    let sum4 = _mm512_madd_epi16(_mm512_maddubs_epi16(ones8, *v), ones16);
+                    let u = g * units(T) / 8;
+                    sums[u] = _mm512_add_epi32(sums[u], sum4);
+                }
+                for u in 0..units(T) {
+                    let bias =
+                        _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sums[u], 7));
+                    _mm512_store_si512(blk.bias[u].as_mut_ptr() as *mut _, bias);
+                }
+                if gathered {
+                    let first =
+                        _mm512_i32gather_epi32::<1>(offsets, rows[0].add(b * bb) as *const _);
+                    let d16 = _mm512_cvtepi32_epi16(first);
+                    _mm512_store_ps(blk.d[0].as_mut_ptr(), _mm512_cvtph_ps(d16));
+                    if has_min(T) {
+                        let m16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32(first, 16));
+                        _mm512_store_ps(blk.mins.as_mut_ptr(), _mm512_cvtph_ps(m16));
+                    }
+                } else {
+                    for i in 0..PANEL {
+                        blk.d[0][i] = d[i][s][0];
+                        blk.d[1][i] = d[i][s][1];
+                        if has_min(T) {
+                            blk.mins[i] = mins[i][s];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sixteen columns' eight 32-bit words transposed, column i in the low half of
+/// register i and column i + 8 in the high half of register i (i < 8): lane i of
+/// result g is word g of column i.
+#[inline(always)]
+unsafe fn transpose16x8(r: [__m512i; 8]) -> [__m512i; 8] {
+    // Within each 128-bit lane, as `transpose8`'s first two steps: afterwards u[g]
+    // (g < 4) holds, lane by lane, words g and g + 4 of columns 0–3 and words g and
+    // g + 4 of columns 8–11; u[g + 4] the same of columns 4–7 and 12–15.
+    let t: [__m512i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    let u: [__m512i; 8] = std::array::from_fn(|i| {
+        let base = 4 * (i / 4);
+        let (a, b) = (t[base + (i % 4) / 2], t[base + (i % 4) / 2 + 2]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    // Word g of columns 0–3, 4–7, 8–11, 12–15: lanes 0 (g < 4) or 1 (g ≥ 4) of
+    // u[g mod 4] and u[g mod 4 + 4], then their lanes 2 or 3.
+    let low = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    let high = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    std::array::from_fn(|g| {
+        if g < 4 {
+            _mm512_permutex2var_epi64(u[g], low, u[g + 4])
+        } else {
+            _mm512_permutex2var_epi64(u[g - 4], high, u[g])
+        }
+    })
 }
 
 /// An 8 × 8 matrix of 32-bit words transposed: word g of result i is word i of row g

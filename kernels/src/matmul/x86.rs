@@ -974,6 +974,26 @@ struct Block16 {
     mins: [f32; PANEL],
 }
 
+impl Block16 {
+    /// Sub-block s's scales (both units) and minima of the sixteen columns, from the
+    /// decoded blocks' per-column values.
+    #[inline(always)]
+    fn set_scales<const T: u8>(
+        &mut self,
+        d: &[[[f32; 2]; 8]; PANEL],
+        mins: &[[f32; 8]; PANEL],
+        s: usize,
+    ) {
+        for i in 0..PANEL {
+            self.d[0][i] = d[i][s][0];
+            self.d[1][i] = d[i][s][1];
+            if has_min(T) {
+                self.mins[i] = mins[i][s];
+            }
+        }
+    }
+}
+
 /// Sixteen columns decoded over the whole input width: one `Block16` per sub-block.
 struct Panel {
     blocks: Vec<Block16>,
@@ -1038,20 +1058,12 @@ impl Panel {
                         _mm256_storeu_si256(at, bias);
                     }
                 }
-                for i in 0..PANEL {
-                    blk.d[0][i] = d[i][s][0];
-                    blk.d[1][i] = d[i][s][1];
-                    if has_min(T) {
-                        blk.mins[i] = mins[i][s];
-                    }
-                }
+                blk.set_scales::<T>(&d, &mins, s);
             }
         }
     }
-}
 
-impl Panel {
-    /// `fill` with 512-bit registers: the same panel, in half the shuffles. Columns i
+    /// `fill` with 512-bit registers: the same panel, in two-thirds of the shuffles. Columns i
     /// and i + 8 share a register, so one 16 × 8 transpose of 32-bit words turns a
     /// sub-block group-major; the one-sub-block types' scales (and minima) are gathered
     /// from the sixteen blocks and converted in one instruction each.
@@ -1104,13 +1116,7 @@ impl Panel {
                         _mm512_store_ps(blk.mins.as_mut_ptr(), _mm512_cvtph_ps(m16));
                     }
                 } else {
-                    for i in 0..PANEL {
-                        blk.d[0][i] = d[i][s][0];
-                        blk.d[1][i] = d[i][s][1];
-                        if has_min(T) {
-                            blk.mins[i] = mins[i][s];
-                        }
-                    }
+                    blk.set_scales::<T>(&d, &mins, s);
                 }
             }
         }

@@ -179,6 +179,11 @@ impl<'m> Engine<'m> {
         self.stream = Some(sink);
     }
 
+    /// Most sequences decoded together (`--batch`).
+    pub fn batch(&self) -> usize {
+        self.cfg.batch
+    }
+
     pub fn context(&self) -> usize {
         self.cfg.context
     }

@@ -91,11 +91,13 @@ pub fn generate_all(engine: &mut Engine, requests: Vec<Request>) -> Result<Vec<O
 
 /// The requests a finished output leads to in `run_chains`: `first` go ahead of
 /// everything queued (later stages of chains already running, so they finish soon),
-/// `last` behind it.
+/// `last` behind it. `stop` ends the run instead: queued requests are dropped and
+/// running ones cancelled (their outputs are not passed on).
 #[derive(Default)]
 pub struct FollowUps {
     pub first: Vec<Request>,
     pub last: Vec<Request>,
+    pub stop: bool,
 }
 
 /// Run chains of requests as one engine stream: `first` starts them, and `follow` gets
@@ -110,31 +112,61 @@ pub fn run_chains(
     mut follow: impl FnMut(Output) -> Result<FollowUps>,
 ) -> Result<()> {
     use std::cell::{Cell, RefCell};
-    use std::collections::VecDeque;
+    use std::collections::{HashSet, VecDeque};
     use std::rc::Rc;
     struct Queue {
         queue: Rc<RefCell<VecDeque<Request>>>,
         live: Rc<Cell<usize>>,
+        /// Ids handed to the engine and not yet finished.
+        running: Rc<RefCell<HashSet<u64>>>,
+        stop: Rc<Cell<bool>>,
     }
     impl crate::engine::Source for Queue {
         fn next(&mut self, _idle: bool) -> crate::engine::Next {
             use crate::engine::Next;
+            if self.stop.get() {
+                return Next::Done;
+            }
             match self.queue.borrow_mut().pop_front() {
-                Some(r) => Next::Request(r),
+                Some(r) => {
+                    self.running.borrow_mut().insert(r.id);
+                    Next::Request(r)
+                }
                 // A running request may still lead to more.
                 None if self.live.get() > 0 => Next::Wait,
                 None => Next::Done,
             }
         }
+
+        fn cancelled(&mut self) -> Vec<u64> {
+            if !self.stop.get() {
+                return Vec::new();
+            }
+            self.running.borrow_mut().drain().collect()
+        }
     }
     let live = Rc::new(Cell::new(first.len()));
     let queue = Rc::new(RefCell::new(VecDeque::from(first)));
+    let running = Rc::new(RefCell::new(HashSet::new()));
+    let stop = Rc::new(Cell::new(false));
     let source = Queue {
         queue: queue.clone(),
         live: live.clone(),
+        running: running.clone(),
+        stop: stop.clone(),
     };
     engine.serve(source, |o| {
+        running.borrow_mut().remove(&o.id);
+        if stop.get() {
+            // Cancelled, or finished in the step that stopped the run.
+            return Ok(());
+        }
         let f = follow(o)?;
+        if f.stop {
+            stop.set(true);
+            queue.borrow_mut().clear();
+            return Ok(());
+        }
         let mut q = queue.borrow_mut();
         live.set(live.get() + f.first.len() + f.last.len());
         for r in f.first.into_iter().rev() {

@@ -248,25 +248,31 @@ pub fn run(
         .rev()
         .take_while(|w| !productive.contains(w))
         .count();
-    while state.machine.len() < cfg.target() && stalled < cfg.stall_waves {
-        let wave = rf.waves_done();
-        let (records, rejects, counts, secs) = run_wave(engine, file, &mut state, cfg, wave)?;
-        if records.is_empty() {
-            stalled += 1;
-        } else {
-            stalled = 0;
+    let going = |state: &State, stalled: usize| {
+        state.machine.len() < cfg.target() && stalled < cfg.stall_waves
+    };
+    match cfg.style {
+        Style::Paper => {
+            while going(&state, stalled) {
+                let wave = rf.waves_done();
+                let done = run_wave(engine, file, &mut state, cfg, wave)?;
+                rf.note_tokens(&engine.stats);
+                progress.generated_tokens = engine.stats.generated_tokens;
+                stalled = commit(&mut rf, &state, &mut progress, stalled, done, &mut report)?;
+            }
         }
-        rf.note_tokens(&engine.stats);
-        rf.commit_wave(&records, &rejects, &counts, &secs)?;
-        progress.wave = wave;
-        progress.accepted = state.machine.len();
-        for (k, v) in counts {
-            *progress.rejected.entry(k).or_default() += v;
+        Style::Alpaca if going(&state, stalled) => {
+            let mut run = Run {
+                rf: &mut rf,
+                progress: &mut progress,
+                stalled,
+                report: &mut report,
+            };
+            run_streamed(engine, file, &mut state, cfg, &mut run)?;
+            stalled = run.stalled;
+            rf.note_tokens(&engine.stats);
         }
-        progress.generated_tokens = engine.stats.generated_tokens;
-        progress.generation_seconds += secs.get("generation").copied().unwrap_or(0.0);
-        progress.filter_seconds += secs.get("filter").copied().unwrap_or(0.0);
-        report(&progress);
+        Style::Alpaca => {}
     }
     rf.finish()?;
     let too_long = progress
@@ -274,18 +280,16 @@ pub fn run(
         .get("prompt_too_long")
         .copied()
         .unwrap_or(0);
-    if state.machine.len() < cfg.target() && too_long > 0 {
+    if going(&state, 0) && too_long > 0 {
         eprintln!(
-            "teacher: stopped after {} waves in a row accepted nothing ({} of {} tasks); {too_long} prompts were longer than the context ({} tokens)\nhint: raise --context",
-            cfg.stall_waves,
+            "teacher: stopped after {stalled} waves in a row accepted nothing ({} of {} tasks); {too_long} prompts were longer than the context ({} tokens)\nhint: raise --context",
             state.machine.len(),
             cfg.target(),
             engine.context()
         );
-    } else if state.machine.len() < cfg.target() {
+    } else if going(&state, 0) {
         eprintln!(
-            "teacher: stopped after {} waves in a row accepted nothing ({} of {} tasks); the model may be too weak for this style\nhint: try --style, --temperature, or a larger model",
-            cfg.stall_waves,
+            "teacher: stopped after {stalled} waves in a row accepted nothing ({} of {} tasks); the model may be too weak for this style\nhint: try --style, --temperature, or a larger model",
             state.machine.len(),
             cfg.target()
         );
@@ -293,170 +297,296 @@ pub fn run(
     Ok(progress)
 }
 
-type WaveResult = (
-    Vec<Value>,
-    Vec<Value>,
-    BTreeMap<String, u64>,
-    BTreeMap<String, f64>,
-);
+/// A finished wave, ready to commit.
+struct WaveDone {
+    wave: u64,
+    records: Vec<Value>,
+    rejects: Rejects,
+    /// Seconds of generation and of filtering.
+    generation: f64,
+    filter: f64,
+}
 
+/// A wave's rejected candidates and their counts by reason.
+struct Rejects {
+    wave: u64,
+    counts: BTreeMap<String, u64>,
+    list: Vec<Value>,
+}
+
+impl Rejects {
+    fn new(wave: u64) -> Self {
+        Rejects {
+            wave,
+            counts: BTreeMap::new(),
+            list: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, reason: Reason, mut v: Value) {
+        *self.counts.entry(reason.as_str().to_string()).or_default() += 1;
+        v["reason"] = json!(reason.as_str());
+        v["wave"] = json!(self.wave);
+        self.list.push(v);
+    }
+}
+
+/// A task kept by the filters: instruction, instances, in-context ids.
+type Accepted = (String, Vec<Instance>, Vec<String>);
+
+/// Commit a finished wave and report progress; returns how many waves in a row have
+/// now accepted nothing.
+fn commit(
+    rf: &mut RunFile,
+    state: &State,
+    progress: &mut Progress,
+    stalled: usize,
+    done: WaveDone,
+    report: &mut dyn FnMut(&Progress),
+) -> Result<usize> {
+    let mut secs = BTreeMap::new();
+    secs.insert("generation".to_string(), done.generation);
+    secs.insert("filter".to_string(), done.filter);
+    let Rejects { counts, list, .. } = done.rejects;
+    rf.commit_wave(&done.records, &list, &counts, &secs)?;
+    progress.wave = done.wave;
+    progress.accepted = state.machine.len();
+    for (k, v) in counts {
+        *progress.rejected.entry(k).or_default() += v;
+    }
+    progress.generation_seconds += done.generation;
+    progress.filter_seconds += done.filter;
+    report(progress);
+    Ok(if done.records.is_empty() {
+        stalled + 1
+    } else {
+        0
+    })
+}
+
+/// What committing waves updates, for the streamed run.
+struct Run<'a> {
+    rf: &'a mut RunFile,
+    progress: &'a mut Progress,
+    /// Waves in a row that accepted nothing.
+    stalled: usize,
+    report: &'a mut dyn FnMut(&Progress),
+}
+
+/// A wave of the streamed Alpaca run, from its first request to its commit.
+struct Streamed {
+    prompts: Vec<Vec<String>>,
+    outs: Vec<Option<Output>>,
+    /// Set once every completion is in.
+    filtered: Option<Filtered>,
+    filter_s: f64,
+}
+
+/// A streamed wave after its filter: the kept tasks, the wave's rejects, which tasks
+/// wait for an answer, and the answers in so far (by task index).
+struct Filtered {
+    accepted: Vec<Accepted>,
+    rejects: Rejects,
+    missing: Vec<usize>,
+    answers: BTreeMap<usize, Output>,
+}
+
+/// The Alpaca style as one engine stream. Its prompts do not depend on the pool (the
+/// in-context examples are human seeds drawn by (seed, wave, index)), so the next
+/// waves' requests are admitted while a wave's last completions decode, and the batch
+/// stays full across the barrier. Each wave is still filtered against the pool as the
+/// waves before it left it, its answer requests run, and it is committed in order —
+/// from the same outputs (every request's output is what it would be alone), so the
+/// files are those a wave-at-a-time run writes. Requests of waves started past the end
+/// are cancelled.
+fn run_streamed(
+    engine: &mut Engine,
+    file: &ModelFile,
+    state: &mut State,
+    cfg: &Config,
+    run: &mut Run,
+) -> Result<()> {
+    let ahead = engine.batch().div_ceil(cfg.wave_size).max(1) as u64;
+    let first_wave = run.rf.waves_done();
+    let mut s = Stream {
+        first_wave,
+        committing: first_wave,
+        next_wave: first_wave,
+        start_len: state.machine.len(),
+        waves: BTreeMap::new(),
+    };
+    let first = s.start_waves(file, state, cfg, ahead)?;
+    let mut generated = run.progress.generated_tokens;
+    let mut since = Instant::now();
+    let mut stopped = false;
+    super::run_chains(engine, first, |o| {
+        let mut f = super::FollowUps::default();
+        generated += o.completion_tokens as u64;
+        let (stage, wave, index) = stage_of(o.id);
+        let Some(w) = s.waves.get_mut(&wave) else {
+            return Ok(f);
+        };
+        match (stage, &mut w.filtered) {
+            (1, _) => w.outs[index] = Some(o),
+            (_, Some(filtered)) => {
+                filtered.answers.insert(index, o);
+            }
+            (_, None) => {}
+        }
+        // Filter, then commit, every wave that is ready, in order.
+        while let Some(w) = s.waves.get_mut(&s.committing) {
+            let wave = s.committing;
+            if w.filtered.is_none() {
+                if w.outs.iter().any(Option::is_none) {
+                    break;
+                }
+                let t0 = Instant::now();
+                let outs: Vec<Output> = w.outs.drain(..).flatten().collect();
+                let mut rej = Rejects::new(wave);
+                let accepted = filter_wave(state, cfg, &w.prompts, &outs, &mut rej);
+                let (missing, reqs) = answer_requests(file, cfg, wave, &accepted)?;
+                f.first.extend(reqs);
+                w.filtered = Some(Filtered {
+                    accepted,
+                    rejects: rej,
+                    missing,
+                    answers: BTreeMap::new(),
+                });
+                w.filter_s = t0.elapsed().as_secs_f64();
+            }
+            if let Some(filtered) = &w.filtered {
+                if filtered.answers.len() < filtered.missing.len() {
+                    break;
+                }
+            }
+            let Some(Streamed {
+                filtered:
+                    Some(Filtered {
+                        mut accepted,
+                        rejects: mut rej,
+                        missing,
+                        answers,
+                    }),
+                filter_s,
+                ..
+            }) = s.waves.remove(&wave)
+            else {
+                unreachable!("the wave was filtered above");
+            };
+            let t0 = Instant::now();
+            // By task index, which is the order of `missing`.
+            let answers: Vec<Output> = answers.into_values().collect();
+            take_answers(&mut accepted, &missing, &answers, &mut rej);
+            let clf = vec![false; accepted.len()];
+            let records = wave_records(state, cfg, wave, accepted, &clf, &mut rej);
+            let filter = filter_s + t0.elapsed().as_secs_f64();
+            let done = WaveDone {
+                wave,
+                records,
+                rejects: rej,
+                generation: (since.elapsed().as_secs_f64() - filter).max(0.0),
+                filter,
+            };
+            since = Instant::now();
+            run.progress.generated_tokens = generated;
+            run.stalled = commit(run.rf, state, run.progress, run.stalled, done, run.report)?;
+            s.committing += 1;
+            if state.machine.len() >= cfg.target() || run.stalled >= cfg.stall_waves {
+                stopped = true;
+                f.stop = true;
+                return Ok(f);
+            }
+            f.last.extend(s.start_waves(file, state, cfg, ahead)?);
+        }
+        Ok(f)
+    })?;
+    if !stopped {
+        return Err(crate::Error::Usage(format!(
+            "internal: self-instruct's stream ended with wave {} uncommitted",
+            s.committing
+        )));
+    }
+    Ok(())
+}
+
+/// The waves of a streamed run: which one commits next, which starts next, and those in
+/// flight.
+struct Stream {
+    first_wave: u64,
+    committing: u64,
+    next_wave: u64,
+    /// Tasks in the pool when this process started the stream.
+    start_len: usize,
+    waves: BTreeMap<u64, Streamed>,
+}
+
+impl Stream {
+    /// The requests of the waves that may start now: the one being committed, and at
+    /// most `ahead` past it once this process has committed a wave, while those in
+    /// flight are not expected, at the tasks per wave committed so far, to reach the
+    /// target (waves started past the end are cancelled, their work lost).
+    fn start_waves(
+        &mut self,
+        file: &ModelFile,
+        state: &mut State,
+        cfg: &Config,
+        ahead: u64,
+    ) -> Result<Vec<Request>> {
+        let mut reqs = Vec::new();
+        while self.next_wave <= self.committing + ahead {
+            let (done, in_flight) = (
+                self.committing - self.first_wave,
+                self.next_wave - self.committing,
+            );
+            if in_flight > 0 {
+                // Past the wave being committed only once a wave has shown the yield.
+                if done == 0 {
+                    break;
+                }
+                let per_wave = (state.machine.len() - self.start_len) as f64 / done as f64;
+                if state.machine.len() as f64 + per_wave * in_flight as f64 >= cfg.target() as f64 {
+                    break;
+                }
+            }
+            let (r, prompts) = wave_requests(file, state, cfg, self.next_wave)?;
+            self.waves.insert(
+                self.next_wave,
+                Streamed {
+                    outs: vec![None; r.len()],
+                    prompts,
+                    filtered: None,
+                    filter_s: 0.0,
+                },
+            );
+            reqs.extend(r);
+            self.next_wave += 1;
+        }
+        Ok(reqs)
+    }
+}
+
+/// One wave of the paper style: task generation, filtering, then classification and
+/// instances for the kept tasks, each stage a batch of its own (the next wave's
+/// prompts draw from the pool this one grows).
 fn run_wave(
     engine: &mut Engine,
     file: &ModelFile,
     state: &mut State,
     cfg: &Config,
     wave: u64,
-) -> Result<WaveResult> {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut rejects: Vec<Value> = Vec::new();
-    let mut gen_s = 0.0;
-    let mut filter_s = 0.0;
-    let (params, max_tokens, stop) = cfg.gen_params();
-    let mut reject = |counts: &mut BTreeMap<String, u64>, reason: Reason, v: Value| {
-        *counts.entry(reason.as_str().to_string()).or_default() += 1;
-        let mut v = v;
-        v["reason"] = json!(reason.as_str());
-        v["wave"] = json!(wave);
-        rejects.push(v);
-    };
-
-    // 1. Prompts for the wave, from the pool as it stands.
-    let mut prompts = Vec::with_capacity(cfg.wave_size);
-    let mut requests = Vec::with_capacity(cfg.wave_size);
-    for j in 0..cfg.wave_size {
-        let stream = stream_id(1, wave, j as u64);
-        let (text, ids) = build_prompt(file, state, cfg, wave, j)?;
-        // The list continues from the number after its examples.
-        let constraint = if cfg.constrained {
-            let first = ids.len() + 1;
-            let pattern = match cfg.style {
-                Style::Paper => prompt::paper_constraint(first, 15),
-                Style::Alpaca => prompt::alpaca_constraint(first, 19),
-            };
-            Some(state.constraints.get(&pattern)?)
-        } else {
-            None
-        };
-        requests.push(Request {
-            id: stream,
-            prompt: file.encode_prompt(&text)?,
-            params: params.clone(),
-            max_tokens,
-            stop: stop.clone(),
-            constraint,
-            draw: None,
-            top_logprobs: None,
-        });
-        prompts.push(ids);
-    }
+) -> Result<WaveDone> {
+    let mut rej = Rejects::new(wave);
+    let (requests, prompts) = wave_requests(file, state, cfg, wave)?;
     let t0 = Instant::now();
     let outs = generate_all(engine, requests)?;
-    gen_s += t0.elapsed().as_secs_f64();
-
-    // 2. Parse and filter in prompt order; the pool grows inside the wave.
+    let mut gen_s = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    let blacklist = match cfg.style {
-        Style::Paper => PAPER_BLACKLIST,
-        Style::Alpaca => ALPACA_BLACKLIST,
-    };
-    let mut in_wave = RougeIndex::new();
-    let mut accepted: Vec<(String, Vec<Instance>, Vec<String>)> = Vec::new();
-    let mut stats = PruneStats::default();
-    for (j, o) in outs.iter().enumerate() {
-        let in_context = &prompts[j];
-        let base = json!({"prompt": j, "in_context_ids": in_context});
-        if o.finish_reason == FinishReason::Error {
-            let mut v = base.clone();
-            v["error"] = json!(o.error);
-            reject(&mut counts, Reason::PromptTooLong, v);
-            continue;
-        }
-        let truncated = matches!(
-            o.finish_reason,
-            FinishReason::Length | FinishReason::Context
-        );
-        let candidates: Vec<Option<(String, Option<Instance>)>> = match cfg.style {
-            Style::Paper => {
-                if truncated || o.finish_reason == FinishReason::Error {
-                    let mut v = base.clone();
-                    v["completion"] = json!(o.text);
-                    reject(&mut counts, Reason::Truncated, v);
-                    continue;
-                }
-                prompt::parse_paper_completion(&o.text)
-                    .into_iter()
-                    .map(|i| Some((i, None)))
-                    .collect()
-            }
-            Style::Alpaca => prompt::parse_alpaca_completion(&o.text, 4, truncated)
-                .into_iter()
-                .map(|p| {
-                    p.map(|t| {
-                        let inst = t.output.map(|output| Instance {
-                            input: t.input.clone(),
-                            output,
-                        });
-                        // Without an output the task keeps its input for the answer step.
-                        (
-                            t.instruction,
-                            inst.or(Some(Instance {
-                                input: t.input,
-                                output: String::new(),
-                            })),
-                        )
-                    })
-                })
-                .collect(),
-        };
-        for c in candidates {
-            let Some((inst, instance)) = c else {
-                reject(&mut counts, Reason::Unparsable, base.clone());
-                continue;
-            };
-            let inst = if cfg.capitalize {
-                py_capitalize(&collapse_ws(&inst))
-            } else {
-                collapse_ws(&inst)
-            };
-            let mut v = base.clone();
-            v["instruction"] = json!(inst);
-            if let Some(i) = &instance {
-                v["input"] = json!(i.input);
-                v["output"] = json!(i.output);
-            }
-            if let Some(r) = check_instruction(&inst, blacklist) {
-                reject(&mut counts, r, v);
-                continue;
-            }
-            if let Some(i) = instance.as_ref().filter(|i| !i.output.is_empty()) {
-                if let Some(r) = check_instance(&i.input, &i.output) {
-                    reject(&mut counts, r, v);
-                    continue;
-                }
-            }
-            let toks = state.index.tokens(&inst);
-            let best = state
-                .index
-                .best_match(&toks, cfg.threshold, &mut stats)
-                .into_iter()
-                .chain(in_wave.best_match(&in_wave.tokens(&inst), cfg.threshold, &mut stats))
-                .filter(|m| cfg.rule.drops(m.score, cfg.threshold))
-                .map(|m| m.score)
-                .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
-            if let Some(score) = best {
-                v["rouge_l"] = json!(score);
-                reject(&mut counts, Reason::NearDuplicate, v);
-                continue;
-            }
-            in_wave.insert(0, &inst);
-            accepted.push((inst, instance.into_iter().collect(), in_context.clone()));
-        }
-    }
-    filter_s += t0.elapsed().as_secs_f64();
+    let mut accepted = filter_wave(state, cfg, &prompts, &outs, &mut rej);
+    let mut filter_s = t0.elapsed().as_secs_f64();
 
-    // 3. Paper style: classification identification, then instances.
+    // 3. Classification identification, then instances.
     let mut clf = vec![false; accepted.len()];
-    if cfg.style == Style::Paper && !accepted.is_empty() {
+    if !accepted.is_empty() {
         let classify = if cfg.constrained {
             Some(state.constraints.get(prompt::CLASSIFY_CONSTRAINT)?)
         } else {
@@ -508,8 +638,7 @@ fn run_wave(
         let insts: Vec<String> = accepted.iter().map(|a| a.0.clone()).collect();
         for (k, o) in outs.iter().enumerate() {
             accepted[k].1 = instances_of(o, clf[k], &mut |r, inp: &str, out: &str| {
-                reject(
-                    &mut counts,
+                rej.add(
                     r,
                     json!({"instruction": insts[k], "input": inp, "output": out}),
                 );
@@ -518,74 +647,239 @@ fn run_wave(
         filter_s += t0.elapsed().as_secs_f64();
     }
 
-    // 3b. Alpaca style: tasks whose completion had no output get one answer request.
-    if cfg.style == Style::Alpaca {
-        let missing: Vec<usize> = (0..accepted.len())
-            .filter(|&k| accepted[k].1.first().is_none_or(|i| i.output.is_empty()))
-            .collect();
-        if !missing.is_empty() {
-            let reqs = missing
-                .iter()
-                .map(|&k| -> Result<Request> {
-                    let input = accepted[k].1.first().map_or("", |i| i.input.as_str());
-                    Ok(Request {
-                        id: stream_id(4, wave, k as u64),
-                        prompt: file.encode_prompt(&prompt::respond_prompt(
-                            file,
-                            &accepted[k].0,
-                            input,
-                            None,
-                        )?)?,
-                        params: answer_params(),
-                        max_tokens: cfg.answer_max_tokens,
-                        stop: Vec::new(),
-                        constraint: None,
-                        draw: None,
-                        top_logprobs: None,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let t0 = Instant::now();
-            let outs = generate_all(engine, reqs)?;
-            gen_s += t0.elapsed().as_secs_f64();
-            for (&k, o) in missing.iter().zip(&outs) {
-                let input = accepted[k]
-                    .1
-                    .first()
-                    .map(|i| i.input.clone())
-                    .unwrap_or_default();
-                let output = o.text.trim().to_string();
-                accepted[k].1.clear();
-                if matches!(
-                    o.finish_reason,
-                    FinishReason::Length | FinishReason::Context | FinishReason::Error
-                ) {
-                    reject(
-                        &mut counts,
-                        Reason::Truncated,
-                        json!({"instruction": accepted[k].0, "input": input, "output": output}),
-                    );
+    let records = wave_records(state, cfg, wave, accepted, &clf, &mut rej);
+    Ok(WaveDone {
+        wave,
+        records,
+        rejects: rej,
+        generation: gen_s,
+        filter: filter_s,
+    })
+}
+/// Stage 1: a wave's task-generation requests, built from the pool as it stands, and each
+/// prompt's in-context ids.
+fn wave_requests(
+    file: &ModelFile,
+    state: &mut State,
+    cfg: &Config,
+    wave: u64,
+) -> Result<(Vec<Request>, Vec<Vec<String>>)> {
+    let (params, max_tokens, stop) = cfg.gen_params();
+    let mut prompts = Vec::with_capacity(cfg.wave_size);
+    let mut requests = Vec::with_capacity(cfg.wave_size);
+    for j in 0..cfg.wave_size {
+        let stream = stream_id(1, wave, j as u64);
+        let (text, ids) = build_prompt(file, state, cfg, wave, j)?;
+        // The list continues from the number after its examples.
+        let constraint = if cfg.constrained {
+            let first = ids.len() + 1;
+            let pattern = match cfg.style {
+                Style::Paper => prompt::paper_constraint(first, 15),
+                Style::Alpaca => prompt::alpaca_constraint(first, 19),
+            };
+            Some(state.constraints.get(&pattern)?)
+        } else {
+            None
+        };
+        requests.push(Request {
+            id: stream,
+            prompt: file.encode_prompt(&text)?,
+            params: params.clone(),
+            max_tokens,
+            stop: stop.clone(),
+            constraint,
+            draw: None,
+            top_logprobs: None,
+        });
+        prompts.push(ids);
+    }
+    Ok((requests, prompts))
+}
+
+/// Stage 2: parse and filter a wave's completions in prompt order; the pool grows inside the
+/// wave.
+fn filter_wave(
+    state: &State,
+    cfg: &Config,
+    prompts: &[Vec<String>],
+    outs: &[Output],
+    rej: &mut Rejects,
+) -> Vec<Accepted> {
+    let blacklist = match cfg.style {
+        Style::Paper => PAPER_BLACKLIST,
+        Style::Alpaca => ALPACA_BLACKLIST,
+    };
+    let mut in_wave = RougeIndex::new();
+    let mut accepted: Vec<(String, Vec<Instance>, Vec<String>)> = Vec::new();
+    let mut stats = PruneStats::default();
+    for (j, o) in outs.iter().enumerate() {
+        let in_context = &prompts[j];
+        let base = json!({"prompt": j, "in_context_ids": in_context});
+        if o.finish_reason == FinishReason::Error {
+            let mut v = base.clone();
+            v["error"] = json!(o.error);
+            rej.add(Reason::PromptTooLong, v);
+            continue;
+        }
+        let truncated = matches!(
+            o.finish_reason,
+            FinishReason::Length | FinishReason::Context
+        );
+        let candidates: Vec<Option<(String, Option<Instance>)>> = match cfg.style {
+            Style::Paper => {
+                if truncated || o.finish_reason == FinishReason::Error {
+                    let mut v = base.clone();
+                    v["completion"] = json!(o.text);
+                    rej.add(Reason::Truncated, v);
                     continue;
                 }
-                match check_instance(&input, &output) {
-                    Some(r) => reject(
-                        &mut counts,
-                        r,
-                        json!({"instruction": accepted[k].0, "input": input, "output": output}),
-                    ),
-                    None => accepted[k].1.push(Instance { input, output }),
+                prompt::parse_paper_completion(&o.text)
+                    .into_iter()
+                    .map(|i| Some((i, None)))
+                    .collect()
+            }
+            Style::Alpaca => prompt::parse_alpaca_completion(&o.text, 4, truncated)
+                .into_iter()
+                .map(|p| {
+                    p.map(|t| {
+                        let inst = t.output.map(|output| Instance {
+                            input: t.input.clone(),
+                            output,
+                        });
+                        // Without an output the task keeps its input for the answer step.
+                        (
+                            t.instruction,
+                            inst.or(Some(Instance {
+                                input: t.input,
+                                output: String::new(),
+                            })),
+                        )
+                    })
+                })
+                .collect(),
+        };
+        for c in candidates {
+            let Some((inst, instance)) = c else {
+                rej.add(Reason::Unparsable, base.clone());
+                continue;
+            };
+            let inst = if cfg.capitalize {
+                py_capitalize(&collapse_ws(&inst))
+            } else {
+                collapse_ws(&inst)
+            };
+            let mut v = base.clone();
+            v["instruction"] = json!(inst);
+            if let Some(i) = &instance {
+                v["input"] = json!(i.input);
+                v["output"] = json!(i.output);
+            }
+            if let Some(r) = check_instruction(&inst, blacklist) {
+                rej.add(r, v);
+                continue;
+            }
+            if let Some(i) = instance.as_ref().filter(|i| !i.output.is_empty()) {
+                if let Some(r) = check_instance(&i.input, &i.output) {
+                    rej.add(r, v);
+                    continue;
                 }
             }
+            let toks = state.index.tokens(&inst);
+            let best = state
+                .index
+                .best_match(&toks, cfg.threshold, &mut stats)
+                .into_iter()
+                .chain(in_wave.best_match(&in_wave.tokens(&inst), cfg.threshold, &mut stats))
+                .filter(|m| cfg.rule.drops(m.score, cfg.threshold))
+                .map(|m| m.score)
+                .fold(None, |a: Option<f64>, s| Some(a.map_or(s, |a| a.max(s))));
+            if let Some(score) = best {
+                v["rouge_l"] = json!(score);
+                rej.add(Reason::NearDuplicate, v);
+                continue;
+            }
+            in_wave.insert(0, &inst);
+            accepted.push((inst, instance.into_iter().collect(), in_context.clone()));
         }
     }
+    accepted
+}
 
-    // 4. Records, in order. The whole wave is committed even past the target, so a
+/// Stage 3 of the Alpaca style: one answer request for each kept task whose completion had no
+/// output, with the tasks' indices.
+fn answer_requests(
+    file: &ModelFile,
+    cfg: &Config,
+    wave: u64,
+    accepted: &[Accepted],
+) -> Result<(Vec<usize>, Vec<Request>)> {
+    let missing: Vec<usize> = (0..accepted.len())
+        .filter(|&k| accepted[k].1.first().is_none_or(|i| i.output.is_empty()))
+        .collect();
+    let reqs = missing
+        .iter()
+        .map(|&k| -> Result<Request> {
+            let input = accepted[k].1.first().map_or("", |i| i.input.as_str());
+            Ok(Request {
+                id: stream_id(4, wave, k as u64),
+                prompt: file.encode_prompt(&prompt::respond_prompt(
+                    file,
+                    &accepted[k].0,
+                    input,
+                    None,
+                )?)?,
+                params: answer_params(),
+                max_tokens: cfg.answer_max_tokens,
+                stop: Vec::new(),
+                constraint: None,
+                draw: None,
+                top_logprobs: None,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((missing, reqs))
+}
+
+/// The outputs of `answer_requests`, in its order, become the tasks' instances.
+fn take_answers(accepted: &mut [Accepted], missing: &[usize], outs: &[Output], rej: &mut Rejects) {
+    for (&k, o) in missing.iter().zip(outs) {
+        let input = accepted[k]
+            .1
+            .first()
+            .map(|i| i.input.clone())
+            .unwrap_or_default();
+        let output = o.text.trim().to_string();
+        accepted[k].1.clear();
+        let v = json!({"instruction": accepted[k].0, "input": input, "output": output});
+        if matches!(
+            o.finish_reason,
+            FinishReason::Length | FinishReason::Context | FinishReason::Error
+        ) {
+            rej.add(Reason::Truncated, v);
+            continue;
+        }
+        match check_instance(&input, &output) {
+            Some(r) => rej.add(r, v),
+            None => accepted[k].1.push(Instance { input, output }),
+        }
+    }
+}
+
+/// Stage 4: a wave's records, in order; the kept tasks join the pool.
+fn wave_records(
+    state: &mut State,
+    cfg: &Config,
+    wave: u64,
+    accepted: Vec<Accepted>,
+    clf: &[bool],
+    rej: &mut Rejects,
+) -> Vec<Value> {
+    // The whole wave is committed even past the target, so a
     // run stopped at N and extended to M gives the same bytes as a run straight to M.
     let mut records = Vec::new();
     for (k, (inst, instances, in_context)) in accepted.into_iter().enumerate() {
         if instances.is_empty() {
-            reject(
-                &mut counts,
+            rej.add(
                 Reason::NoInstances,
                 json!({"instruction": inst, "wave": wave}),
             );
@@ -603,12 +897,8 @@ fn run_wave(
         state.index.insert(0, &task.instruction);
         state.machine.push(task);
     }
-    let mut secs = BTreeMap::new();
-    secs.insert("generation".to_string(), gen_s);
-    secs.insert("filter".to_string(), filter_s);
-    Ok((records, rejects, counts, secs))
+    records
 }
-
 /// The instances of one instance-generation completion, filtered (§5.1–5.3).
 fn instances_of(
     o: &Output,
@@ -719,6 +1009,15 @@ fn build_prompt(
 /// Distinct random streams per (stage, wave, index).
 fn stream_id(stage: u64, wave: u64, index: u64) -> u64 {
     (stage << 56) | (wave << 24) | index
+}
+
+/// (stage, wave, index) of a `stream_id`.
+fn stage_of(id: u64) -> (u64, u64, usize) {
+    (
+        id >> 56,
+        (id >> 24) & 0xffff_ffff,
+        (id & 0xff_ffff) as usize,
+    )
 }
 
 fn seed_record(s: &SeedTask, cfg: &Config) -> Value {

@@ -135,6 +135,75 @@ fn output_is_identical_at_any_batch_and_thread_count_and_resumes_to_the_same_byt
     assert_eq!(first["conversations"][0]["from"], "human");
 }
 
+/// Alpaca-style waves stream: once a wave has committed, the next waves' requests
+/// start while the one being committed still decodes, and waves started past the end
+/// are cancelled. The files are byte for byte those of a run grown one wave at a time
+/// (each resumed run below starts only the wave it commits, having no yield yet), in
+/// fewer engine steps (counted without prefix reuse, whose prefill depends on what an
+/// engine's slots hold from earlier waves).
+#[test]
+fn streamed_waves_write_what_one_wave_at_a_time_writes() {
+    model_path(SMOLLM2);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let target = 10;
+    let steps = |out: &str| -> u64 {
+        let m: serde_json::Value =
+            serde_json::from_str(&read(dir, &format!("{out}.manifest.json"))).unwrap();
+        m["profile"]["steps"].as_u64().unwrap()
+    };
+    let machine = |out: &str| -> usize {
+        read(dir, out)
+            .lines()
+            .filter(|l| l.contains("\"source\":\"self-instruct\""))
+            .count()
+    };
+    let num = target.to_string();
+    let (ok, err) = si(
+        dir,
+        "s.jsonl",
+        &[
+            "--num",
+            &num,
+            "--rejected",
+            "s.rej.jsonl",
+            "--no-prefix-reuse",
+        ],
+        8,
+        2,
+    );
+    assert!(ok, "{err}");
+    let straight_steps = steps("s.jsonl");
+    let mut stepwise_steps = 0;
+    let mut runs = 0;
+    while runs == 0 || machine("w.jsonl") < target {
+        let num = (if runs == 0 { 0 } else { machine("w.jsonl") } + 1).to_string();
+        let (ok, err) = si(
+            dir,
+            "w.jsonl",
+            &[
+                "--num",
+                &num,
+                "--rejected",
+                "w.rej.jsonl",
+                "--no-prefix-reuse",
+            ],
+            8,
+            2,
+        );
+        assert!(ok, "{err}");
+        stepwise_steps += steps("w.jsonl");
+        runs += 1;
+    }
+    assert!(runs >= 3, "{runs} runs: too few waves to stream");
+    assert_eq!(read(dir, "s.jsonl"), read(dir, "w.jsonl"));
+    assert_eq!(read(dir, "s.rej.jsonl"), read(dir, "w.rej.jsonl"));
+    assert!(
+        straight_steps < stepwise_steps,
+        "streamed {straight_steps} steps, one wave at a time {stepwise_steps}"
+    );
+}
+
 #[test]
 fn user_seed_files_in_every_format_work() {
     model_path(SMOLLM2);

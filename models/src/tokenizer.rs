@@ -346,34 +346,6 @@ impl TextTokenizer {
     }
 }
 
-/// Turns a growing list of generated ids into text pieces as soon as they are whole
-/// characters, so streaming never prints half of a UTF-8 sequence.
-#[derive(Default)]
-pub struct TokenStream {
-    ids: Vec<u32>,
-    emitted: usize,
-}
-
-impl TokenStream {
-    pub fn push(&mut self, tok: &TextTokenizer, id: u32) -> Result<Option<String>> {
-        self.ids.push(id);
-        let text = tok.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}') || text.len() <= self.emitted {
-            return Ok(None);
-        }
-        if !text.is_char_boundary(self.emitted) {
-            return Ok(None);
-        }
-        let piece = text[self.emitted..].to_string();
-        self.emitted = text.len();
-        Ok(Some(piece))
-    }
-
-    pub fn text(&self, tok: &TextTokenizer) -> Result<String> {
-        tok.decode(&self.ids)
-    }
-}
-
 fn md_err(gguf: &GgufFile, key: &str, what: impl Into<String>) -> Error {
     Error::Metadata {
         path: gguf.path().to_path_buf(),

@@ -268,7 +268,7 @@ impl<'m> Engine<'m> {
         loop {
             let gone = sched.cancelled();
             for (seq, reason) in sched.retire(&gone) {
-                on_done(seq.finish(reason))?;
+                on_done(seq.finish(reason, self.tokenizer)?)?;
             }
             let held = self.cfg.prefix_reuse.then_some(&self.slot_tokens[..]);
             for (req, why) in sched.admit(self.cfg.context, held) {
@@ -435,8 +435,14 @@ impl<'m> Engine<'m> {
                 }
                 s.generated.push(tok);
                 s.logprobs.extend(lp);
-                let text = self.tokenizer.decode(&s.generated)?;
-                let stopped = s.set_text(text);
+                // The whole text is decoded again at each token only where something
+                // reads it now (a stop string, a stream); otherwise once, at the end
+                // (decoding grows with the text: at every token that is quadratic).
+                let mut stopped = false;
+                if s.checks_text() || self.stream.is_some() {
+                    let text = self.tokenizer.decode(&s.generated)?;
+                    stopped = s.set_text(text);
+                }
                 if let Some(sink) = self.stream.as_mut() {
                     // Only whole characters: a token may end inside a UTF-8 sequence.
                     if s.text.len() > s.streamed
@@ -455,10 +461,14 @@ impl<'m> Engine<'m> {
                     finished.push((i, FinishReason::Context));
                 }
             }
+            let done = sched
+                .retire(&finished)
+                .into_iter()
+                .map(|(seq, reason): (Sequence, FinishReason)| seq.finish(reason, self.tokenizer))
+                .collect::<Result<Vec<Output>>>()?;
             self.stats.text_seconds += text_started.elapsed().as_secs_f64();
-            for s in sched.retire(&finished) {
-                let (seq, reason): (Sequence, FinishReason) = s;
-                on_done(seq.finish(reason))?;
+            for out in done {
+                on_done(out)?;
             }
         }
     }

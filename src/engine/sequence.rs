@@ -87,7 +87,11 @@ pub(crate) struct Sequence {
     /// Positions already in the KV cache.
     pub cached: usize,
     pub generated: Vec<u32>,
+    /// The text of the first `decoded` generated tokens (all of them once finished).
     pub text: String,
+    /// Generated tokens `text` was decoded from: a request without stop strings is
+    /// decoded only when it finishes (or streams), not at every token.
+    decoded: usize,
     /// Bytes of `text` already checked against stop strings.
     checked: usize,
     /// Bytes of `text` already streamed to the caller.
@@ -107,6 +111,7 @@ impl Sequence {
             cached: 0,
             generated: Vec::new(),
             text: String::new(),
+            decoded: 0,
             checked: 0,
             streamed: 0,
             logprobs: Vec::new(),
@@ -121,9 +126,17 @@ impl Sequence {
         self.req.prompt.len().saturating_sub(self.cached)
     }
 
-    /// Record new text; true when a stop string appeared (the text is cut before it).
+    /// Whether each new token's text must be known at once: a stop string may end it.
+    /// (Streaming needs it too; the engine knows when it streams.)
+    pub fn checks_text(&self) -> bool {
+        self.req.stop.iter().any(|s| !s.is_empty())
+    }
+
+    /// Record the text of all tokens generated so far; true when a stop string appeared
+    /// (the text is cut before it).
     pub fn set_text(&mut self, text: String) -> bool {
         self.text = text;
+        self.decoded = self.generated.len();
         let longest = self.req.stop.iter().map(|s| s.len()).max().unwrap_or(0);
         if longest == 0 {
             return false;
@@ -148,8 +161,17 @@ impl Sequence {
         false
     }
 
-    pub fn finish(self, reason: FinishReason) -> Output {
-        Output {
+    /// The result, its text decoded from every generated token if the last ones were
+    /// not yet (the same text a decode at every token would have left).
+    pub fn finish(
+        mut self,
+        reason: FinishReason,
+        tokenizer: &teacher_models::TextTokenizer,
+    ) -> crate::Result<Output> {
+        if self.decoded < self.generated.len() {
+            self.text = tokenizer.decode(&self.generated)?;
+        }
+        Ok(Output {
             id: self.req.id,
             completion_tokens: self.generated.len(),
             prompt_tokens: self.req.prompt.len(),
@@ -158,7 +180,7 @@ impl Sequence {
             finish_reason: reason,
             error: None,
             logprobs: self.logprobs,
-        }
+        })
     }
 }
 

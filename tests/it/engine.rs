@@ -229,6 +229,73 @@ fn stop_strings_end_the_text_before_them() {
     assert!(!v["text"].as_str().unwrap().contains('\n'), "{v}");
 }
 
+/// Requests without stop strings have their text decoded once, when they finish; with a
+/// stop string that never appears, at every token. The texts must be the same bytes,
+/// for both tokenizer kinds (byte-level BPE, SentencePiece with byte fallback), text
+/// outside ASCII, and every way a sequence ends: an end-of-turn token (SmolLM2),
+/// `max_tokens`, the context.
+#[test]
+fn text_decoded_once_at_the_end_is_the_text_decoded_at_every_token() {
+    let asks = [
+        "Write one sentence about the sea.",
+        "Answer in Japanese: what is your favourite season?",
+        "Write three emoji and one German word with an umlaut.",
+        "Count from one to twenty in French, one word per line.",
+        "Say hello.",
+        "Écris une phrase sur le café, avec des accents.",
+    ];
+    for model in [SMOLLM2, GEMMA3] {
+        model_path(model);
+        let dir = tempfile::tempdir().unwrap();
+        let input = |stop: bool| {
+            let mut body = String::new();
+            for (i, ask) in asks.iter().enumerate() {
+                // Gemma's catalog GGUF has no chat template: a plain prompt, which it
+                // continues past the answer (so only SmolLM2 ends at an end of turn).
+                let mut rec = if model == GEMMA3 {
+                    serde_json::json!({"id": i, "prompt": format!("Q: {ask}\nA:")})
+                } else {
+                    serde_json::json!({"id": i, "messages": [{"role": "user", "content": ask}]})
+                };
+                rec["max_tokens"] = serde_json::json!(16 + 24 * i);
+                if i % 2 == 1 {
+                    rec["temperature"] = serde_json::json!(0.9);
+                }
+                if stop {
+                    rec["stop"] = serde_json::json!(["\u{1}"]);
+                }
+                body += &(rec.to_string() + "\n");
+            }
+            let path = dir.path().join(format!("in-{stop}.jsonl"));
+            std::fs::write(&path, body).unwrap();
+            path
+        };
+        let run = |stop: bool| {
+            let out = dir.path().join(format!("out-{stop}.jsonl"));
+            generate_with(model, &input(stop), &out, 4, 2, &["--context", "64"])
+        };
+        let (once, every) = (run(false), run(true));
+        let text = String::from_utf8(once.clone()).unwrap();
+        let ends: &[&str] = if model == GEMMA3 {
+            &["\"length\"", "\"context\""]
+        } else {
+            &["\"stop\"", "\"length\"", "\"context\""]
+        };
+        for reason in ends {
+            assert!(
+                text.contains(reason),
+                "{model}: no sequence ended by {reason}:\n{text}"
+            );
+        }
+        assert!(!text.is_ascii(), "{model}: only ASCII:\n{text}");
+        assert_eq!(
+            text,
+            String::from_utf8(every).unwrap(),
+            "{model}: decoded once and at every token differ"
+        );
+    }
+}
+
 #[test]
 fn bad_input_is_refused_before_the_model_loads() {
     let dir = tempfile::tempdir().unwrap();

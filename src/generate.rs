@@ -357,6 +357,7 @@ pub fn run(
                 constraint,
                 draw: None,
                 top_logprobs: r.top_logprobs,
+                stream: false,
             }))
         },
         |wave, outs| {

@@ -78,6 +78,7 @@ pub(crate) fn run(a: CompleteArgs, offline: bool) -> anyhow::Result<()> {
         constraint: None,
         draw: None,
         top_logprobs: None,
+        stream: true,
     };
     engine.run([req], |o| {
         result = Some(o);

@@ -174,7 +174,8 @@ impl<'m> Engine<'m> {
         self.cache.kv_type()
     }
 
-    /// Stream text as it is generated (for interactive use).
+    /// Stream the text of the requests that ask for it (`Request::stream`) as it is
+    /// generated (for interactive use).
     pub fn stream_to(&mut self, sink: TextSink<'m>) {
         self.stream = Some(sink);
     }
@@ -439,11 +440,11 @@ impl<'m> Engine<'m> {
                 // reads it now (a stop string, a stream); otherwise once, at the end
                 // (decoding grows with the text: at every token that is quadratic).
                 let mut stopped = false;
-                if s.checks_text() || self.stream.is_some() {
+                if s.reads_text(self.stream.is_some()) {
                     let text = self.tokenizer.decode(&s.generated)?;
                     stopped = s.set_text(text);
                 }
-                if let Some(sink) = self.stream.as_mut() {
+                if let Some(sink) = self.stream.as_mut().filter(|_| s.req.stream) {
                     // Only whole characters: a token may end inside a UTF-8 sequence.
                     if s.text.len() > s.streamed
                         && !s.text.ends_with('\u{FFFD}')

@@ -22,6 +22,9 @@ pub struct Request {
     /// Return each generated token's log-probability and this many most likely
     /// alternatives (`Output::logprobs`); `None` computes nothing.
     pub top_logprobs: Option<usize>,
+    /// Pass the text to the engine's sink (`Engine::stream_to`) as it grows. Only then,
+    /// or with a stop string, is the text decoded at every token.
+    pub stream: bool,
 }
 
 /// One generated token's log-probability under the distribution it was drawn from
@@ -126,10 +129,10 @@ impl Sequence {
         self.req.prompt.len().saturating_sub(self.cached)
     }
 
-    /// Whether each new token's text must be known at once: a stop string may end it.
-    /// (Streaming needs it too; the engine knows when it streams.)
-    pub fn checks_text(&self) -> bool {
-        self.req.stop.iter().any(|s| !s.is_empty())
+    /// Whether each new token's text must be known at once: a stop string may end it,
+    /// or the request streams it (to a sink the engine has).
+    pub fn reads_text(&self, sink: bool) -> bool {
+        (self.req.stream && sink) || self.req.stop.iter().any(|s| !s.is_empty())
     }
 
     /// Record the text of all tokens generated so far; true when a stop string appeared
@@ -199,6 +202,7 @@ mod tests {
             constraint: None,
             draw: None,
             top_logprobs: None,
+            stream: false,
         };
         let mut s = Sequence::new(req, 0);
         assert!(!s.set_text("1. one\n".into()));

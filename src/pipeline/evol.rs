@@ -830,6 +830,7 @@ impl<'a> RoundRequests<'a> {
             constraint: self.constraints.0.clone(),
             draw: None,
             top_logprobs: None,
+            stream: false,
         })
     }
 
@@ -853,6 +854,7 @@ impl<'a> RoundRequests<'a> {
             constraint: self.constraints.1.clone(),
             draw: None,
             top_logprobs: None,
+            stream: false,
         })
     }
 
@@ -877,6 +879,7 @@ impl<'a> RoundRequests<'a> {
             constraint: None,
             draw: None,
             top_logprobs: None,
+            stream: false,
         })
     }
 }

@@ -448,6 +448,7 @@ pub fn run(
                     },
                     draw: None,
                     top_logprobs: Some(TOP_LOGPROBS),
+                    stream: false,
                 }),
                 Err(e) => Err(failed(format!(
                     "input line {} (id `{}`): {e}",

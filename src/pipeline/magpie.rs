@@ -326,6 +326,7 @@ fn run_wave(
                     constraint: None,
                     draw: None,
                     top_logprobs: None,
+                    stream: false,
                 })
             },
         )?;
@@ -348,6 +349,7 @@ fn run_wave(
                     constraint: None,
                     draw: None,
                     top_logprobs: None,
+                    stream: false,
                 })
             },
         )?;

@@ -119,6 +119,7 @@ pub fn run(
                     constraint: None,
                     draw: None,
                     top_logprobs: None,
+                    stream: false,
                 }),
                 Err(e) => Err(Output {
                     id: 0,

@@ -605,6 +605,7 @@ fn run_wave(
                     constraint: classify.clone(),
                     draw: None,
                     top_logprobs: None,
+                    stream: false,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -629,6 +630,7 @@ fn run_wave(
                     constraint: None,
                     draw: None,
                     top_logprobs: None,
+                    stream: false,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -690,6 +692,7 @@ fn wave_requests(
             constraint,
             draw: None,
             top_logprobs: None,
+            stream: false,
         });
         prompts.push(ids);
     }
@@ -834,6 +837,7 @@ fn answer_requests(
                 constraint: None,
                 draw: None,
                 top_logprobs: None,
+                stream: false,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -486,6 +486,7 @@ fn build_jobs(
                     constraint: constraint.clone(),
                     draw: Some((seed, choice as u64)),
                     top_logprobs: call.logprobs,
+                    stream: call.stream,
                 },
                 events: tx.clone(),
                 choice,

@@ -150,6 +150,7 @@ fn concurrent_clients_get_the_bytes_of_single_client_runs() {
     let (st, sse) = http(&addr, "POST", "/v1/chat/completions", &req.to_string(), &[]);
     assert_eq!(st, 200);
     let mut text = String::new();
+    let mut pieces = 0;
     let mut finish = Value::Null;
     let events: Vec<&str> = sse.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(*events.last().unwrap(), "data: [DONE]");
@@ -158,12 +159,17 @@ fn concurrent_clients_get_the_bytes_of_single_client_runs() {
         assert_eq!(v["object"], "chat.completion.chunk");
         if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
             text.push_str(c);
+            pieces += usize::from(!c.is_empty());
         }
         if !v["choices"][0]["finish_reason"].is_null() {
             finish = v["choices"][0]["finish_reason"].clone();
         }
     }
     assert_eq!(text, content(&whole));
+    assert!(
+        pieces > 1,
+        "the text came in {pieces} piece(s), not as it grew"
+    );
     assert_eq!(finish, whole["choices"][0]["finish_reason"]);
 
     // Completions with n and a JSON schema.

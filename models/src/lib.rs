@@ -19,4 +19,4 @@ pub use error::{Error, Result};
 pub use gguf::GgufFile;
 pub use hparams::{Arch, HParams};
 pub use model::{LoadOptions, Model, ModelFile, ModelInfo, PromptStyle};
-pub use tokenizer::{TextTokenizer, TokenizerKind};
+pub use tokenizer::{TextDecoder, TextTokenizer, TokenizerKind};

@@ -88,6 +88,8 @@ pub struct TextTokenizer {
     /// Tokens that are not text (control, unused and undefined types): never part of
     /// a constrained output.
     not_text: Vec<bool>,
+    /// The decoder strips one leading space (SentencePiece with `add_space_prefix`).
+    strip_space: bool,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -235,6 +237,7 @@ impl TextTokenizer {
             vocab_size: n,
             tokens,
             not_text,
+            strip_space: kind == TokenizerKind::Llama && add_space_prefix,
         })
     }
 
@@ -267,6 +270,7 @@ impl TextTokenizer {
             vocab_size,
             tokens,
             not_text,
+            strip_space: false,
         })
     }
 
@@ -343,6 +347,115 @@ impl TextTokenizer {
 
     pub fn is_stop(&self, id: u32) -> bool {
         self.stop_tokens.binary_search(&id).is_ok()
+    }
+
+    /// A decoder that keeps the text of a growing list of ids up to date a token at a
+    /// time — `decode` of all of them, exactly — where this tokenizer's decoder is
+    /// known: the two built from a GGUF. None for a user's `tokenizer.json`, whose
+    /// decoders may join tokens any way (decode it whole).
+    pub fn text_decoder(&self) -> Option<TextDecoder> {
+        match self.kind {
+            TokenizerKind::Gpt2 | TokenizerKind::Llama => Some(TextDecoder {
+                kind: self.kind,
+                strip_space: self.strip_space,
+                done: Vec::new(),
+                run: Vec::new(),
+            }),
+            TokenizerKind::HuggingFace => None,
+        }
+    }
+}
+
+/// The text of a growing list of ids (`TextTokenizer::text_decoder`), what `decode` of
+/// all of them gives, computed a token at a time. It follows the decoders the GGUF
+/// tokenizers are built with (`tokenizers`' own, as it runs them):
+/// - byte-level BPE: each token's characters as the bytes they stand for (its raw
+///   UTF-8 when one is not in the table), all of them then read as UTF-8 once, an
+///   invalid sequence becoming U+FFFD;
+/// - SentencePiece: `▁` → space in each token; runs of byte tokens (`<0x41>`) become
+///   their bytes when those are UTF-8, else one U+FFFD per byte; the pieces joined,
+///   and one leading space stripped with `add_space_prefix`.
+///
+/// Special tokens are left out (`decode` skips them), as are ids without a token.
+#[derive(Debug, Clone)]
+pub struct TextDecoder {
+    kind: TokenizerKind,
+    strip_space: bool,
+    /// Byte-level: every byte so far. SentencePiece: the text of the tokens before the
+    /// byte run still open.
+    done: Vec<u8>,
+    /// SentencePiece: the bytes of the byte tokens since the last other token.
+    run: Vec<u8>,
+}
+
+impl TextDecoder {
+    /// Add the next id (with the tokenizer that made this decoder).
+    pub fn push(&mut self, tok: &TextTokenizer, id: u32) {
+        let Some(t) = tok.inner.id_to_token(id) else {
+            return;
+        };
+        if tok.inner.get_added_vocabulary().is_special_token(&t) {
+            return;
+        }
+        match self.kind {
+            TokenizerKind::Llama => {
+                let t = t.replace('\u{2581}', " ");
+                match fallback_byte(&t) {
+                    Some(b) => self.run.push(b),
+                    None => {
+                        close_run(&mut self.done, &self.run);
+                        self.run.clear();
+                        self.done.extend_from_slice(t.as_bytes());
+                    }
+                }
+            }
+            _ => match t.chars().map(gpt2_byte).collect::<Option<Vec<u8>>>() {
+                Some(bytes) => self.done.extend(bytes),
+                None => self.done.extend_from_slice(t.as_bytes()),
+            },
+        }
+    }
+
+    /// The text of every id pushed so far.
+    pub fn text(&self) -> String {
+        match self.kind {
+            TokenizerKind::Llama => {
+                let mut bytes = self.done.clone();
+                close_run(&mut bytes, &self.run);
+                // Every piece was a whole string, so these bytes are UTF-8.
+                let mut text = String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                if self.strip_space && text.starts_with(' ') {
+                    text.remove(0);
+                }
+                text
+            }
+            _ => String::from_utf8_lossy(&self.done).into_owned(),
+        }
+    }
+}
+
+/// A SentencePiece byte token as `ByteFallback` reads it: six bytes, `<0x`, two that
+/// parse as a hexadecimal byte, `>`.
+fn fallback_byte(t: &str) -> Option<u8> {
+    if t.len() == 6 && t.starts_with("<0x") && t.ends_with('>') {
+        u8::from_str_radix(t.get(3..5)?, 16).ok()
+    } else {
+        None
+    }
+}
+
+/// A finished run of byte tokens, as `ByteFallback` turns it into text.
+fn close_run(to: &mut Vec<u8>, run: &[u8]) {
+    if run.is_empty() {
+        return;
+    }
+    if std::str::from_utf8(run).is_ok() {
+        to.extend_from_slice(run);
+    } else {
+        for _ in run {
+            to.extend_from_slice("\u{FFFD}".as_bytes());
+        }
     }
 }
 

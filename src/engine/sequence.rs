@@ -95,6 +95,9 @@ pub(crate) struct Sequence {
     /// Generated tokens `text` was decoded from: a request without stop strings is
     /// decoded only when it finishes (or streams), not at every token.
     decoded: usize,
+    /// A token-at-a-time decoder of the text and the generated tokens it has seen, for
+    /// requests that read their text at every token (`text_of_all`).
+    decoder: Option<(teacher_models::TextDecoder, usize)>,
     /// Bytes of `text` already checked against stop strings.
     checked: usize,
     /// Bytes of `text` already streamed to the caller.
@@ -115,6 +118,7 @@ impl Sequence {
             generated: Vec::new(),
             text: String::new(),
             decoded: 0,
+            decoder: None,
             checked: 0,
             streamed: 0,
             logprobs: Vec::new(),
@@ -133,6 +137,22 @@ impl Sequence {
     /// or the request streams it (to a sink the engine has).
     pub fn reads_text(&self, sink: bool) -> bool {
         (self.req.stream && sink) || self.req.stop.iter().any(|s| !s.is_empty())
+    }
+
+    /// The text of all tokens generated so far, from a copy of `fresh` (an empty
+    /// `TextDecoder`) kept up to date a token at a time — the tokenizer's `decode` of
+    /// them all, without decoding them all again.
+    pub fn text_of_all(
+        &mut self,
+        fresh: &teacher_models::TextDecoder,
+        tokenizer: &teacher_models::TextTokenizer,
+    ) -> String {
+        let (d, seen) = self.decoder.get_or_insert_with(|| (fresh.clone(), 0));
+        for &id in &self.generated[*seen..] {
+            d.push(tokenizer, id);
+        }
+        *seen = self.generated.len();
+        d.text()
     }
 
     /// Record the text of all tokens generated so far; true when a stop string appeared

@@ -79,3 +79,84 @@ fn plain_text_round_trips() {
         }
     }
 }
+
+/// The engine's text a token at a time (`TextDecoder`) is `decode` of all the ids so
+/// far, after every id: on the golden texts' ids (special tokens included), and on
+/// random ids weighted towards what is hard — byte tokens that make valid and invalid
+/// UTF-8, single-byte byte-level tokens, control tokens, leading spaces.
+#[test]
+fn text_a_token_at_a_time_is_the_whole_decode() {
+    for name in [crate::common::SMOLLM2, crate::common::GEMMA3] {
+        let file = ModelFile::open(&model_path(name), &LoadOptions::default()).unwrap();
+        let tok = &file.tokenizer;
+        let n = tok.vocab_size as u32;
+        let text_of = |id: u32| tok.token_text(id).unwrap_or("").to_string();
+        // SentencePiece's byte tokens (`<0xE4>`), else one-character tokens (byte-level's
+        // lone bytes).
+        let mut bytes: Vec<u32> = (0..n)
+            .filter(|&i| {
+                let t = text_of(i);
+                t.starts_with("<0x") && t.len() == 6
+            })
+            .collect();
+        if bytes.is_empty() {
+            bytes = (0..n)
+                .filter(|&i| text_of(i).chars().count() == 1)
+                .collect();
+        }
+        let control: Vec<u32> = (0..n)
+            .filter(|&i| {
+                let t = text_of(i);
+                t.starts_with('<') && t.ends_with('>') && !t.starts_with("<0x") && t.len() > 2
+            })
+            .collect();
+        let spaces: Vec<u32> = (0..n)
+            .filter(|&i| {
+                let t = text_of(i);
+                t.starts_with('\u{2581}') || t.starts_with('\u{120}')
+            })
+            .take(2000)
+            .collect();
+        assert!(
+            bytes.len() >= 200 && control.len() >= 2 && spaces.len() >= 100,
+            "{name}"
+        );
+        let mut seqs: Vec<Vec<u32>> = golden()
+            .into_iter()
+            .filter(|g| g.model == name)
+            .map(|g| g.ids)
+            .collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as usize) % m
+        };
+        for _ in 0..400 {
+            let len = 1 + next(40);
+            let seq = (0..len)
+                .map(|_| match next(8) {
+                    0..=2 => bytes[next(bytes.len())],
+                    3 => control[next(control.len())],
+                    4 => spaces[next(spaces.len())],
+                    _ => next(n as usize) as u32,
+                })
+                .collect();
+            seqs.push(seq);
+        }
+        let mut checked = 0;
+        for seq in &seqs {
+            let mut d = tok
+                .text_decoder()
+                .expect("a GGUF tokenizer decodes a token at a time");
+            for i in 0..seq.len() {
+                d.push(tok, seq[i]);
+                let whole = tok.decode(&seq[..=i]).unwrap();
+                assert_eq!(d.text(), whole, "{name}: ids {:?}", &seq[..=i]);
+                checked += 1;
+            }
+        }
+        assert!(checked > 8000, "{name}: {checked}");
+    }
+}

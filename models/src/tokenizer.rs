@@ -358,6 +358,7 @@ impl TextTokenizer {
             TokenizerKind::Gpt2 | TokenizerKind::Llama => Some(TextDecoder {
                 kind: self.kind,
                 strip_space: self.strip_space,
+                pushed: 0,
                 done: Vec::new(),
                 run: Vec::new(),
             }),
@@ -381,6 +382,8 @@ impl TextTokenizer {
 pub struct TextDecoder {
     kind: TokenizerKind,
     strip_space: bool,
+    /// Ids pushed so far.
+    pushed: usize,
     /// Byte-level: every byte so far. SentencePiece: the text of the tokens before the
     /// byte run still open.
     done: Vec<u8>,
@@ -391,6 +394,7 @@ pub struct TextDecoder {
 impl TextDecoder {
     /// Add the next id (with the tokenizer that made this decoder).
     pub fn push(&mut self, tok: &TextTokenizer, id: u32) {
+        self.pushed += 1;
         let Some(t) = tok.inner.id_to_token(id) else {
             return;
         };
@@ -400,7 +404,9 @@ impl TextDecoder {
         match self.kind {
             TokenizerKind::Llama => {
                 let t = t.replace('\u{2581}', " ");
-                match fallback_byte(&t) {
+                // `byte_token` reads a byte token as `ByteFallback` does: `<0x`, two
+                // bytes that parse as a hexadecimal byte, `>`.
+                match byte_token(&t) {
                     Some(b) => self.run.push(b),
                     None => {
                         close_run(&mut self.done, &self.run);
@@ -414,6 +420,11 @@ impl TextDecoder {
                 None => self.done.extend_from_slice(t.as_bytes()),
             },
         }
+    }
+
+    /// How many ids were pushed.
+    pub fn pushed(&self) -> usize {
+        self.pushed
     }
 
     /// The text of every id pushed so far.
@@ -432,16 +443,6 @@ impl TextDecoder {
             }
             _ => String::from_utf8_lossy(&self.done).into_owned(),
         }
-    }
-}
-
-/// A SentencePiece byte token as `ByteFallback` reads it: six bytes, `<0x`, two that
-/// parse as a hexadecimal byte, `>`.
-fn fallback_byte(t: &str) -> Option<u8> {
-    if t.len() == 6 && t.starts_with("<0x") && t.ends_with('>') {
-        u8::from_str_radix(t.get(3..5)?, 16).ok()
-    } else {
-        None
     }
 }
 

@@ -121,9 +121,6 @@ pub struct Engine<'m> {
     cfg: EngineConfig,
     pub stats: EngineStats,
     stream: Option<TextSink<'m>>,
-    /// An empty token-at-a-time decoder of the tokenizer's text, when it has one
-    /// (`TextTokenizer::text_decoder`); each sequence that reads its text copies it.
-    text_decoder: Option<teacher_models::TextDecoder>,
     /// The tokens whose keys and values each slot holds at positions 0.. (kept across
     /// runs: a finished sequence's slot still serves as a prefix).
     slot_tokens: Vec<Vec<u32>>,
@@ -164,7 +161,6 @@ impl<'m> Engine<'m> {
             cfg: EngineConfig { context, ..cfg },
             stats: EngineStats::default(),
             stream: None,
-            text_decoder: tokenizer.text_decoder(),
         })
     }
 
@@ -446,10 +442,7 @@ impl<'m> Engine<'m> {
                 // otherwise it is decoded once, at the end.
                 let mut stopped = false;
                 if s.reads_text(self.stream.is_some()) {
-                    let text = match &self.text_decoder {
-                        Some(fresh) => s.text_of_all(fresh, self.tokenizer),
-                        None => self.tokenizer.decode(&s.generated)?,
-                    };
+                    let text = s.text_of_all(self.tokenizer)?;
                     stopped = s.set_text(text);
                 }
                 if let Some(sink) = self.stream.as_mut().filter(|_| s.req.stream) {

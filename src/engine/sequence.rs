@@ -95,9 +95,9 @@ pub(crate) struct Sequence {
     /// Generated tokens `text` was decoded from: a request without stop strings is
     /// decoded only when it finishes (or streams), not at every token.
     decoded: usize,
-    /// A token-at-a-time decoder of the text and the generated tokens it has seen, for
-    /// requests that read their text at every token (`text_of_all`).
-    decoder: Option<(teacher_models::TextDecoder, usize)>,
+    /// A token-at-a-time decoder of the text, for requests that read their text at
+    /// every token (`text_of_all`), where the tokenizer has one.
+    decoder: Option<teacher_models::TextDecoder>,
     /// Bytes of `text` already checked against stop strings.
     checked: usize,
     /// Bytes of `text` already streamed to the caller.
@@ -139,20 +139,25 @@ impl Sequence {
         (self.req.stream && sink) || self.req.stop.iter().any(|s| !s.is_empty())
     }
 
-    /// The text of all tokens generated so far, from a copy of `fresh` (an empty
-    /// `TextDecoder`) kept up to date a token at a time — the tokenizer's `decode` of
-    /// them all, without decoding them all again.
+    /// The text of all tokens generated so far — the tokenizer's `decode` of them all:
+    /// kept up to date a token at a time where the tokenizer has a `TextDecoder`, else
+    /// decoded whole again.
     pub fn text_of_all(
         &mut self,
-        fresh: &teacher_models::TextDecoder,
         tokenizer: &teacher_models::TextTokenizer,
-    ) -> String {
-        let (d, seen) = self.decoder.get_or_insert_with(|| (fresh.clone(), 0));
-        for &id in &self.generated[*seen..] {
-            d.push(tokenizer, id);
+    ) -> crate::Result<String> {
+        if self.decoder.is_none() {
+            self.decoder = tokenizer.text_decoder();
         }
-        *seen = self.generated.len();
-        d.text()
+        Ok(match &mut self.decoder {
+            Some(d) => {
+                for &id in &self.generated[d.pushed()..] {
+                    d.push(tokenizer, id);
+                }
+                d.text()
+            }
+            None => tokenizer.decode(&self.generated)?,
+        })
     }
 
     /// Record the text of all tokens generated so far; true when a stop string appeared

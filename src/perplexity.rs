@@ -34,6 +34,8 @@ pub struct Options {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     pub context: usize,
+    /// What the KV cache stored (`KvType::name`).
+    pub kv_cache: &'static str,
     pub text_tokens: usize,
     pub add_bos: bool,
     pub chunks: usize,
@@ -155,6 +157,7 @@ pub fn compute(
     let seconds = started.elapsed().as_secs_f64();
     Ok(Report {
         context: n,
+        kv_cache: opts.kv_type.name(),
         text_tokens: tokens.len(),
         add_bos: bos.is_some(),
         chunks,

@@ -551,18 +551,14 @@ fn quantize_blocks<const WIDE: bool>(x: &[f32], out: &mut Q8Row) {
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!()
         } else {
-            // A select rather than `f32::max` (same result: a NaN never wins either
-            // way), which the compiler turns into vector max instructions.
-            blk.iter()
-                .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m })
+            block_amax(blk)
         };
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let (d, id) = q8_scale(amax);
         let qs = &mut out.qs[b * 32..b * 32 + 32];
         let qu = &mut out.qu[b * 32..b * 32 + 32];
         let mut s = 0i32;
         for i in 0..32 {
-            let q = round_half_away(q8_range(blk[i] * id)).clamp(-127, 127);
+            let q = q8_value(blk[i], id);
             s += q;
             qs[i] = q as i8;
             qu[i] = q as u8 ^ 0x80;
@@ -570,6 +566,48 @@ fn quantize_blocks<const WIDE: bool>(x: &[f32], out: &mut Q8Row) {
         out.d[b] = d;
         out.sum[b] = s;
     }
+}
+
+/// Quantize `x` (a multiple of 32 long) into the caller's storage, `qs` (one number
+/// each) and `d` (one scale per 32): the numbers and scales `Q8Row::quantize` makes of
+/// it (a KV cache's rows are stored this way).
+pub fn quantize_q8_into(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+    assert!(
+        x.len().is_multiple_of(32) && qs.len() == x.len() && d.len() == x.len() / 32,
+        "q8 blocks of {} numbers into {} numbers and {} scales",
+        x.len(),
+        qs.len(),
+        d.len()
+    );
+    for ((blk, qs), d) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(d) {
+        let (scale, id) = q8_scale(block_amax(blk));
+        for (q, &x) in qs.iter_mut().zip(blk) {
+            *q = q8_value(x, id) as i8;
+        }
+        *d = scale;
+    }
+}
+
+/// The largest non-NaN |x| of a block (0 if none). A select rather than `f32::max`
+/// (same result: a NaN never wins either way), which the compiler turns into vector max
+/// instructions.
+#[inline(always)]
+fn block_amax(blk: &[f32]) -> f32 {
+    blk.iter()
+        .fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m })
+}
+
+/// A block's scale d = max|x|/127 and its inverse (0 for an all-zero block).
+#[inline(always)]
+fn q8_scale(amax: f32) -> (f32, f32) {
+    let d = amax / 127.0;
+    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+}
+
+/// One number of a block: round(x/d) in [−127, 127], NaN as 0.
+#[inline(always)]
+fn q8_value(x: f32, id: f32) -> i32 {
+    round_half_away(q8_range(x * id)).clamp(-127, 127)
 }
 
 /// x/d limited to [−128, 128], NaN as 0: what a saturating conversion and the clamp to
@@ -792,5 +830,11 @@ mod tests {
         for (name, build) in builds() {
             assert_same(&quantized_by(build, &x), &by_cast, name);
         }
+        // The KV cache's quantizer makes the same numbers and scales.
+        let (mut qs, mut d) = (vec![0i8; x.len()], vec![0f32; x.len() / 32]);
+        quantize_q8_into(&x, &mut qs, &mut d);
+        assert_eq!(qs, by_cast.qs);
+        let bits = |d: &[f32]| d.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&d), bits(&by_cast.d));
     }
 }

@@ -37,7 +37,7 @@ pub fn with_engine_params(
     engine: &Engine,
     file: &teacher_models::ModelFile,
 ) -> serde_json::Value {
-    params["kv_cache"] = format!("{:?}", engine.kv_type()).to_lowercase().into();
+    params["kv_cache"] = engine.kv_type().name().into();
     params["context"] = engine.context().into();
     params["text"] = file.text_fingerprint();
     params

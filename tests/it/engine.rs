@@ -127,6 +127,25 @@ fn identical_at_any_batch_and_thread_count(model: &str, chat: bool, max_tokens: 
         f32_runs[0] == f32_runs[1],
         "{model}: f32 cache, prefix reuse changed bytes"
     );
+    // So does the q8 cache, at any batch and thread count; its text is its own.
+    let q8_runs: Vec<Vec<u8>> = [
+        (1, 1, &["--kv-type", "q8"][..]),
+        (32, 2, &["--kv-type", "q8"][..]),
+        (6, 2, &["--kv-type", "q8", "--no-prefix-reuse"][..]),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (batch, threads, extra))| {
+        let out = dir.path().join(format!("q8-{i}.jsonl"));
+        generate_with(model, &input, &out, *batch, *threads, extra)
+    })
+    .collect();
+    for (i, o) in q8_runs.iter().enumerate().skip(1) {
+        assert!(o == &q8_runs[0], "{model}: q8 cache, run {i} differs");
+    }
+    let m = std::fs::read_to_string(dir.path().join("q8-0.jsonl.manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&m).unwrap();
+    assert_eq!(m["params"]["kv_cache"], "q8", "{m}");
     for (i, o) in outputs.iter().enumerate().skip(1) {
         assert!(
             o == &outputs[0],

@@ -113,11 +113,13 @@ unsafe fn body<const WIDE: bool>(
         v: match head.v {
             KvSlice::F32(x) => (x.as_ptr() as *const u8, 4),
             KvSlice::F16(x) => (x.as_ptr() as *const u8, 2),
+            KvSlice::Q8 { q, .. } => (q.as_ptr() as *const u8, 1),
         },
     };
     let i = match (n, head.k) {
         (1..=4, KvSlice::F16(k)) => blocks.in_registers(n, k.as_ptr(), qp, sp),
         (1..=4, KvSlice::F32(k)) => blocks.in_registers(n, k.as_ptr(), qp, sp),
+        (1..=4, KvSlice::Q8 { q, d }) => blocks.in_registers(n, Q8At::of(q, d), qp, sp),
         _ => blocks.widened(n, head.k, qp, sp, kbuf.as_mut_ptr()),
     };
     // The last positions one at a time, as the reference does them all.
@@ -212,8 +214,8 @@ struct Blocks {
 impl Blocks {
     /// The K row of position i (counted from `start`) at `k`.
     #[inline(always)]
-    unsafe fn row<E>(&self, k: *const E, i: usize) -> *const E {
-        k.add((self.start + i) * self.stride + self.off)
+    unsafe fn row<E: Elem>(&self, k: E, i: usize) -> E {
+        k.ahead((self.start + i) * self.stride + self.off)
     }
 
     /// Head h's scores of the block at position i: each position's lane sums reduced
@@ -226,14 +228,11 @@ impl Blocks {
 
     /// Ask for the K rows of the block at i + AHEAD, where it is within the call.
     #[inline(always)]
-    unsafe fn prefetch<E>(&self, k: *const E, i: usize) {
+    unsafe fn prefetch<E: Elem>(&self, k: E, i: usize) {
         if i + AHEAD + P <= self.len {
             let (v, vb) = self.v;
             for p in 0..P {
-                prefetch_bytes::<_MM_HINT_T0, _>(
-                    self.row(k, i + AHEAD + p),
-                    self.d * std::mem::size_of::<E>(),
-                );
+                self.row(k, i + AHEAD + p).prefetch::<_MM_HINT_T0>(self.d);
                 // The V rows too, into the L2, for the value sums after the scores.
                 let at = (self.start + i + AHEAD + p) * self.stride + self.off;
                 prefetch_bytes::<_MM_HINT_T1, _>(v.add(at * vb), self.d * vb);
@@ -244,13 +243,7 @@ impl Blocks {
     /// Every whole block's scores for n ≤ 4 heads, each K number widened once in a
     /// register and used by every head; returns the positions done.
     #[inline(always)]
-    unsafe fn in_registers<E: Elem>(
-        &self,
-        n: usize,
-        k: *const E,
-        q: *const f32,
-        s: *mut f32,
-    ) -> usize {
+    unsafe fn in_registers<E: Elem>(&self, n: usize, k: E, q: *const f32, s: *mut f32) -> usize {
         // Heads × positions at a time: with the heads' query registers, the K
         // register and a product, at most fifteen of the sixteen registers (three heads
         // × four positions spilled a sum).
@@ -266,7 +259,7 @@ impl Blocks {
     #[inline(always)]
     unsafe fn blocks_of<E: Elem, const H: usize, const Q: usize>(
         &self,
-        k: *const E,
+        k: E,
         q: *const f32,
         s: *mut f32,
     ) -> usize {
@@ -277,12 +270,12 @@ impl Blocks {
             // Each head's eight positions' lane sums, then their trees.
             let mut block = [[_mm256_setzero_ps(); P]; H];
             for p0 in (0..P).step_by(Q) {
-                let rows: [*const E; Q] = std::array::from_fn(|p| self.row(k, i + p0 + p));
+                let rows: [E; Q] = std::array::from_fn(|p| self.row(k, i + p0 + p));
                 let mut acc = [[_mm256_setzero_ps(); Q]; H];
                 let mut c = 0;
                 while c < d {
                     for p in 0..Q {
-                        let kv = E::lanes::<Y>(rows[p].add(c)).0;
+                        let kv = rows[p].ahead(c).lanes::<Y>().0;
                         for h in 0..H {
                             let qv = _mm256_loadu_ps(q.add(h * d + c));
                             acc[h][p] = _mm256_add_ps(acc[h][p], _mm256_mul_ps(qv, kv));
@@ -320,6 +313,7 @@ impl Blocks {
             match k {
                 KvSlice::F32(x) => self.prefetch(x.as_ptr(), i),
                 KvSlice::F16(x) => self.prefetch(x.as_ptr(), i),
+                KvSlice::Q8 { q, d } => self.prefetch(Q8At::of(q, d), i),
             }
             let rows: [*const f32; P] = std::array::from_fn(|p| {
                 row(
@@ -350,14 +344,11 @@ impl Blocks {
 }
 
 fn kv_len(c: KvSlice) -> usize {
-    match c {
-        KvSlice::F32(x) => x.len(),
-        KvSlice::F16(x) => x.len(),
-    }
+    c.len()
 }
 
-/// A cache row of `d` numbers at float offset `at` as f32: the row itself, or its f16
-/// bits widened (exactly) into `buf`.
+/// A cache row of `d` numbers at offset `at` as f32: the row itself, or its f16 bits
+/// widened (exactly) or its q8 numbers times their scales into `buf`.
 ///
 /// SAFETY (caller): `at + d` is within the cache; `buf` holds `d` floats.
 #[inline(always)]
@@ -374,26 +365,94 @@ unsafe fn row(c: KvSlice, at: usize, d: usize, buf: *mut f32) -> *const f32 {
             }
             buf
         }
+        KvSlice::Q8 { q, d: scale } => {
+            let src = Q8At::of(q, scale).ahead(at);
+            let mut j = 0;
+            while j < d {
+                src.ahead(j).lanes::<Y>().store(buf.add(j));
+                j += 8;
+            }
+            buf
+        }
     }
 }
 
-/// What a cache row holds: f32 numbers or f16 bits.
+/// A place in a cache, by what its numbers are: f32, f16 bits (`*const u16`) or q8
+/// (`Q8At`).
 trait Elem: Copy {
-    /// L::N numbers at `p`, as f32 (SAFETY: within the cache; the CPU runs L).
-    unsafe fn lanes<L: Lanes>(p: *const Self) -> L;
+    /// The place `n` numbers further on (SAFETY: within the cache).
+    unsafe fn ahead(self, n: usize) -> Self;
+    /// L::N numbers here, as f32 (SAFETY: within the cache; the CPU runs L; for q8, the
+    /// place is a multiple of L::N, so the numbers share one scale).
+    unsafe fn lanes<L: Lanes>(self) -> L;
+    /// Ask for the cache lines of the next `n` numbers into the L1 or L2 (`HINT`).
+    unsafe fn prefetch<const HINT: i32>(self, n: usize);
 }
 
-impl Elem for f32 {
+impl Elem for *const f32 {
     #[inline(always)]
-    unsafe fn lanes<L: Lanes>(p: *const f32) -> L {
-        L::load_f32(p)
+    unsafe fn ahead(self, n: usize) -> Self {
+        self.add(n)
+    }
+    #[inline(always)]
+    unsafe fn lanes<L: Lanes>(self) -> L {
+        L::load_f32(self)
+    }
+    #[inline(always)]
+    unsafe fn prefetch<const HINT: i32>(self, n: usize) {
+        prefetch_bytes::<HINT, _>(self, 4 * n)
     }
 }
 
-impl Elem for u16 {
+impl Elem for *const u16 {
     #[inline(always)]
-    unsafe fn lanes<L: Lanes>(p: *const u16) -> L {
-        L::load_f16(p)
+    unsafe fn ahead(self, n: usize) -> Self {
+        self.add(n)
+    }
+    #[inline(always)]
+    unsafe fn lanes<L: Lanes>(self) -> L {
+        L::load_f16(self)
+    }
+    #[inline(always)]
+    unsafe fn prefetch<const HINT: i32>(self, n: usize) {
+        prefetch_bytes::<HINT, _>(self, 2 * n)
+    }
+}
+
+/// Number `i` of a q8 cache: its byte is `q[i]`, its scale `d[i / 32]`.
+#[derive(Clone, Copy)]
+struct Q8At {
+    q: *const i8,
+    d: *const f32,
+    i: usize,
+}
+
+impl Q8At {
+    fn of(q: &[i8], d: &[f32]) -> Self {
+        Q8At {
+            q: q.as_ptr(),
+            d: d.as_ptr(),
+            i: 0,
+        }
+    }
+}
+
+impl Elem for Q8At {
+    #[inline(always)]
+    unsafe fn ahead(self, n: usize) -> Self {
+        Q8At {
+            i: self.i + n,
+            ..self
+        }
+    }
+    #[inline(always)]
+    unsafe fn lanes<L: Lanes>(self) -> L {
+        L::load_q8(self.q.add(self.i), *self.d.add(self.i / 32))
+    }
+    #[inline(always)]
+    unsafe fn prefetch<const HINT: i32>(self, n: usize) {
+        // The scales (a ninth of the bytes, read in order) are left to the hardware.
+        prefetch_bytes::<HINT, _>(self.q.add(self.i), n)
     }
 }
 
@@ -406,6 +465,9 @@ trait Lanes: Copy {
     unsafe fn load_f32(p: *const f32) -> Self;
     /// N f16 numbers at `p`, widened exactly (SAFETY: readable).
     unsafe fn load_f16(p: *const u16) -> Self;
+    /// N q8 numbers at `p` with scale `d`: d·q, one rounding each, as the reference
+    /// (SAFETY: readable).
+    unsafe fn load_q8(p: *const i8, d: f32) -> Self;
     unsafe fn splat(x: f32) -> Self;
     /// self + p·v, rounded twice like the reference's `o += p * v`.
     unsafe fn add_product(self, p: Self, v: Self) -> Self;
@@ -430,6 +492,11 @@ impl Lanes for Y {
     #[inline(always)]
     unsafe fn load_f16(p: *const u16) -> Self {
         Y(_mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)))
+    }
+    #[inline(always)]
+    unsafe fn load_q8(p: *const i8, d: f32) -> Self {
+        let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i));
+        Y(_mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(q)))
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
@@ -459,6 +526,11 @@ impl Lanes for Z {
     #[inline(always)]
     unsafe fn load_f16(p: *const u16) -> Self {
         Z(_mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)))
+    }
+    #[inline(always)]
+    unsafe fn load_q8(p: *const i8, d: f32) -> Self {
+        let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i));
+        Z(_mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(q)))
     }
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self {
@@ -495,10 +567,13 @@ unsafe fn values<L: Lanes, const G: usize, const W: usize>(
 ) {
     match v {
         KvSlice::F32(x) => {
-            values_of::<f32, L, G, W>(x.as_ptr(), probs, len, start, stride, at, out, d)
+            values_of::<*const f32, L, G, W>(x.as_ptr(), probs, len, start, stride, at, out, d)
         }
         KvSlice::F16(x) => {
-            values_of::<u16, L, G, W>(x.as_ptr(), probs, len, start, stride, at, out, d)
+            values_of::<*const u16, L, G, W>(x.as_ptr(), probs, len, start, stride, at, out, d)
+        }
+        KvSlice::Q8 { q, d: scale } => {
+            values_of::<Q8At, L, G, W>(Q8At::of(q, scale), probs, len, start, stride, at, out, d)
         }
     }
 }
@@ -508,7 +583,7 @@ unsafe fn values<L: Lanes, const G: usize, const W: usize>(
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn values_of<E: Elem, L: Lanes, const G: usize, const W: usize>(
-    v: *const E,
+    v: E,
     probs: *const f32,
     len: usize,
     start: usize,
@@ -518,17 +593,16 @@ unsafe fn values_of<E: Elem, L: Lanes, const G: usize, const W: usize>(
     d: usize,
 ) {
     let mut acc = [[L::zero(); W]; G];
-    let mut row = v.add(start * stride + at);
-    let bytes = W * L::N * std::mem::size_of::<E>();
+    let mut row = v.ahead(start * stride + at);
     let ahead = len.saturating_sub(AHEAD);
     for i in 0..ahead {
-        prefetch_bytes::<_MM_HINT_T0, _>(row.add(AHEAD * stride), bytes);
+        row.ahead(AHEAD * stride).prefetch::<_MM_HINT_T0>(W * L::N);
         add_position::<E, L, G, W>(&mut acc, probs.add(i), len, row);
-        row = row.add(stride);
+        row = row.ahead(stride);
     }
     for i in ahead..len {
         add_position::<E, L, G, W>(&mut acc, probs.add(i), len, row);
-        row = row.add(stride);
+        row = row.ahead(stride);
     }
     for g in 0..G {
         for w in 0..W {
@@ -548,9 +622,9 @@ unsafe fn add_position<E: Elem, L: Lanes, const G: usize, const W: usize>(
     acc: &mut [[L; W]; G],
     probs: *const f32,
     len: usize,
-    row: *const E,
+    row: E,
 ) {
-    let vv: [L; W] = std::array::from_fn(|w| E::lanes::<L>(row.add(L::N * w)));
+    let vv: [L; W] = std::array::from_fn(|w| row.ahead(L::N * w).lanes::<L>());
     for g in 0..G {
         let p = L::splat(*probs.add(g * len));
         for w in 0..W {

@@ -399,13 +399,30 @@ pub enum KvType {
     /// IEEE half precision (llama.cpp's default cache type): half the memory and the
     /// memory traffic of attention, values rounded to nearest on the way in.
     F16,
+    /// 8-bit integers in blocks of 32 along a head's numbers, each block with an f32
+    /// scale (d = max|x|/127, x ≈ d·q: ggml's q8_0 quantization, whose scale is
+    /// rounded to f16): 36 bytes per 32 numbers, 56 % of f16's memory and traffic. Head
+    /// widths must be multiples of 32. Attention reads each number as the one f32
+    /// product d·q and from there runs as on any other cache.
+    Q8,
 }
 
 impl KvType {
-    pub fn bytes(self) -> usize {
+    /// Bytes of `n` numbers (`n` a multiple of 32 for `Q8`).
+    pub fn bytes_of(self, n: usize) -> usize {
         match self {
-            KvType::F32 => 4,
-            KvType::F16 => 2,
+            KvType::F32 => 4 * n,
+            KvType::F16 => 2 * n,
+            KvType::Q8 => n + n.div_ceil(32) * 4,
+        }
+    }
+
+    /// The name users give it (`--kv-type`) and manifests record.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+            KvType::Q8 => "q8",
         }
     }
 }
@@ -416,6 +433,27 @@ pub enum KvSlice<'a> {
     F32(&'a [f32]),
     /// f16 bit patterns.
     F16(&'a [u16]),
+    /// `KvType::Q8`: the numbers, and one scale per 32 of them (number i's is d[i / 32]).
+    Q8 {
+        q: &'a [i8],
+        d: &'a [f32],
+    },
+}
+
+impl KvSlice<'_> {
+    /// How many numbers it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            KvSlice::F32(x) => x.len(),
+            KvSlice::F16(x) => x.len(),
+            // (Those with their scale.)
+            KvSlice::Q8 { q, d } => q.len().min(d.len() * 32),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Where one KV head lives in a sequence's cache.
@@ -468,8 +506,8 @@ fn widen_f16c(src: &[u16], buf: &mut [f32]) -> usize {
     whole
 }
 
-/// Row `t`'s `d` numbers at float offset `off` of a cache, as f32 (f16 rows are widened
-/// into `buf`).
+/// The `d` numbers at offset `at` of a cache, as f32 (f16 rows are widened into `buf`,
+/// q8 rows become d·q there: this is the definition of what a q8 cache holds).
 #[inline(always)]
 fn kv_row<'s, const AVX: bool>(
     c: KvSlice<'s>,
@@ -487,6 +525,12 @@ fn kv_row<'s, const AVX: bool>(
             let done = 0;
             for (o, &h) in buf[done..d].iter_mut().zip(&src[done..]) {
                 *o = widen(h);
+            }
+            &buf[..d]
+        }
+        KvSlice::Q8 { q, d: scale } => {
+            for (j, (o, &x)) in buf[..d].iter_mut().zip(&q[at..at + d]).enumerate() {
+                *o = scale[(at + j) / 32] * x as f32;
             }
             &buf[..d]
         }
@@ -719,13 +763,39 @@ mod tests {
     }
 
     /// Queries, keys and values of an attention test (values spread over ±`spread`),
-    /// with the keys and values also as f16.
+    /// with the keys and values also as f16 and, for widths of a multiple of 32, as q8.
     struct Case {
         q: Vec<f32>,
         k: Vec<f32>,
         v: Vec<f32>,
         kh: Vec<u16>,
         vh: Vec<u16>,
+        k8: Q8Cache,
+        v8: Q8Cache,
+    }
+
+    #[derive(Default)]
+    struct Q8Cache {
+        q: Vec<i8>,
+        d: Vec<f32>,
+    }
+
+    impl Q8Cache {
+        fn of(x: &[f32]) -> Q8Cache {
+            let mut c = Q8Cache {
+                q: vec![0; x.len()],
+                d: vec![0.0; x.len() / 32],
+            };
+            crate::quant::quantize_q8_into(x, &mut c.q, &mut c.d);
+            c
+        }
+
+        fn slice(&self) -> KvSlice<'_> {
+            KvSlice::Q8 {
+                q: &self.q,
+                d: &self.d,
+            }
+        }
     }
 
     impl Case {
@@ -735,22 +805,45 @@ mod tests {
                     .map(|i| (((i * a) % m) as f32 / m as f32 - 0.5) * spread)
                     .collect()
             };
+            // Keys and values with a magnitude that changes every 32 numbers (so q8
+            // blocks have scales of their own).
+            let swell = |x: Vec<f32>| -> Vec<f32> {
+                x.iter()
+                    .enumerate()
+                    .map(|(i, x)| x * (1.0 + ((i / 32) % 5) as f32 * 0.25))
+                    .collect()
+            };
             let (q, k, v) = (
                 wave(nh * d, 37, 19),
-                wave(len * nkv * d, 13, 23),
-                wave(len * nkv * d, 7, 29),
+                swell(wave(len * nkv * d, 13, 23)),
+                swell(wave(len * nkv * d, 7, 29)),
             );
             let (mut kh, mut vh) = (vec![0u16; k.len()], vec![0u16; v.len()]);
             f16_row(&k, &mut kh);
             f16_row(&v, &mut vh);
-            Case { q, k, v, kh, vh }
+            let (k8, v8) = if d.is_multiple_of(32) {
+                (Q8Cache::of(&k), Q8Cache::of(&v))
+            } else {
+                Default::default()
+            };
+            Case {
+                q,
+                k,
+                v,
+                kh,
+                vh,
+                k8,
+                v8,
+            }
         }
     }
 
     #[test]
     fn f16_cache_attention_is_close_to_f32() {
         let (nh, nkv, d, len) = (4, 2, 64, 37);
-        let Case { q, k, v, kh, vh } = Case::new(nh, nkv, d, len, 1.0);
+        let Case {
+            q, k, v, kh, vh, ..
+        } = Case::new(nh, nkv, d, len, 1.0);
         let mut s = Vec::new();
         for kvh in 0..nkv {
             let at = kvh * 2 * d..(kvh + 1) * 2 * d;
@@ -770,6 +863,62 @@ mod tests {
             for (x, y) in a.iter().zip(&b) {
                 assert!((x - y).abs() < 2e-3, "{x} vs {y}");
             }
+        }
+    }
+
+    /// A q8 cache holds what its blocks quantize to (each number d·q), and attention
+    /// over it is within q8's rounding of f32 attention: ordinary rows, a row with one
+    /// outlier per block (coarse steps for the rest), an all-zero block.
+    #[test]
+    fn q8_cache_attention_is_close_to_f32() {
+        let (nh, nkv, d, len) = (6, 2, 64, 41);
+        let Case {
+            q, mut k, mut v, ..
+        } = Case::new(nh, nkv, d, len, 2.0);
+        for i in (0..k.len()).step_by(97) {
+            k[i] *= 8.0;
+            v[i] *= -8.0;
+        }
+        k[nkv * d..nkv * d + 32].fill(0.0);
+        let (k8, v8) = (Q8Cache::of(&k), Q8Cache::of(&v));
+        // What the cache reads back: within half a step of each number.
+        let mut buf = vec![0f32; d];
+        for (x, c) in [(&k, &k8), (&v, &v8)] {
+            for t in 0..len * nkv {
+                let row = kv_row::<false>(c.slice(), t * d, d, &mut buf);
+                for (j, (&r, &x)) in row.iter().zip(&x[t * d..]).enumerate() {
+                    let step = c.d[(t * d + j) / 32];
+                    assert!((r - x).abs() <= step * 0.5 * (1.0 + 1e-6), "{r} for {x}");
+                }
+            }
+        }
+        let mut s = Vec::new();
+        let group = nh / nkv;
+        for kvh in 0..nkv {
+            let at = kvh * group * d..(kvh + 1) * group * d;
+            let (mut a, mut b) = (vec![0f32; group * d], vec![0f32; group * d]);
+            let mk = |k, v| Head {
+                k,
+                v,
+                kv_stride: nkv * d,
+                kv_head: kvh,
+                head_dim: d,
+                softcap: 0.0,
+            };
+            let h32 = mk(KvSlice::F32(&k), KvSlice::F32(&v));
+            let h8 = mk(k8.slice(), v8.slice());
+            attend_heads(&q[at.clone()], &h32, 0, len - 1, 0.125, &mut s, &mut a);
+            attend_heads(&q[at], &h8, 0, len - 1, 0.125, &mut s, &mut b);
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(worst < 0.05, "q8 attention off by {worst}");
+            assert!(
+                worst > 0.0,
+                "q8 attention equal to f32: the cache was not read"
+            );
         }
     }
 
@@ -819,12 +968,24 @@ mod tests {
         for (nh, nkv, d, len) in shapes {
             let group = nh / nkv;
             for spread in [0.5f32, 3.0, 40.0] {
-                let Case { q, k, v, kh, vh } = Case::new(nh, nkv, d, len, spread);
+                let Case {
+                    q,
+                    k,
+                    v,
+                    kh,
+                    vh,
+                    k8,
+                    v8,
+                } = Case::new(nh, nkv, d, len, spread);
                 let mut s = Vec::new();
-                for (kc, vc) in [
+                let mut caches = vec![
                     (KvSlice::F32(&k), KvSlice::F32(&v)),
                     (KvSlice::F16(&kh), KvSlice::F16(&vh)),
-                ] {
+                ];
+                if d.is_multiple_of(32) {
+                    caches.push((k8.slice(), v8.slice()));
+                }
+                for (kc, vc) in caches {
                     for kvh in 0..nkv {
                         for (start, softcap) in [(0, 0.0), (len / 3, 5.0)] {
                             let head = Head {

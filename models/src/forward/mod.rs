@@ -491,6 +491,17 @@ impl Transformer {
             self.hp.n_head_kv * self.hp.head_dim_k,
             self.hp.n_head_kv * self.hp.head_dim_v,
         );
+        let (hk, hv) = (self.hp.head_dim_k, self.hp.head_dim_v);
+        if kv == KvType::Q8 && !(hk.is_multiple_of(32) && hv.is_multiple_of(32)) {
+            return Err(Error::Model {
+                path: self.gguf.path().to_path_buf(),
+                what: format!(
+                    "--kv-type q8 stores each head in blocks of 32 numbers, and this \
+                     model's key and value heads are {hk} and {hv} wide\nhint: use \
+                     --kv-type f16"
+                ),
+            });
+        }
         Ok(KvCache(match &self.backend {
             Backend::Cpu => CacheImpl::Cpu(cpu::KvCache::new(
                 slots,
@@ -500,6 +511,15 @@ impl Transformer {
                 v_dim,
                 kv,
             )),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu(_) if kv == KvType::Q8 => {
+                return Err(Error::Model {
+                    path: self.gguf.path().to_path_buf(),
+                    what: "--kv-type q8 runs on the CPU: the GPU backend's attention reads \
+                           f16 or f32 caches\nhint: use --kv-type f16 on a GPU"
+                        .into(),
+                })
+            }
             #[cfg(feature = "gpu")]
             Backend::Gpu(g) => CacheImpl::Gpu(
                 g.new_cache(slots, capacity, self.hp.n_layer, k_dim, v_dim, kv)

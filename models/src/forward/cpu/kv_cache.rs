@@ -1,14 +1,55 @@
 //! Per-sequence KV cache slots, preallocated and filled in place.
 //!
-//! Layout per slot: [layer][position][kv_dim], as f32 or f16 (`KvType`). A slot is
+//! Layout per slot: [layer][position][kv_dim], as f32, f16 or q8 (`KvType`; q8's scales,
+//! one per 32 numbers, in an array of their own laid out the same way). A slot is
 //! reused by the next sequence without clearing: a sequence only ever reads positions
 //! it has written.
 
 use teacher_kernels::ops::{f16_row, KvSlice, KvType};
+use teacher_kernels::quant::quantize_q8_into;
 
 enum Store {
     F32 { k: Lines<f32>, v: Lines<f32> },
     F16 { k: Lines<u16>, v: Lines<u16> },
+    Q8 { k: Q8Lines, v: Q8Lines },
+}
+
+/// A q8 cache's numbers and their scales (number i's scale is `d[i / 32]`).
+struct Q8Lines {
+    q: Lines<i8>,
+    d: Lines<f32>,
+}
+
+impl Q8Lines {
+    fn zeroed(n: usize) -> Self {
+        Q8Lines {
+            q: Lines::zeroed(n),
+            d: Lines::zeroed(n / 32),
+        }
+    }
+
+    /// Quantize `x` into numbers `at..at + x.len()` (both multiples of 32).
+    fn write(&mut self, at: usize, x: &[f32]) {
+        quantize_q8_into(
+            x,
+            &mut self.q.get_mut()[at..at + x.len()],
+            &mut self.d.get_mut()[at / 32..(at + x.len()) / 32],
+        );
+    }
+
+    fn copy_within(&mut self, from: std::ops::Range<usize>, to: usize) {
+        self.q.get_mut().copy_within(from.clone(), to);
+        self.d
+            .get_mut()
+            .copy_within(from.start / 32..from.end / 32, to / 32);
+    }
+
+    fn slice(&self, r: std::ops::Range<usize>) -> KvSlice<'_> {
+        KvSlice::Q8 {
+            q: &self.q.get()[r.clone()],
+            d: &self.d.get()[r.start / 32..r.end / 32],
+        }
+    }
 }
 
 /// `n` zeroed numbers starting on a 64-byte cache line: each head's slice of a position
@@ -96,6 +137,17 @@ impl KvCache {
                 k: Lines::zeroed(nk),
                 v: Lines::zeroed(nv),
             },
+            KvType::Q8 => {
+                assert!(
+                    k_dim.is_multiple_of(32) && v_dim.is_multiple_of(32),
+                    "a q8 cache of rows of {k_dim} and {v_dim} numbers (the model checks \
+                     head widths are multiples of 32)"
+                );
+                Store::Q8 {
+                    k: Q8Lines::zeroed(nk),
+                    v: Q8Lines::zeroed(nv),
+                }
+            }
         };
         KvCache {
             slots,
@@ -108,7 +160,7 @@ impl KvCache {
     }
 
     pub fn bytes_per_position(n_layer: usize, k_dim: usize, v_dim: usize, kv: KvType) -> usize {
-        n_layer * (k_dim + v_dim) * kv.bytes()
+        n_layer * (kv.bytes_of(k_dim) + kv.bytes_of(v_dim))
     }
 
     pub fn slots(&self) -> usize {
@@ -123,6 +175,7 @@ impl KvCache {
         match self.store {
             Store::F32 { .. } => KvType::F32,
             Store::F16 { .. } => KvType::F16,
+            Store::Q8 { .. } => KvType::Q8,
         }
     }
 
@@ -144,6 +197,10 @@ impl KvCache {
             Store::F16 { k: kc, v: vc } => {
                 f16_row(k, &mut kc.get_mut()[kr]);
                 f16_row(v, &mut vc.get_mut()[vr]);
+            }
+            Store::Q8 { k: kc, v: vc } => {
+                kc.write(kr.start, k);
+                vc.write(vr.start, v);
             }
         }
     }
@@ -168,6 +225,10 @@ impl KvCache {
                     k.get_mut().copy_within(bf * kd..(bf + len) * kd, bt * kd);
                     v.get_mut().copy_within(bf * vd..(bf + len) * vd, bt * vd);
                 }
+                Store::Q8 { k, v } => {
+                    k.copy_within(bf * kd..(bf + len) * kd, bt * kd);
+                    v.copy_within(bf * vd..(bf + len) * vd, bt * vd);
+                }
             }
         }
     }
@@ -182,6 +243,7 @@ impl KvCache {
         match &self.store {
             Store::F32 { k, v } => (KvSlice::F32(&k.get()[kr]), KvSlice::F32(&v.get()[vr])),
             Store::F16 { k, v } => (KvSlice::F16(&k.get()[kr]), KvSlice::F16(&v.get()[vr])),
+            Store::Q8 { k, v } => (k.slice(kr), v.slice(vr)),
         }
     }
 }
@@ -237,7 +299,7 @@ mod tests {
 
     #[test]
     fn every_layer_of_every_slot_starts_on_a_cache_line() {
-        for kv in [KvType::F32, KvType::F16] {
+        for kv in [KvType::F32, KvType::F16, KvType::Q8] {
             let c = KvCache::new(3, 5, 2, 64, 64, kv);
             for (layer, slot) in [(0, 0), (1, 0), (0, 2), (1, 2)] {
                 let (k, v) = c.layer(layer, slot);
@@ -245,6 +307,7 @@ mod tests {
                     let p = match s {
                         KvSlice::F32(x) => x.as_ptr() as usize,
                         KvSlice::F16(x) => x.as_ptr() as usize,
+                        KvSlice::Q8 { q, .. } => q.as_ptr() as usize,
                     };
                     assert_eq!(p % 64, 0, "{kv:?} layer {layer} slot {slot}");
                 }
@@ -254,22 +317,30 @@ mod tests {
 
     #[test]
     fn copy_prefix_copies_only_the_prefix_of_every_layer() {
-        for kv in [KvType::F32, KvType::F16] {
-            let mut c = KvCache::new(3, 4, 2, 2, 3, kv);
+        // Key rows of 32 numbers, value rows of 64 (q8 blocks are 32 long).
+        let (kd, vd) = (32, 64);
+        for kv in [KvType::F32, KvType::F16, KvType::Q8] {
+            let mut c = KvCache::new(3, 4, 2, kd, vd, kv);
+            let vals = |x: f32, n: usize| -> Vec<f32> {
+                (0..n).map(|j| x + j as f32 * 0.25 - 3.0).collect()
+            };
             for layer in 0..2 {
                 for pos in 0..4 {
                     let x = (layer * 10 + pos) as f32;
-                    c.write(layer, 1, pos, &[x, x + 0.5], &[-x, -x - 0.5, 1.0]);
+                    c.write(layer, 1, pos, &vals(x, kd), &vals(-x, vd));
                 }
             }
             c.copy_prefix(1, 2, 3);
-            // Bit patterns of one position's row.
+            // Bit patterns of one position's row (and, for q8, its scales).
             let row = |s: KvSlice<'_>, i: usize, w: usize| -> Vec<u32> {
+                let r = i * w..(i + 1) * w;
                 match s {
-                    KvSlice::F32(v) => v[i * w..(i + 1) * w].iter().map(|x| x.to_bits()).collect(),
-                    KvSlice::F16(v) => v[i * w..(i + 1) * w]
+                    KvSlice::F32(v) => v[r].iter().map(|x| x.to_bits()).collect(),
+                    KvSlice::F16(v) => v[r].iter().map(|h| u32::from(*h)).collect(),
+                    KvSlice::Q8 { q, d } => q[r.clone()]
                         .iter()
-                        .map(|h| u32::from(*h))
+                        .map(|&q| q as u8 as u32)
+                        .chain(d[r.start / 32..r.end / 32].iter().map(|d| d.to_bits()))
                         .collect(),
                 }
             };
@@ -277,11 +348,12 @@ mod tests {
                 let (k1, v1) = c.layer(layer, 1);
                 let (k2, v2) = c.layer(layer, 2);
                 for pos in 0..3 {
-                    assert_eq!(row(k1, pos, 2), row(k2, pos, 2), "{kv:?} {layer} {pos}");
-                    assert_eq!(row(v1, pos, 3), row(v2, pos, 3));
+                    assert_eq!(row(k1, pos, kd), row(k2, pos, kd), "{kv:?} {layer} {pos}");
+                    assert_eq!(row(v1, pos, vd), row(v2, pos, vd));
+                    assert!(row(k2, pos, kd).iter().any(|&b| b != 0));
                 }
                 // Position 3 was not copied.
-                assert_eq!(row(k2, 3, 2), vec![0, 0]);
+                assert!(row(k2, 3, kd).iter().all(|&b| b == 0), "{kv:?}");
             }
         }
     }

@@ -319,8 +319,7 @@ impl GpuModel {
             slots
                 .checked_mul(n_layer)
                 .and_then(|x| x.checked_mul(capacity))
-                .and_then(|x| x.checked_mul(dim))
-                .and_then(|x| x.checked_mul(kv.bytes()))
+                .and_then(|x| x.checked_mul(kv.bytes_of(dim)))
                 .ok_or_else(|| GpuError::Driver("KV cache size overflows".into()))
         };
         let (nk, nv) = (n(k_dim)?, n(v_dim)?);

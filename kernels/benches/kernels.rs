@@ -318,10 +318,10 @@ fn small_ops(c: &mut Criterion) {
 }
 
 /// One decode step's attention as a pipeline runs it, out of cache: 32 rows at ~1,000
-/// positions of an f16 cache over 8 layers (100–200 MB of keys and values, several
-/// times the L3), every (layer, row, KV head) a task on all threads. SmolLM2-135M's
-/// shape (3 KV heads of 64, 3 query heads each) and Gemma 3 270M's (1 KV head of 256,
-/// 4 query heads). Throughput: cache bytes read.
+/// positions of an f16 cache (and of a q8 one, `--kv-type q8`) over 8 layers (100–200
+/// MB of keys and values, several times the L3), every (layer, row, KV head) a task on
+/// all threads. SmolLM2-135M's shape (3 KV heads of 64, 3 query heads each) and Gemma 3
+/// 270M's (1 KV head of 256, 4 query heads). Throughput: cache bytes read.
 fn attention_step(c: &mut Criterion) {
     let mut g = c.benchmark_group("attention_step");
     g.sample_size(10).measurement_time(Duration::from_secs(4));
@@ -329,44 +329,86 @@ fn attention_step(c: &mut Criterion) {
         let (layers, rows, len) = (8, 32, 1000);
         let stride = nkv * d;
         let per_row = len * stride;
-        // Starting on a cache line, as teacher's cache does.
-        let cache = |seed: u64| -> (Vec<u16>, usize) {
-            let buf: Vec<u16> = (0..layers * rows * per_row + 32)
-                .map(|i| {
-                    let x = ((i as u64 ^ seed).wrapping_mul(2654435761) % 2000) as f32 / 1000.0;
-                    half::f16::from_f32(x - 1.0).to_bits()
-                })
-                .collect();
+        let n = layers * rows * per_row;
+        // The same numbers as f16 and as q8, each starting on a cache line as
+        // teacher's cache does.
+        let values = |seed: u64| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i as u64 ^ seed).wrapping_mul(2654435761) % 2000) as f32 / 1000.0 - 1.0)
+                .collect()
+        };
+        let aligned = |len: usize, bytes: usize| len.div_ceil(64 / bytes) * (64 / bytes) + 64;
+        let f16_cache = |x: &[f32]| -> (Vec<u16>, usize) {
+            let mut buf = vec![0u16; aligned(n, 2)];
             let at = buf.as_ptr().align_offset(64);
+            ops::f16_row(x, &mut buf[at..at + n]);
             (buf, at)
         };
-        let ((k, ka), (v, va)) = (cache(1), cache(7));
-        let (k, v) = (&k[ka..], &v[va..]);
+        let q8_cache = |x: &[f32]| -> (Vec<i8>, usize, Vec<f32>) {
+            let mut q = vec![0i8; aligned(n, 1)];
+            let mut s = vec![0f32; n / 32];
+            let at = q.as_ptr().align_offset(64);
+            teacher_kernels::quant::quantize_q8_into(x, &mut q[at..at + n], &mut s);
+            (q, at, s)
+        };
+        let (kx, vx) = (values(1), values(7));
+        let ((k16, ka), (v16, va)) = (f16_cache(&kx), f16_cache(&vx));
+        let ((k8, k8a, kd), (v8, v8a, vd)) = (q8_cache(&kx), q8_cache(&vx));
+        drop((kx, vx));
+        let (k16, v16) = (&k16[ka..ka + n], &v16[va..va + n]);
+        let (k8, v8) = (&k8[k8a..k8a + n], &v8[v8a..v8a + n]);
         let q = acts(rows, nkv * group * d);
-        g.throughput(Throughput::Bytes((2 * layers * rows * per_row * 2) as u64));
-        g.bench_function(format!("{name}_32_rows_1000_positions_8_layers"), |b| {
-            b.iter(|| {
-                (0..layers * rows * nkv).into_par_iter().for_each_init(
-                    || (Vec::new(), vec![0f32; group * d]),
-                    |(scores, out), t| {
-                        let (cell, kv_head) = (t / nkv, t % nkv);
-                        let at = cell * per_row..(cell + 1) * per_row;
-                        let head = ops::Head {
-                            k: ops::KvSlice::F16(&k[at.clone()]),
-                            v: ops::KvSlice::F16(&v[at]),
-                            kv_stride: stride,
-                            kv_head,
-                            head_dim: d,
-                            softcap: 0.0,
-                        };
-                        let row = cell % rows;
-                        let qh = &q[(row * nkv + kv_head) * group * d..][..group * d];
-                        ops::attend_heads(qh, &head, 0, len - 1, 0.125, scores, out);
-                        black_box(&out);
-                    },
-                )
-            })
-        });
+        for kv in [ops::KvType::F16, ops::KvType::Q8] {
+            let slices = |at: std::ops::Range<usize>| -> (ops::KvSlice<'_>, ops::KvSlice<'_>) {
+                match kv {
+                    ops::KvType::Q8 => (
+                        ops::KvSlice::Q8 {
+                            q: &k8[at.clone()],
+                            d: &kd[at.start / 32..at.end / 32],
+                        },
+                        ops::KvSlice::Q8 {
+                            q: &v8[at.clone()],
+                            d: &vd[at.start / 32..at.end / 32],
+                        },
+                    ),
+                    _ => (
+                        ops::KvSlice::F16(&k16[at.clone()]),
+                        ops::KvSlice::F16(&v16[at]),
+                    ),
+                }
+            };
+            g.throughput(Throughput::Bytes(2 * kv.bytes_of(n) as u64));
+            let label = match kv {
+                ops::KvType::Q8 => "_q8",
+                _ => "",
+            };
+            g.bench_function(
+                format!("{name}{label}_32_rows_1000_positions_8_layers"),
+                |b| {
+                    b.iter(|| {
+                        (0..layers * rows * nkv).into_par_iter().for_each_init(
+                            || (Vec::new(), vec![0f32; group * d]),
+                            |(scores, out), t| {
+                                let (cell, kv_head) = (t / nkv, t % nkv);
+                                let (k, v) = slices(cell * per_row..(cell + 1) * per_row);
+                                let head = ops::Head {
+                                    k,
+                                    v,
+                                    kv_stride: stride,
+                                    kv_head,
+                                    head_dim: d,
+                                    softcap: 0.0,
+                                };
+                                let row = cell % rows;
+                                let qh = &q[(row * nkv + kv_head) * group * d..][..group * d];
+                                ops::attend_heads(qh, &head, 0, len - 1, 0.125, scores, out);
+                                black_box(&out);
+                            },
+                        )
+                    })
+                },
+            );
+        }
     }
     g.finish();
 }

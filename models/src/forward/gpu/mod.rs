@@ -141,18 +141,13 @@ impl KvCache {
         if from == to || len == 0 {
             return;
         }
-        let bytes = self.kv_type.bytes();
         for layer in 0..self.n_layer {
             let base = |slot: usize| (slot * self.n_layer + layer) * self.capacity;
             let (bf, bt) = (base(from), base(to));
             for (buf, dim) in [(self.k.ptr(), self.k_dim), (self.v.ptr(), self.v_dim)] {
-                if let Err(e) = self.gpu.copy::<u8>(
-                    buf,
-                    bt * dim * bytes,
-                    buf,
-                    bf * dim * bytes,
-                    len * dim * bytes,
-                ) {
+                // Bytes of one position's row.
+                let row = self.kv_type.bytes_of(dim);
+                if let Err(e) = self.gpu.copy::<u8>(buf, bt * row, buf, bf * row, len * row) {
                     self.failed.get_or_insert(e.to_string());
                 }
             }

@@ -4,6 +4,7 @@ engine profile every manifest now carries, next to `teacher bench`'s decode rate
 same batch size, in one run on one host.
 
     python3 benches/pipeline_profile.py [--teacher target/release/teacher] [--num 200]
+        [--kv-type f16|f32|q8]
 """
 import argparse, json, os, pathlib, subprocess, tempfile, time
 
@@ -13,6 +14,7 @@ ap.add_argument("--teacher", default=str(here / "target/release/teacher"))
 ap.add_argument("--num", type=int, default=200)
 ap.add_argument("--evolve-items", type=int, default=100)
 ap.add_argument("--batch", type=int, default=32)
+ap.add_argument("--kv-type", default="f16")
 args = ap.parse_args()
 T = args.teacher
 shared = pathlib.Path(os.environ.get("TEACHER_SHARED", here.parent / "shared"))
@@ -21,9 +23,10 @@ work = pathlib.Path(tempfile.mkdtemp(prefix="teacher-profile-"))
 (work / "alpaca.json").write_text(json.dumps(
     [{"id": r["id"], "instruction": r["text"]} for r in rows[: args.evolve_items]]))
 b = str(args.batch)
+kv = ["--kv-type", args.kv_type]
 
 def bench(model):
-    out = subprocess.run([T, "bench", "--model", model, "--batch", b, "--json"],
+    out = subprocess.run([T, "bench", "--model", model, "--batch", b, *kv, "--json"],
                          capture_output=True, text=True, check=True).stdout
     v = json.loads(out)
     rows = v if isinstance(v, list) else v.get("rows", v.get("results", []))
@@ -45,7 +48,7 @@ print(json.dumps({"bench": benches}, indent=1))
 for name, model, cmd in runs:
     out = work / (name.split(",")[0] + model + ".jsonl")
     t0 = time.time()
-    subprocess.run([T, *cmd, "--batch", b, "--out", str(out)], check=True,
+    subprocess.run([T, *cmd, "--batch", b, *kv, "--out", str(out)], check=True,
                    stderr=subprocess.DEVNULL)
     wall = time.time() - t0
     m = json.load(open(str(out) + ".manifest.json"))

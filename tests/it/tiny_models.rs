@@ -224,12 +224,11 @@ fn assert_within(arch: &str, reference: &[Vec<f32>], got: &[Vec<f32>], tolerance
     }
 }
 
-/// Against candle's quantized model of the family, reading the same file.
-fn compare_with_candle_gguf(m: &Tiny) {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, _) = write_tiny(dir.path(), m);
+/// Candle's quantized model of the family reading the file: the logits of `PROMPT` and
+/// then of each token of `NEXT`.
+fn candle_logits(path: &Path) -> Vec<Vec<f32>> {
     let mut reference = Model::load(
-        ModelFile::open(&path, &LoadOptions::default()).unwrap(),
+        ModelFile::open(path, &LoadOptions::default()).unwrap(),
         &Device::Cpu,
     )
     .unwrap();
@@ -237,6 +236,14 @@ fn compare_with_candle_gguf(m: &Tiny) {
     for (i, &t) in NEXT.iter().enumerate() {
         r.push(reference.forward(&[t], PROMPT.len() + i).unwrap());
     }
+    r
+}
+
+/// Against candle's quantized model of the family, reading the same file.
+fn compare_with_candle_gguf(m: &Tiny) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_tiny(dir.path(), m);
+    let r = candle_logits(&path);
     assert_close(m.arch, &r, &ours(&path, &PROMPT, &NEXT));
 }
 
@@ -290,15 +297,7 @@ fn q8_cache_is_close_to_the_reference_and_refuses_heads_it_cannot_block() {
     m.extra = vec![("general.dtype".into(), Value::U32(0))];
     let dir = tempfile::tempdir().unwrap();
     let (path, _) = write_tiny(dir.path(), &m);
-    let mut reference = Model::load(
-        ModelFile::open(&path, &LoadOptions::default()).unwrap(),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let mut r = vec![reference.forward(&PROMPT, 0).unwrap()];
-    for (i, &t) in NEXT.iter().enumerate() {
-        r.push(reference.forward(&[t], PROMPT.len() + i).unwrap());
-    }
+    let r = candle_logits(&path);
     let q8 = ours_with(&path, &PROMPT, &NEXT, KvType::Q8);
     assert_within("qwen3, q8 cache", &r, &q8, 2e-2);
     assert_ne!(

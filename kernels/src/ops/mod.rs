@@ -844,11 +844,21 @@ mod tests {
         let Case {
             q, k, v, kh, vh, ..
         } = Case::new(nh, nkv, d, len, 1.0);
-        let mut s = Vec::new();
+        let a = every_head(&q, KvSlice::F32(&k), KvSlice::F32(&v), nkv, d, len);
+        let b = every_head(&q, KvSlice::F16(&kh), KvSlice::F16(&vh), nkv, d, len);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 2e-3, "{x} vs {y}");
+        }
+    }
+
+    /// Attention of every query head in `q` (each KV head's group in turn) over all
+    /// `len` positions of a cache, scale 1/8.
+    fn every_head(q: &[f32], k: KvSlice, v: KvSlice, nkv: usize, d: usize, len: usize) -> Vec<f32> {
+        let group = q.len() / d / nkv;
+        let (mut s, mut out) = (Vec::new(), vec![0f32; q.len()]);
         for kvh in 0..nkv {
-            let at = kvh * 2 * d..(kvh + 1) * 2 * d;
-            let (mut a, mut b) = (vec![0f32; 2 * d], vec![0f32; 2 * d]);
-            let mk = |k, v| Head {
+            let at = kvh * group * d..(kvh + 1) * group * d;
+            let head = Head {
                 k,
                 v,
                 kv_stride: nkv * d,
@@ -856,14 +866,17 @@ mod tests {
                 head_dim: d,
                 softcap: 0.0,
             };
-            let h32 = mk(KvSlice::F32(&k), KvSlice::F32(&v));
-            let h16 = mk(KvSlice::F16(&kh), KvSlice::F16(&vh));
-            attend_heads(&q[at.clone()], &h32, 0, len - 1, 0.125, &mut s, &mut a);
-            attend_heads(&q[at], &h16, 0, len - 1, 0.125, &mut s, &mut b);
-            for (x, y) in a.iter().zip(&b) {
-                assert!((x - y).abs() < 2e-3, "{x} vs {y}");
-            }
+            attend_heads(
+                &q[at.clone()],
+                &head,
+                0,
+                len - 1,
+                0.125,
+                &mut s,
+                &mut out[at],
+            );
         }
+        out
     }
 
     /// A q8 cache holds what its blocks quantize to (each number d·q), and attention
@@ -892,34 +905,18 @@ mod tests {
                 }
             }
         }
-        let mut s = Vec::new();
-        let group = nh / nkv;
-        for kvh in 0..nkv {
-            let at = kvh * group * d..(kvh + 1) * group * d;
-            let (mut a, mut b) = (vec![0f32; group * d], vec![0f32; group * d]);
-            let mk = |k, v| Head {
-                k,
-                v,
-                kv_stride: nkv * d,
-                kv_head: kvh,
-                head_dim: d,
-                softcap: 0.0,
-            };
-            let h32 = mk(KvSlice::F32(&k), KvSlice::F32(&v));
-            let h8 = mk(k8.slice(), v8.slice());
-            attend_heads(&q[at.clone()], &h32, 0, len - 1, 0.125, &mut s, &mut a);
-            attend_heads(&q[at], &h8, 0, len - 1, 0.125, &mut s, &mut b);
-            let worst = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
-            assert!(worst < 0.05, "q8 attention off by {worst}");
-            assert!(
-                worst > 0.0,
-                "q8 attention equal to f32: the cache was not read"
-            );
-        }
+        let a = every_head(&q, KvSlice::F32(&k), KvSlice::F32(&v), nkv, d, len);
+        let b = every_head(&q, k8.slice(), v8.slice(), nkv, d, len);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 0.05, "q8 attention off by {worst}");
+        assert!(
+            worst > 0.0,
+            "q8 attention equal to f32: the cache was not read"
+        );
     }
 
     /// An x86 build of `attend_heads`.

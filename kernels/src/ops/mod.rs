@@ -567,6 +567,15 @@ pub fn attend_heads(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    // A q8 block never spans two heads or two positions (the builds read a register's
+    // numbers with one scale).
+    let q8 = matches!(head.k, KvSlice::Q8 { .. }) || matches!(head.v, KvSlice::Q8 { .. });
+    assert!(
+        !q8 || (head.head_dim.is_multiple_of(32) && head.kv_stride.is_multiple_of(32)),
+        "a q8 cache with heads of {} numbers, {} a position",
+        head.head_dim,
+        head.kv_stride
+    );
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
         if head.head_dim.is_multiple_of(8) {

@@ -220,7 +220,7 @@ pub fn run(
                     let r = CaseResult {
                         arch: arch.as_str().into(),
                         weights: wt.name().into(),
-                        kv_cache: format!("{kv:?}").to_lowercase(),
+                        kv_cache: kv.name().into(),
                         check: check.into(),
                         logits: n,
                         identical: same,

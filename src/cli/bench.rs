@@ -101,7 +101,7 @@ pub(crate) fn run(a: BenchArgs, offline: bool) -> anyhow::Result<()> {
             "device": model.device(),
             "threads": threads,
             "kernels": isa,
-            "kv_cache": format!("{:?}", a.kv_type).to_lowercase(),
+            "kv_cache": teacher_kernels::ops::KvType::from(a.kv_type).name(),
             "load_seconds": load_s,
             "decode": decode_mode(&sampling),
             "rows": rows,

@@ -92,7 +92,7 @@ unsafe fn body<const WIDE: bool>(
     // Every row read below lies within these bounds (the reference slices each row).
     let last = end * stride + off + d;
     assert!(
-        last <= kv_len(head.k) && last <= kv_len(head.v) && out.len() >= n * d,
+        last <= head.k.len() && last <= head.v.len() && out.len() >= n * d,
         "attention rows outside the cache"
     );
     // Scores of every head, each head's 1/Σ, then eight widened K rows.
@@ -341,10 +341,6 @@ impl Blocks {
         }
         i
     }
-}
-
-fn kv_len(c: KvSlice) -> usize {
-    c.len()
 }
 
 /// A cache row of `d` numbers at offset `at` as f32: the row itself, or its f16 bits

@@ -260,9 +260,10 @@ fn small_ops(c: &mut Criterion) {
         })
     });
     // A decode row of a pipeline: SmolLM2's 3 query heads sharing one 64-wide KV head,
-    // over 800 positions of the f16 cache (the default).
+    // over 800 positions of the f16 cache (the default), laid out as teacher's cache
+    // (the head's positions one after another).
     let (group, d, len) = (3, 64, 800);
-    let stride = 3 * d;
+    let stride = d;
     let half = |v: Vec<f32>| -> Vec<u16> {
         v.iter()
             .map(|x| half::f16::from_f32(*x).to_bits())
@@ -278,7 +279,7 @@ fn small_ops(c: &mut Criterion) {
             k: ops::KvSlice::F16(&k16),
             v: ops::KvSlice::F16(&v16),
             kv_stride: stride,
-            kv_head: 1,
+            kv_head: 0,
             head_dim: d,
             softcap: 0.0,
         };
@@ -327,9 +328,10 @@ fn attention_step(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(4));
     for (name, nkv, group, d) in [("smollm2", 3, 3, 64), ("gemma3", 1, 4, 256)] {
         let (layers, rows, len) = (8, 32, 1000);
-        let stride = nkv * d;
-        let per_row = len * stride;
-        let n = layers * rows * per_row;
+        // Laid out as teacher's cache: each KV head of each layer of each sequence is one
+        // run of positions (a region), `len × d` numbers.
+        let region = len * d;
+        let n = layers * rows * nkv * region;
         // The same numbers as f16 and as q8, each starting on a cache line as
         // teacher's cache does.
         let values = |seed: u64| -> Vec<f32> {
@@ -390,12 +392,12 @@ fn attention_step(c: &mut Criterion) {
                             || (Vec::new(), vec![0f32; group * d]),
                             |(scores, out), t| {
                                 let (cell, kv_head) = (t / nkv, t % nkv);
-                                let (k, v) = slices(cell * per_row..(cell + 1) * per_row);
+                                let (k, v) = slices(t * region..(t + 1) * region);
                                 let head = ops::Head {
                                     k,
                                     v,
-                                    kv_stride: stride,
-                                    kv_head,
+                                    kv_stride: d,
+                                    kv_head: 0,
                                     head_dim: d,
                                     softcap: 0.0,
                                 };

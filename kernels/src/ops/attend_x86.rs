@@ -20,10 +20,13 @@ use std::arch::x86_64::*;
 const P: usize = 8;
 /// Heads whose value sums share one pass over the values.
 const HEADS: usize = 4;
-/// How many positions ahead the key and value rows are prefetched: a head's rows are a
-/// strided stream (one head's slice of each position) that the hardware prefetchers
-/// follow too late when the cache is out of the L3 (a pipeline's decode step). 64
-/// measured best of 8–128 (`attention_step` bench: 16 → +60 %, 64 → +78 %).
+/// How many positions ahead the key and value rows are prefetched when the cache is out
+/// of the L3 (a pipeline's decode step). 64 measured best of 8–128 when teacher's cache
+/// interleaved the heads of a position (a strided stream the hardware prefetchers
+/// followed too late: `attention_step` bench 16 → +60 %, 64 → +78 %). Since the cache
+/// keeps each head's positions together, the stream is sequential: the prefetches still
+/// gain with Gemma 3's 256-wide heads and are neither gain nor loss with 64-wide ones
+/// (BENCHMARKS.md, "The KV cache head by head").
 const AHEAD: usize = 64;
 
 /// Ask for the cache lines of `bytes` bytes at `p`, into the L1 (`_MM_HINT_T0`) or only

@@ -487,10 +487,6 @@ impl Transformer {
 
     /// A KV cache storing `kv` numbers.
     pub fn new_cache_of(&self, slots: usize, capacity: usize, kv: KvType) -> Result<KvCache> {
-        let (k_dim, v_dim) = (
-            self.hp.n_head_kv * self.hp.head_dim_k,
-            self.hp.n_head_kv * self.hp.head_dim_v,
-        );
         let (hk, hv) = (self.hp.head_dim_k, self.hp.head_dim_v);
         if kv == KvType::Q8 && !(hk.is_multiple_of(32) && hv.is_multiple_of(32)) {
             return Err(Error::Model {
@@ -507,8 +503,8 @@ impl Transformer {
                 slots,
                 capacity,
                 self.hp.n_layer,
-                k_dim,
-                v_dim,
+                self.hp.n_head_kv,
+                (hk, hv),
                 kv,
             )),
             #[cfg(feature = "gpu")]
@@ -522,11 +518,18 @@ impl Transformer {
             }
             #[cfg(feature = "gpu")]
             Backend::Gpu(g) => CacheImpl::Gpu(
-                g.new_cache(slots, capacity, self.hp.n_layer, k_dim, v_dim, kv)
-                    .map_err(|e| Error::Model {
-                        path: self.gguf.path().to_path_buf(),
-                        what: format!("cannot allocate the KV cache on the GPU: {e}"),
-                    })?,
+                g.new_cache(
+                    slots,
+                    capacity,
+                    self.hp.n_layer,
+                    self.hp.n_head_kv * hk,
+                    self.hp.n_head_kv * hv,
+                    kv,
+                )
+                .map_err(|e| Error::Model {
+                    path: self.gguf.path().to_path_buf(),
+                    what: format!("cannot allocate the KV cache on the GPU: {e}"),
+                })?,
             ),
         }))
     }

@@ -1,9 +1,12 @@
 //! Per-sequence KV cache slots, preallocated and filled in place.
 //!
-//! Layout per slot: [layer][position][kv_dim], as f32, f16 or q8 (`KvType`; q8's scales,
-//! one per 32 numbers, in an array of their own laid out the same way). A slot is
-//! reused by the next sequence without clearing: a sequence only ever reads positions
-//! it has written.
+//! Layout: [slot][layer][KV head][position][head_dim], as f32, f16 or q8 (`KvType`; q8's
+//! scales, one per 32 numbers, in an array of their own laid out the same way). Each
+//! head's positions are one contiguous run (a *region*, starting on a cache line), so
+//! attention over one KV head reads a single sequential stream, which the hardware
+//! prefetchers follow — interleaving the heads of a position made it a strided one
+//! (BENCHMARKS.md, "The KV cache head by head"). A slot is reused by the next sequence
+//! without clearing: a sequence only ever reads positions it has written.
 
 use teacher_kernels::ops::{f16_row, KvSlice, KvType};
 use teacher_kernels::quant::quantize_q8_into;
@@ -110,24 +113,37 @@ pub struct KvCache {
     slots: usize,
     capacity: usize,
     n_layer: usize,
-    k_dim: usize,
-    v_dim: usize,
+    heads: usize,
+    k_head: usize,
+    v_head: usize,
+    /// Numbers from one region's start to the next (capacity × head width, rounded up
+    /// to `REGION_ALIGN`).
+    k_region: usize,
+    v_region: usize,
     store: Store,
 }
 
+/// Regions start at multiples of this many numbers: a cache line for every type, and
+/// for q8 also a line of its scales (512 numbers have 16 four-byte scales).
+const REGION_ALIGN: usize = 512;
+
 impl KvCache {
+    /// A cache of `slots` sequences of `capacity` positions, `heads` KV heads per layer
+    /// with keys `k_head` and values `v_head` numbers wide.
     pub fn new(
         slots: usize,
         capacity: usize,
         n_layer: usize,
-        k_dim: usize,
-        v_dim: usize,
+        heads: usize,
+        (k_head, v_head): (usize, usize),
         kv: KvType,
     ) -> Self {
-        let (nk, nv) = (
-            slots * n_layer * capacity * k_dim,
-            slots * n_layer * capacity * v_dim,
+        let (k_region, v_region) = (
+            (capacity * k_head).next_multiple_of(REGION_ALIGN),
+            (capacity * v_head).next_multiple_of(REGION_ALIGN),
         );
+        let regions = slots * n_layer * heads;
+        let (nk, nv) = (regions * k_region, regions * v_region);
         let store = match kv {
             KvType::F32 => Store::F32 {
                 k: Lines::zeroed(nk),
@@ -139,8 +155,8 @@ impl KvCache {
             },
             KvType::Q8 => {
                 assert!(
-                    k_dim.is_multiple_of(32) && v_dim.is_multiple_of(32),
-                    "a q8 cache of rows of {k_dim} and {v_dim} numbers (the model checks \
+                    k_head.is_multiple_of(32) && v_head.is_multiple_of(32),
+                    "a q8 cache of heads of {k_head} and {v_head} numbers (the model checks \
                      head widths are multiples of 32)"
                 );
                 Store::Q8 {
@@ -153,8 +169,11 @@ impl KvCache {
             slots,
             capacity,
             n_layer,
-            k_dim,
-            v_dim,
+            heads,
+            k_head,
+            v_head,
+            k_region,
+            v_region,
             store,
         }
     }
@@ -179,28 +198,32 @@ impl KvCache {
         }
     }
 
-    fn base(&self, layer: usize, slot: usize) -> usize {
-        (slot * self.n_layer + layer) * self.capacity
+    /// The region of one KV head of one layer of one slot.
+    fn region(&self, layer: usize, slot: usize, head: usize) -> usize {
+        (slot * self.n_layer + layer) * self.heads + head
     }
 
+    /// Write one position's keys and values (every head's, head after head).
     pub fn write(&mut self, layer: usize, slot: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let b = self.base(layer, slot) + pos;
-        let (kr, vr) = (
-            b * self.k_dim..(b + 1) * self.k_dim,
-            b * self.v_dim..(b + 1) * self.v_dim,
-        );
-        match &mut self.store {
-            Store::F32 { k: kc, v: vc } => {
-                kc.get_mut()[kr].copy_from_slice(k);
-                vc.get_mut()[vr].copy_from_slice(v);
-            }
-            Store::F16 { k: kc, v: vc } => {
-                f16_row(k, &mut kc.get_mut()[kr]);
-                f16_row(v, &mut vc.get_mut()[vr]);
-            }
-            Store::Q8 { k: kc, v: vc } => {
-                kc.write(kr.start, k);
-                vc.write(vr.start, v);
+        let (kh, vh) = (self.k_head, self.v_head);
+        debug_assert!(k.len() == self.heads * kh && v.len() == self.heads * vh);
+        for h in 0..self.heads {
+            let r = self.region(layer, slot, h);
+            let (ka, va) = (r * self.k_region + pos * kh, r * self.v_region + pos * vh);
+            let (k, v) = (&k[h * kh..(h + 1) * kh], &v[h * vh..(h + 1) * vh]);
+            match &mut self.store {
+                Store::F32 { k: kc, v: vc } => {
+                    kc.get_mut()[ka..ka + kh].copy_from_slice(k);
+                    vc.get_mut()[va..va + vh].copy_from_slice(v);
+                }
+                Store::F16 { k: kc, v: vc } => {
+                    f16_row(k, &mut kc.get_mut()[ka..ka + kh]);
+                    f16_row(v, &mut vc.get_mut()[va..va + vh]);
+                }
+                Store::Q8 { k: kc, v: vc } => {
+                    kc.write(ka, k);
+                    vc.write(va, v);
+                }
             }
         }
     }
@@ -213,32 +236,37 @@ impl KvCache {
         if from == to || len == 0 {
             return;
         }
+        let (kh, vh) = (self.k_head, self.v_head);
         for layer in 0..self.n_layer {
-            let (bf, bt) = (self.base(layer, from), self.base(layer, to));
-            let (kd, vd) = (self.k_dim, self.v_dim);
-            match &mut self.store {
-                Store::F32 { k, v } => {
-                    k.get_mut().copy_within(bf * kd..(bf + len) * kd, bt * kd);
-                    v.get_mut().copy_within(bf * vd..(bf + len) * vd, bt * vd);
-                }
-                Store::F16 { k, v } => {
-                    k.get_mut().copy_within(bf * kd..(bf + len) * kd, bt * kd);
-                    v.get_mut().copy_within(bf * vd..(bf + len) * vd, bt * vd);
-                }
-                Store::Q8 { k, v } => {
-                    k.copy_within(bf * kd..(bf + len) * kd, bt * kd);
-                    v.copy_within(bf * vd..(bf + len) * vd, bt * vd);
+            for h in 0..self.heads {
+                let (rf, rt) = (self.region(layer, from, h), self.region(layer, to, h));
+                let (kf, kt) = (rf * self.k_region, rt * self.k_region);
+                let (vf, vt) = (rf * self.v_region, rt * self.v_region);
+                match &mut self.store {
+                    Store::F32 { k, v } => {
+                        k.get_mut().copy_within(kf..kf + len * kh, kt);
+                        v.get_mut().copy_within(vf..vf + len * vh, vt);
+                    }
+                    Store::F16 { k, v } => {
+                        k.get_mut().copy_within(kf..kf + len * kh, kt);
+                        v.get_mut().copy_within(vf..vf + len * vh, vt);
+                    }
+                    Store::Q8 { k, v } => {
+                        k.copy_within(kf..kf + len * kh, kt);
+                        v.copy_within(vf..vf + len * vh, vt);
+                    }
                 }
             }
         }
     }
 
-    /// (keys, values) of one layer of one slot, all positions.
-    pub fn layer(&self, layer: usize, slot: usize) -> (KvSlice<'_>, KvSlice<'_>) {
-        let b = self.base(layer, slot);
+    /// (keys, values) of one KV head of one layer of one slot, all positions: position
+    /// t's numbers at t × the head's width.
+    pub fn head(&self, layer: usize, slot: usize, head: usize) -> (KvSlice<'_>, KvSlice<'_>) {
+        let r = self.region(layer, slot, head);
         let (kr, vr) = (
-            b * self.k_dim..(b + self.capacity) * self.k_dim,
-            b * self.v_dim..(b + self.capacity) * self.v_dim,
+            r * self.k_region..r * self.k_region + self.capacity * self.k_head,
+            r * self.v_region..r * self.v_region + self.capacity * self.v_head,
         );
         match &self.store {
             Store::F32 { k, v } => (KvSlice::F32(&k.get()[kr]), KvSlice::F32(&v.get()[vr])),
@@ -298,62 +326,112 @@ mod tests {
     }
 
     #[test]
-    fn every_layer_of_every_slot_starts_on_a_cache_line() {
+    fn every_head_of_every_layer_and_slot_starts_on_a_cache_line() {
+        // Odd capacities and heads: regions are padded to whole lines (and, for q8, whole
+        // lines of scales).
         for kv in [KvType::F32, KvType::F16, KvType::Q8] {
-            let c = KvCache::new(3, 5, 2, 64, 64, kv);
-            for (layer, slot) in [(0, 0), (1, 0), (0, 2), (1, 2)] {
-                let (k, v) = c.layer(layer, slot);
-                for s in [k, v] {
-                    let p = match s {
-                        KvSlice::F32(x) => x.as_ptr() as usize,
-                        KvSlice::F16(x) => x.as_ptr() as usize,
-                        KvSlice::Q8 { q, .. } => q.as_ptr() as usize,
-                    };
-                    assert_eq!(p % 64, 0, "{kv:?} layer {layer} slot {slot}");
+            for (capacity, heads, width) in [(5, 2, 64), (7, 3, 32), (1, 1, 96)] {
+                if kv == KvType::Q8 && width % 32 != 0 {
+                    continue;
+                }
+                let c = KvCache::new(3, capacity, 2, heads, (width, width), kv);
+                for (layer, slot, head) in [(0, 0, 0), (1, 0, heads - 1), (0, 2, 0), (1, 2, 1)] {
+                    let head = head.min(heads - 1);
+                    let (k, v) = c.head(layer, slot, head);
+                    for s in [k, v] {
+                        let (p, scales) = match s {
+                            KvSlice::F32(x) => (x.as_ptr() as usize, 0),
+                            KvSlice::F16(x) => (x.as_ptr() as usize, 0),
+                            KvSlice::Q8 { q, d } => (q.as_ptr() as usize, d.as_ptr() as usize),
+                        };
+                        assert_eq!(s.len(), capacity * width);
+                        assert_eq!(p % 64, 0, "{kv:?} layer {layer} slot {slot} head {head}");
+                        assert_eq!(scales % 64, 0, "{kv:?} scales of {layer} {slot} {head}");
+                    }
                 }
             }
         }
     }
 
+    /// Bit patterns of position i of one head (and, for q8, its scales).
+    fn row(s: KvSlice<'_>, i: usize, w: usize) -> Vec<u32> {
+        let r = i * w..(i + 1) * w;
+        match s {
+            KvSlice::F32(v) => v[r].iter().map(|x| x.to_bits()).collect(),
+            KvSlice::F16(v) => v[r].iter().map(|h| u32::from(*h)).collect(),
+            KvSlice::Q8 { q, d } => q[r.clone()]
+                .iter()
+                .map(|&q| q as u8 as u32)
+                .chain(d[r.start / 32..r.end / 32].iter().map(|d| d.to_bits()))
+                .collect(),
+        }
+    }
+
     #[test]
-    fn copy_prefix_copies_only_the_prefix_of_every_layer() {
-        // Key rows of 32 numbers, value rows of 64 (q8 blocks are 32 long).
-        let (kd, vd) = (32, 64);
+    fn each_head_of_a_written_position_is_in_its_own_run_of_positions() {
+        // Two heads of 32 (keys) and 64 (values) numbers; f32 keeps the numbers exactly.
+        let (heads, kd, vd) = (2, 32, 64);
+        let mut c = KvCache::new(2, 3, 2, heads, (kd, vd), KvType::F32);
+        let vals =
+            |x: f32, n: usize| -> Vec<f32> { (0..n).map(|j| x * 1000.0 + j as f32).collect() };
+        for (layer, slot, pos) in [(0, 0, 0), (1, 1, 2), (0, 1, 1), (1, 0, 1)] {
+            let x = (layer * 100 + slot * 10 + pos) as f32;
+            c.write(
+                layer,
+                slot,
+                pos,
+                &vals(x, heads * kd),
+                &vals(-x, heads * vd),
+            );
+        }
+        for (layer, slot, pos) in [(0, 0, 0), (1, 1, 2), (0, 1, 1), (1, 0, 1)] {
+            let x = (layer * 100 + slot * 10 + pos) as f32;
+            let (k, v) = (vals(x, heads * kd), vals(-x, heads * vd));
+            for h in 0..heads {
+                let (kc, vc) = c.head(layer, slot, h);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(row(kc, pos, kd), bits(&k[h * kd..(h + 1) * kd]));
+                assert_eq!(row(vc, pos, vd), bits(&v[h * vd..(h + 1) * vd]));
+            }
+        }
+        // Nothing else was written: position 0 of slot 1, layer 1 is still zero.
+        let (k, _) = c.head(1, 1, 1);
+        assert!(row(k, 0, kd).iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn copy_prefix_copies_only_the_prefix_of_every_layer_and_head() {
+        // Two heads, key heads of 32 numbers, value heads of 64 (q8 blocks are 32 long).
+        let (heads, kd, vd) = (2, 32, 64);
         for kv in [KvType::F32, KvType::F16, KvType::Q8] {
-            let mut c = KvCache::new(3, 4, 2, kd, vd, kv);
+            let mut c = KvCache::new(3, 4, 2, heads, (kd, vd), kv);
             let vals = |x: f32, n: usize| -> Vec<f32> {
                 (0..n).map(|j| x + j as f32 * 0.25 - 3.0).collect()
             };
             for layer in 0..2 {
                 for pos in 0..4 {
                     let x = (layer * 10 + pos) as f32;
-                    c.write(layer, 1, pos, &vals(x, kd), &vals(-x, vd));
+                    c.write(layer, 1, pos, &vals(x, heads * kd), &vals(-x, heads * vd));
                 }
             }
             c.copy_prefix(1, 2, 3);
-            // Bit patterns of one position's row (and, for q8, its scales).
-            let row = |s: KvSlice<'_>, i: usize, w: usize| -> Vec<u32> {
-                let r = i * w..(i + 1) * w;
-                match s {
-                    KvSlice::F32(v) => v[r].iter().map(|x| x.to_bits()).collect(),
-                    KvSlice::F16(v) => v[r].iter().map(|h| u32::from(*h)).collect(),
-                    KvSlice::Q8 { q, d } => q[r.clone()]
-                        .iter()
-                        .map(|&q| q as u8 as u32)
-                        .chain(d[r.start / 32..r.end / 32].iter().map(|d| d.to_bits()))
-                        .collect(),
-                }
-            };
             for layer in 0..2 {
-                let (k1, v1) = c.layer(layer, 1);
-                let (k2, v2) = c.layer(layer, 2);
-                for pos in 0..3 {
-                    assert_eq!(row(k1, pos, kd), row(k2, pos, kd), "{kv:?} {layer} {pos}");
-                    assert_eq!(row(v1, pos, vd), row(v2, pos, vd));
-                    assert!(row(k2, pos, kd).iter().any(|&b| b != 0));
+                for h in 0..heads {
+                    let (k1, v1) = c.head(layer, 1, h);
+                    let (k2, v2) = c.head(layer, 2, h);
+                    for pos in 0..3 {
+                        assert_eq!(
+                            row(k1, pos, kd),
+                            row(k2, pos, kd),
+                            "{kv:?} {layer} {h} {pos}"
+                        );
+                        assert_eq!(row(v1, pos, vd), row(v2, pos, vd));
+                        assert!(row(k2, pos, kd).iter().any(|&b| b != 0));
+                    }
+                    // Position 3 was not copied.
+                    assert!(row(k2, 3, kd).iter().all(|&b| b == 0), "{kv:?}");
+                    assert!(row(v2, 3, vd).iter().all(|&b| b == 0), "{kv:?}");
                 }
-                // Position 3 was not copied.
-                assert!(row(k2, 3, kd).iter().all(|&b| b == 0), "{kv:?}");
             }
         }
     }

@@ -122,12 +122,12 @@ pub(super) fn run_step(model: &Transformer, cache: &mut KvCache, step: &Step) ->
                 Some(w) => (pos + 1).saturating_sub(w),
                 None => 0,
             };
-            let (k_cache, v_cache) = cache_ref.layer(li, slot);
+            let (k_cache, v_cache) = cache_ref.head(li, slot, h0 / group);
             let head = ops::Head {
                 k: k_cache,
                 v: v_cache,
-                kv_stride: nkv * dk,
-                kv_head: h0 / group,
+                kv_stride: dk,
+                kv_head: 0,
                 head_dim: dk,
                 softcap,
             };

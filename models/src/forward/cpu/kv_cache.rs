@@ -178,6 +178,9 @@ impl KvCache {
         }
     }
 
+    /// Bytes one position of one sequence takes (all layers and heads), as budgets
+    /// count them: a region's padding to `REGION_ALIGN` (under 512 numbers per head and
+    /// layer, nothing at contexts of a multiple of 8 for heads of 64) is not counted.
     pub fn bytes_per_position(n_layer: usize, k_dim: usize, v_dim: usize, kv: KvType) -> usize {
         n_layer * (kv.bytes_of(k_dim) + kv.bytes_of(v_dim))
     }

@@ -377,11 +377,16 @@ impl IntoIterator for RecordReader {
 }
 
 /// A file written under a temporary name and renamed into place on `commit`; dropped
-/// without commit, it removes itself.
+/// without commit, it removes itself. The destination is locked from `create` on, so a
+/// second process writing the same file is refused (and the lock takes an empty file,
+/// removed again if the write never commits).
 pub struct AtomicFile {
     path: PathBuf,
     tmp: PathBuf,
     w: Option<BufWriter<std::fs::File>>,
+    /// Whether `create` made the (empty) destination to lock it.
+    made_destination: bool,
+    _lock: crate::files::OutputLock,
 }
 
 impl AtomicFile {
@@ -390,12 +395,23 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "out".into());
+        let (lock, made_destination) = crate::files::OutputLock::acquire(path)?;
         let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let f = match std::fs::File::create(&tmp) {
+            Ok(f) => f,
+            Err(e) => {
+                if made_destination {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(Error::io(&tmp, e));
+            }
+        };
         Ok(AtomicFile {
             path: path.to_path_buf(),
             tmp,
             w: Some(BufWriter::with_capacity(1 << 20, f)),
+            made_destination,
+            _lock: lock,
         })
     }
 
@@ -420,6 +436,9 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.w.is_some() {
             let _ = std::fs::remove_file(&self.tmp);
+            if self.made_destination {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ pub fn chat_template(data: &[u8]) {
             true,
             "<s>",
             "</s>",
+            usize::MAX,
         );
     }
 }

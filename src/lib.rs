@@ -9,6 +9,7 @@ pub mod diversity;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod filter;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -22,11 +22,13 @@
 
 use crate::dedup::AtomicFile;
 use crate::error::{Error, Result};
+use crate::files::same_file;
 use crate::filter::rouge_l::{DropRule, PruneStats, RougeIndex};
 use crate::pipeline::evol::NearDuplicates;
 use crate::pipeline::run_file::{manifest_path, read_manifest, read_records};
 use crate::shard::Shard;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +60,8 @@ pub struct Summary {
     /// Records dropped as near-duplicates across shards (evolve, self-instruct).
     pub near_duplicates: usize,
     pub rejected_records: usize,
+    /// Shards that stalled or came out short of their share, in words.
+    pub warnings: Vec<String>,
 }
 
 /// Merge the shard outputs `paths` (any order) into `out`, and their rejected files into
@@ -84,6 +88,7 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
         _ => unreachable!("load_parts admits only mergeable commands"),
     };
 
+    let (yields, warnings) = shard_yields(&parts);
     let out_bytes = write_lines(out, &records)?;
     let rejected_bytes = match rejected {
         Some(r) => {
@@ -150,6 +155,8 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
             "seconds": p.manifest["seconds"],
         })).collect::<Vec<_>>(),
         "records": records.len(),
+        "shard_yields": yields,
+        "warnings": warnings,
         "output_bytes": out_bytes,
         "rejected_file": rejected.map(abs),
         "rejected_bytes": rejected_bytes,
@@ -168,43 +175,57 @@ pub fn run(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<Sum
         records: records.len(),
         near_duplicates: near_duplicates.len(),
         rejected_records: rejects.len() + near_duplicates.len(),
+        warnings,
     })
 }
 
-/// Refuse to write over a shard, or over a file that is not an earlier merge's output.
+/// Refuse to write over a shard (or its manifest or rejected file), or over a file that
+/// is not an earlier merge's output or rejected file. Paths are compared by the file they
+/// name (`sub/../shard.jsonl`, links), not by spelling.
 fn check_destination(paths: &[PathBuf], out: &Path, rejected: Option<&Path>) -> Result<()> {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    for dest in std::iter::once(out).chain(rejected) {
+    let mut dests = vec![("--out", out)];
+    if let Some(r) = rejected {
+        dests.push(("--rejected", r));
+    }
+    let out_manifest = manifest_path(out);
+    dests.push(("--out's manifest", &out_manifest));
+    crate::files::check_distinct(&dests)?;
+    for (flag, dest) in &dests {
         if dest.is_dir() {
             return Err(Error::Usage(format!(
-                "`{}` is a directory; give a file name",
+                "{flag} `{}` is a directory; give a file name",
                 dest.display()
             )));
         }
         for p in paths {
-            if abs(p) == abs(dest)
-                || abs(&manifest_path(p)) == abs(dest)
-                || abs(&manifest_path(out)) == abs(p)
-            {
+            let shard_rejected = read_manifest(p)
+                .ok()
+                .and_then(|m| m["rejected_file"].as_str().map(PathBuf::from));
+            let shard_files = [Some(p.clone()), Some(manifest_path(p)), shard_rejected];
+            if shard_files.iter().flatten().any(|f| same_file(f, dest)) {
                 return Err(Error::Usage(format!(
-                    "`{}` is one of the shards; write the merge to a new file",
+                    "{flag} `{}` is one of the shards or their files; write the merge to a new file",
                     dest.display()
                 )));
             }
         }
     }
-    if rejected.is_some_and(|r| abs(r) == abs(out)) {
-        return Err(Error::Usage(
-            "--rejected is the same file as --out; give it a file of its own".into(),
-        ));
+    let earlier = read_manifest(out).ok().filter(|m| m["command"] == "merge");
+    if out.exists() && earlier.is_none() {
+        return Err(Error::Usage(format!(
+            "`{}` already exists and is not the output of an earlier merge; refusing to overwrite it\nhint: choose another --out, or delete the file",
+            out.display()
+        )));
     }
-    if out.exists() {
-        let earlier_merge = read_manifest(out)
-            .map(|m| m["command"] == "merge")
-            .unwrap_or(false);
-        if !earlier_merge {
+    if let Some(r) = rejected.filter(|r| r.exists()) {
+        let ours = earlier
+            .as_ref()
+            .and_then(|m| m["rejected_file"].as_str())
+            .is_some_and(|o| same_file(Path::new(o), r));
+        if !ours {
             return Err(Error::Usage(format!(
-                "`{}` already exists and is not the output of an earlier merge; refusing to overwrite it\nhint: choose another --out, or delete the file",
+                "--rejected `{}` already exists and is not the rejected file of an earlier merge into `{}`; refusing to overwrite it\nhint: choose another --rejected, or delete the file",
+                r.display(),
                 out.display()
             )));
         }
@@ -328,16 +349,7 @@ fn load_parts(paths: &[PathBuf], want_rejected: bool) -> Result<Vec<Part>> {
             )));
         }
         let committed = p.manifest["output_bytes"].as_u64().unwrap_or(0);
-        let len = std::fs::metadata(&p.path)
-            .map_err(|e| Error::io(&p.path, e))?
-            .len();
-        if len != committed {
-            return Err(Error::Usage(format!(
-                "shard {} (`{}`) is {len} bytes but its manifest committed {committed}; it was changed after the run\nhint: run the shard again into a new file",
-                p.shard,
-                p.path.display()
-            )));
-        }
+        check_committed(&p.path, &p.manifest, "output", committed, p.shard)?;
         p.records = read_records(&p.path)?;
         if want_rejected {
             p.rejected = match p.manifest["rejected_file"].as_str() {
@@ -350,14 +362,7 @@ fn load_parts(paths: &[PathBuf], want_rejected: bool) -> Result<Vec<Part>> {
                         p.path.with_file_name(r.file_name().unwrap_or_default())
                     };
                     let want = p.manifest["rejected_bytes"].as_u64().unwrap_or(0);
-                    let len = std::fs::metadata(&r).map_err(|e| Error::io(&r, e))?.len();
-                    if len != want {
-                        return Err(Error::Usage(format!(
-                            "shard {}'s rejected file `{}` is {len} bytes but its manifest committed {want}; it was changed after the run",
-                            p.shard,
-                            r.display()
-                        )));
-                    }
+                    check_committed(&r, &p.manifest, "rejected", want, p.shard)?;
                     read_records(&r)?
                 }
                 None => Vec::new(),
@@ -365,6 +370,74 @@ fn load_parts(paths: &[PathBuf], want_rejected: bool) -> Result<Vec<Part>> {
         }
     }
     Ok(parts)
+}
+
+/// Refuse a shard file (`which`: "output" or "rejected") that is not the bytes its
+/// manifest committed: another length, or the same length with other content (the
+/// manifest's `{which}_sha256`, updated at every commit).
+fn check_committed(
+    path: &Path,
+    manifest: &Value,
+    which: &str,
+    want: u64,
+    shard: Shard,
+) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let len = bytes.len() as u64;
+    if len != want {
+        return Err(Error::Usage(format!(
+            "shard {shard}'s {which} `{}` is {len} bytes but its manifest committed {want}; it was changed after the run\nhint: run the shard again into a new file",
+            path.display()
+        )));
+    }
+    let key = format!("{which}_sha256");
+    let Some(recorded) = manifest[&key].as_str() else {
+        return Err(Error::Usage(format!(
+            "shard {shard}'s manifest `{}` has no `{key}`, so its {which} `{}` cannot be checked (made by an older teacher)\nhint: run the shard again with this teacher",
+            manifest_path(path).display(),
+            path.display()
+        )));
+    };
+    let actual: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if actual != recorded {
+        return Err(Error::Usage(format!(
+            "shard {shard}'s {which} `{}` is not the bytes its run committed (sha256 {actual}, the manifest says {recorded}); it was changed after the run\nhint: run the shard again into a new file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What each shard contributed, and a warning for a shard that stalled (no records) or
+/// came out short of its share of `--num` (self-instruct, magpie).
+fn shard_yields(parts: &[Part]) -> (Vec<Value>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut warnings = Vec::new();
+    for p in parts {
+        let made = p.records.iter().filter(|r| r["source"] != "seed").count();
+        let share = p.manifest["params"]["num"]
+            .as_u64()
+            .map(|n| p.shard.share(n as usize));
+        let short = share.is_some_and(|s| made < s);
+        if made == 0 {
+            warnings.push(format!(
+                "shard {} (`{}`) made no records; it stalled or its slice was all rejected",
+                p.shard,
+                p.path.display()
+            ));
+        } else if let (true, Some(s)) = (short, share) {
+            warnings.push(format!(
+                "shard {} (`{}`) made {made} of its {s} records (it stopped after waves that accepted nothing)",
+                p.shard,
+                p.path.display()
+            ));
+        }
+        rows.push(json!({"index": p.shard.index, "records": made, "share": share, "short": short || made == 0}));
+    }
+    (rows, warnings)
 }
 
 type Merged = (Vec<Value>, Vec<Value>, Vec<Value>);

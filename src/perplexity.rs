@@ -94,6 +94,24 @@ pub fn compute(
         _ => None,
     };
     let per_step = (opts.batch_tokens / n).max(1);
+    // One step holds `group` chunks' KV cache and the logits of their scored halves:
+    // checked against the machine before either is allocated.
+    let group = per_step.min(chunks) as u64;
+    let cache_bytes = group
+        .saturating_mul(n as u64)
+        .saturating_mul(model.kv_bytes_per_position(opts.kv_type) as u64);
+    let logits_bytes = group
+        .saturating_mul((n - 1 - n / 2) as u64)
+        .saturating_mul(model.hp.vocab_size as u64)
+        .saturating_mul(4);
+    teacher_models::memory::check_fits(
+        cache_bytes.saturating_add(logits_bytes),
+        &format!(
+            "scoring {group} chunks of --context {n} at once (--batch-tokens {}: KV cache and logits)",
+            opts.batch_tokens
+        ),
+    )
+    .map_err(|e| Error::Usage(format!("{e}\nhint: lower --batch-tokens")))?;
     let mut cache = model.new_cache_of(per_step.min(chunks), n, opts.kv_type)?;
     let first = n / 2;
     let (mut sum, mut sum2, mut count) = (0f64, 0f64, 0usize);

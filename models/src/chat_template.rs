@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 /// Instructions a render may execute; real templates use a few thousand per message.
 const FUEL: u64 = 5_000_000;
-/// A rendered prompt longer than this is certainly a runaway template.
+/// A rendered prompt longer than this is certainly a runaway template, whatever the
+/// model's context.
 const MAX_RENDERED_BYTES: usize = 16 << 20;
 /// Fixed so that prompts, and with them datasets, do not change with the calendar.
 const TEMPLATE_DATE: &str = "26 Jul 2024";
@@ -77,21 +78,27 @@ impl ChatTemplate {
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt` it ends where the
-    /// assistant's reply begins.
+    /// assistant's reply begins. A render longer than `max_bytes` (what the model's
+    /// context can hold; at most 16 MiB) stops there with an error.
     pub fn render(
         &self,
         messages: &[Message],
         add_generation_prompt: bool,
         bos_token: &str,
         eos_token: &str,
+        max_bytes: usize,
     ) -> Result<String> {
+        let max_bytes = max_bytes.min(MAX_RENDERED_BYTES);
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
         // Rendered into a bounded buffer: a template that grows its output without end
         // stops at the bound instead of filling memory first.
-        let mut buf = Bounded(Vec::new());
+        let mut buf = Bounded {
+            buf: Vec::new(),
+            max: max_bytes,
+        };
         let rendered = tmpl.render_captured_to(
             context! {
                 messages => messages_value(messages),
@@ -102,9 +109,9 @@ impl ChatTemplate {
             &mut buf,
         );
         if let Err(e) = rendered {
-            if buf.0.len() > MAX_RENDERED_BYTES {
+            if buf.buf.len() > max_bytes {
                 return Err(Error::ChatTemplate(format!(
-                    "the rendered prompt grew past the {MAX_RENDERED_BYTES}-byte bound\nhint: shorten the messages, or pass a working template with `--chat-template FILE`"
+                    "the rendered prompt grew past {max_bytes} bytes, more than the model's context can hold\nhint: shorten the messages, or pass a working template with `--chat-template FILE`"
                 )));
             }
             let hint = if e.kind() == ErrorKind::OutOfFuel {
@@ -116,23 +123,25 @@ impl ChatTemplate {
                 "rendering failed: {e:#}{hint}"
             )));
         }
-        let out = String::from_utf8(buf.0)
+        let out = String::from_utf8(buf.buf)
             .map_err(|_| Error::ChatTemplate("the template produced invalid UTF-8".into()))?;
         Ok(out)
     }
 }
 
-/// A writer that refuses to grow past `MAX_RENDERED_BYTES` (the refusal stops the
-/// render).
-struct Bounded(Vec<u8>);
+/// A writer that refuses to grow past `max` bytes (the refusal stops the render).
+struct Bounded {
+    buf: Vec<u8>,
+    max: usize,
+}
 
 impl std::io::Write for Bounded {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() + b.len() > MAX_RENDERED_BYTES {
-            self.0.resize(MAX_RENDERED_BYTES + 1, 0);
+        if self.buf.len() + b.len() > self.max {
+            self.buf.resize(self.max + 1, 0);
             return Err(std::io::Error::other("rendered prompt over the bound"));
         }
-        self.0.extend_from_slice(b);
+        self.buf.extend_from_slice(b);
         Ok(b.len())
     }
 

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod gguf;
 pub mod gguf_write;
 pub mod hparams;
+pub mod memory;
 pub mod model;
 pub mod synth;
 pub mod tokenizer;

@@ -42,6 +42,11 @@ pub struct ModelFile {
     pub chat_template: Option<ChatTemplate>,
     /// sha256 of the `--tokenizer` file when one replaced the GGUF's tokenizer.
     pub tokenizer_override_sha256: Option<String>,
+    /// The longest text a prompt of the model's whole context can be: context length ×
+    /// the longest token's text (stored forms are never shorter than the bytes they
+    /// stand for). A chat template's render stops there, before a runaway render costs
+    /// its tokenization.
+    pub max_prompt_bytes: usize,
 }
 
 impl ModelFile {
@@ -80,12 +85,20 @@ impl ModelFile {
                 None => None,
             },
         };
+        let longest_token = (0..tokenizer.vocab_size as u32)
+            .filter_map(|id| tokenizer.token_text(id))
+            .map(str::len)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let max_prompt_bytes = hparams.context_length.saturating_mul(longest_token);
         Ok(ModelFile {
             gguf,
             hparams,
             tokenizer,
             chat_template,
             tokenizer_override_sha256,
+            max_prompt_bytes,
         })
     }
 
@@ -123,6 +136,7 @@ impl ModelFile {
             true,
             &text(self.tokenizer.bos),
             &text(self.tokenizer.eos),
+            self.max_prompt_bytes,
         )
     }
 
@@ -148,6 +162,7 @@ impl ModelFile {
             false,
             &text(self.tokenizer.bos),
             &text(self.tokenizer.eos),
+            self.max_prompt_bytes,
         )?;
         let mut hits = rendered.match_indices(PLACEHOLDER);
         match (hits.next(), hits.next()) {

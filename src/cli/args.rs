@@ -45,6 +45,23 @@ impl ModelArgs {
         Ok(model)
     }
 
+    /// The local files this model reads (`--model` when it is a path, `--tokenizer`,
+    /// `--chat-template`), so that no output is written over one of them.
+    pub(crate) fn input_files(&self) -> Vec<(&'static str, &std::path::Path)> {
+        let mut v: Vec<(&'static str, &std::path::Path)> = Vec::new();
+        let model = std::path::Path::new(&self.model);
+        if model.is_file() {
+            v.push(("--model", model));
+        }
+        if let Some(t) = &self.tokenizer {
+            v.push(("--tokenizer", t));
+        }
+        if let Some(t) = &self.chat_template {
+            v.push(("--chat-template", t));
+        }
+        v
+    }
+
     pub(crate) fn open(&self, offline: bool) -> anyhow::Result<ModelFile> {
         let resolved = fetch::resolve(&self.model, offline)?;
         let opts = LoadOptions {
@@ -60,9 +77,10 @@ pub(crate) struct EngineArgs {
     /// Most sequences decoded together.
     #[arg(long, default_value_t = 16)]
     pub(crate) batch: usize,
-    /// Positions per sequence (prompt + completion); at most the model's context.
-    #[arg(long, default_value_t = 2048)]
-    pub(crate) context: usize,
+    /// Positions per sequence (prompt + completion); at most the model's context
+    /// [default: 2048, or the model's context where that is shorter].
+    #[arg(long)]
+    pub(crate) context: Option<usize>,
     /// Memory the KV cache may take, in GiB.
     #[arg(long, default_value_t = 8.0)]
     pub(crate) kv_memory: f64,
@@ -79,7 +97,8 @@ pub(crate) struct EngineArgs {
 
 impl EngineArgs {
     pub(crate) fn config(&self, seed: u64) -> EngineConfig {
-        let mut cfg = EngineConfig::new(self.batch, self.context, seed);
+        let mut cfg = EngineConfig::new(self.batch, self.context.unwrap_or(2048), seed);
+        cfg.strict_context = self.context.is_some();
         // A negative or NaN budget becomes 0 (then refused with the sizes); an absurd one
         // saturates.
         cfg.kv_memory = (self.kv_memory.max(0.0) * (1u64 << 30) as f64) as usize;
@@ -172,35 +191,35 @@ pub(crate) fn open_for_pipeline(
     Ok((file, sha))
 }
 
-/// Refuse an output path that cannot be written before any work is done: a directory,
-/// a missing parent directory, or the same file as another path of the command.
-pub(crate) fn check_output(
-    flag: &str,
-    out: &std::path::Path,
-    others: &[(&str, &std::path::Path)],
+/// Refuse output paths that cannot be written before any work is done: a directory, a
+/// missing parent directory, two outputs that are one file, or an output that is one of
+/// the command's inputs (the model's files included). Paths are compared by the file
+/// they name on disk: `sub/../in.jsonl`, symlinks and hard links included.
+pub(crate) fn check_outputs(
+    outputs: &[(&str, &std::path::Path)],
+    inputs: &[(&str, &std::path::Path)],
 ) -> anyhow::Result<()> {
-    if out.is_dir() {
-        anyhow::bail!(
-            "{flag} `{}` is a directory; give a file name",
-            out.display()
-        );
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
+    for (flag, out) in outputs {
+        if out.is_dir() {
             anyhow::bail!(
-                "{flag} `{}`: the directory `{}` does not exist",
-                out.display(),
-                parent.display()
-            );
-        }
-    }
-    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    for (other_flag, other) in others {
-        if abs(out) == abs(other) {
-            anyhow::bail!(
-                "{flag} and {other_flag} are the same file `{}`; give each its own",
+                "{flag} `{}` is a directory; give a file name",
                 out.display()
             );
+        }
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                anyhow::bail!(
+                    "{flag} `{}`: the directory `{}` does not exist",
+                    out.display(),
+                    parent.display()
+                );
+            }
+        }
+    }
+    teacher::files::check_distinct(outputs)?;
+    for out in outputs {
+        for input in inputs {
+            teacher::files::check_distinct(&[*out, *input])?;
         }
     }
     Ok(())

@@ -72,10 +72,11 @@ pub(crate) fn run(a: DedupArgs) -> anyhow::Result<()> {
         DedupMethod::Minhash => (Method::MinHash, 0.8),
         DedupMethod::Exact => (Method::Exact, 1.0),
     };
-    super::args::check_output("--out", &a.out, &[("--input", &a.input)])?;
+    let mut outputs = vec![("--out", a.out.as_path())];
     if let Some(d) = &a.dropped {
-        super::args::check_output("--dropped", d, &[("--input", &a.input), ("--out", &a.out)])?;
+        outputs.push(("--dropped", d));
     }
+    super::args::check_outputs(&outputs, &[("--input", &a.input)])?;
     let threshold = a.threshold.unwrap_or(default_threshold);
     if !(threshold > 0.0 && threshold <= 1.0) {
         bail!("--threshold must be in (0, 1], got {threshold}");

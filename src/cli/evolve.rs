@@ -92,6 +92,18 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
     let mut ops = a.ops.clone().unwrap_or_else(|| evol::ALL_OPS.to_vec());
     ops.sort();
     ops.dedup();
+    let rejected = a
+        .rejected
+        .clone()
+        .unwrap_or_else(|| teacher::pipeline::run_file::default_rejected_path(&a.out));
+    let mut inputs = a.model.input_files();
+    inputs.push(("--input", &a.input));
+    super::args::check_outputs(&[("--out", &a.out), ("--rejected", &rejected)], &inputs)?;
+    a.judging.check(&[
+        ("--out", &a.out),
+        ("--rejected", &rejected),
+        ("--input", &a.input),
+    ])?;
     let list = items::load(&a.input)?;
     let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
     let cfg = evol::Config {
@@ -111,10 +123,6 @@ pub(crate) fn run(a: EvolveArgs, offline: bool) -> anyhow::Result<()> {
         shard: a.shard,
         constrained: a.constrained,
     };
-    let rejected = a
-        .rejected
-        .clone()
-        .unwrap_or_else(|| teacher::pipeline::run_file::default_rejected_path(&a.out));
     let model = a.model.load(&file)?;
     let ecfg = a.engine.config(a.seed);
     let mut engine = Engine::new(&model, &file.tokenizer, ecfg)?;

@@ -1,6 +1,6 @@
 //! `teacher generate`: completions for a JSONL file of prompts.
 
-use super::args::{check_output, open_for_pipeline, EngineArgs, ModelArgs, SamplingArgs};
+use super::args::{check_outputs, open_for_pipeline, EngineArgs, ModelArgs, SamplingArgs};
 use clap::Args;
 use std::path::PathBuf;
 use teacher::engine::Engine;
@@ -32,7 +32,9 @@ pub(crate) struct GenerateArgs {
 
 pub(crate) fn run(a: GenerateArgs, offline: bool) -> anyhow::Result<()> {
     let defaults = a.sampling.params()?;
-    check_output("--out", &a.out, &[("--input", &a.input)])?;
+    let mut inputs = a.model.input_files();
+    inputs.push(("--input", &a.input));
+    check_outputs(&[("--out", &a.out)], &inputs)?;
     let records = teacher::generate::read_prompts(&a.input, &defaults, a.sampling.max_tokens)?;
     if a.wave_size == 0 {
         anyhow::bail!("--wave-size must be at least 1");

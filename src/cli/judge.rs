@@ -1,7 +1,7 @@
 //! `teacher judge`: scores for every record (response quality, instruction complexity),
 //! and `--judge` on the pipelines, which judges their output when they finish.
 
-use super::args::{check_output, open_for_pipeline, EngineArgs, ModelArgs, SamplingArgs};
+use super::args::{check_outputs, open_for_pipeline, EngineArgs, ModelArgs, SamplingArgs};
 use anyhow::bail;
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -75,16 +75,52 @@ pub(crate) struct PipelineJudgeArgs {
     filter: FilterArgs,
 }
 
+impl PipelineJudgeArgs {
+    /// Where `--judge` writes: the judged records and, with a minimum, their rejects.
+    fn outputs(&self, out: &Path) -> (PathBuf, Option<PathBuf>) {
+        let judged = self.judge_out.clone().unwrap_or_else(|| {
+            let name = out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
+            out.with_file_name(format!("{stem}.judged.jsonl"))
+        });
+        let rejected = rejected_path(&judged, None, &self.filter);
+        (judged, rejected)
+    }
+
+    /// Refuse, before the pipeline runs, judge outputs that are one of the pipeline's
+    /// own files (`pipeline_files`: its output, rejected file, inputs).
+    pub(crate) fn check(&self, pipeline_files: &[(&str, &Path)]) -> anyhow::Result<()> {
+        if !self.judge {
+            return Ok(());
+        }
+        let (judged, rejected) = self.outputs(pipeline_files[0].1);
+        let mut outputs = vec![("--judge-out", judged.as_path())];
+        if let Some(r) = &rejected {
+            outputs.push(("the judge's rejected file", r.as_path()));
+        }
+        check_outputs(&outputs, pipeline_files)
+    }
+}
+
 pub(crate) fn run(a: JudgeArgs, offline: bool) -> anyhow::Result<()> {
     let sampling = a.sampling.params()?;
     if a.wave_size == 0 {
         bail!("--wave-size must be at least 1");
     }
     let rejected = rejected_path(&a.out, a.rejected.clone(), &a.filter);
-    check_output("--out", &a.out, &[("--input", &a.input)])?;
+    let mut outputs = vec![("--out", a.out.as_path())];
     if let Some(r) = &rejected {
-        check_output("--rejected", r, &[("--input", &a.input)])?;
+        outputs.push(("--rejected", r));
     }
+    let mut inputs = a.model.input_files();
+    inputs.push(("--input", &a.input));
+    if let Some(p) = &a.prompts {
+        inputs.push(("--prompts", p));
+    }
+    check_outputs(&outputs, &inputs)?;
     let list = items::load_outputs(&a.input)?;
     let prompts = a.prompts.as_ref().map(|p| items::load(p)).transpose()?;
     let subjects = jd::subjects(&list, a.prompts.as_deref().zip(prompts.as_deref()))?;
@@ -179,6 +215,9 @@ pub(crate) struct Ran<'a> {
 impl PipelineJudgeArgs {
     /// Judge a finished pipeline's output when `--judge` is on. The pipeline's engine
     /// and opened model are reused when the judge is the pipeline's own model.
+    ///
+    /// (The judge's outputs were checked against the pipeline's files before the run:
+    /// [`PipelineJudgeArgs::check`].)
     pub(crate) fn after_run(
         &self,
         ran: Ran<'_>,
@@ -189,15 +228,7 @@ impl PipelineJudgeArgs {
             return Ok(());
         }
         let out = ran.out;
-        let judged = self.judge_out.clone().unwrap_or_else(|| {
-            let name = out
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
-            out.with_file_name(format!("{stem}.judged.jsonl"))
-        });
-        let rejected = rejected_path(&judged, None, &self.filter);
+        let (judged, rejected) = self.outputs(out);
         let list = items::load(out)?;
         let subjects = jd::subjects(&list, None)?;
         let judge_model = ModelArgs {

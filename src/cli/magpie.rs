@@ -1,7 +1,7 @@
 //! `teacher magpie`: instructions and conversations drawn from an aligned chat model
 //! with nothing but its pre-query template (Magpie).
 
-use super::args::{check_output, open_for_pipeline, EngineArgs, ModelArgs};
+use super::args::{check_outputs, open_for_pipeline, EngineArgs, ModelArgs};
 use anyhow::bail;
 use clap::Args;
 use std::path::PathBuf;
@@ -96,11 +96,12 @@ pub(crate) fn run(a: MagpieArgs, offline: bool) -> anyhow::Result<()> {
         .validate()
         .map_err(teacher::Error::from)?;
     response_sampling.validate().map_err(teacher::Error::from)?;
-    let mut others: Vec<(&str, &std::path::Path)> = Vec::new();
+    let mut outputs = vec![("--out", a.out.as_path())];
     if let Some(r) = &a.rejected {
-        others.push(("--rejected", r));
+        outputs.push(("--rejected", r));
     }
-    check_output("--out", &a.out, &others)?;
+    check_outputs(&outputs, &a.model.input_files())?;
+    a.judging.check(&outputs)?;
     let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
     if file.chat_template.is_none() {
         bail!(

@@ -22,6 +22,9 @@ pub(crate) struct MergeArgs {
 pub(crate) fn run(a: MergeArgs) -> anyhow::Result<()> {
     let paths = expand(&a.shards)?;
     let s = teacher::merge::run(&paths, &a.out, a.rejected.as_deref())?;
+    for w in &s.warnings {
+        eprintln!("teacher: warning: {w}");
+    }
     eprintln!(
         "teacher: merged {} shards of `{}` into `{}`: {} records{}",
         s.shards,

@@ -34,7 +34,7 @@ pub(crate) fn run(a: ReportArgs) -> anyhow::Result<()> {
         samples: a.samples,
         seed: a.seed,
     };
-    super::args::check_output("--out", &a.out, &[])?;
+    super::args::check_outputs(&[("--out", &a.out)], &[])?;
     teacher::report::check_paths(&o, &a.out)?;
     let page = teacher::report::build(&o)?;
     teacher::report::write(&a.out, &page)?;

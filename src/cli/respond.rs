@@ -40,6 +40,11 @@ pub(crate) fn run(a: RespondArgs, offline: bool) -> anyhow::Result<()> {
     if a.wave_size == 0 || a.sampling.max_tokens == 0 {
         bail!("--wave-size and --max-tokens must be at least 1");
     }
+    let mut inputs = a.model.input_files();
+    inputs.push(("--input", &a.input));
+    super::args::check_outputs(&[("--out", &a.out)], &inputs)?;
+    a.judging
+        .check(&[("--out", &a.out), ("--input", &a.input)])?;
     let list = items::load(&a.input)?;
     let (file, model_sha256) = open_for_pipeline(&a.model, offline)?;
     let cfg = rs::Config {

@@ -94,6 +94,17 @@ pub(crate) fn run(a: SelfInstructArgs, offline: bool) -> anyhow::Result<()> {
     if !(a.threshold > 0.0 && a.threshold <= 1.0) {
         bail!("--threshold must be in (0, 1], got {}", a.threshold);
     }
+    let mut outputs = vec![("--out", a.out.as_path())];
+    if let Some(r) = &a.rejected {
+        outputs.push(("--rejected", r));
+    }
+    let mut inputs = a.model.input_files();
+    if let Some(s) = &a.seeds {
+        inputs.push(("--seeds", s));
+    }
+    super::args::check_outputs(&outputs, &inputs)?;
+    a.judging
+        .check(&[outputs.as_slice(), inputs.as_slice()].concat())?;
     let check = SamplingParams {
         temperature: a.temperature.unwrap_or(0.7),
         top_p: a.top_p.unwrap_or(0.5),

@@ -28,6 +28,9 @@ pub struct EngineConfig {
     pub batch: usize,
     /// Positions per sequence slot (prompt + generation).
     pub context: usize,
+    /// Refuse a `context` longer than the model's (the user asked for it); otherwise
+    /// it is cut to the model's (a default that suits most models).
+    pub strict_context: bool,
     /// Most tokens in one step (decode rows first, then prompt chunks).
     pub step_tokens: usize,
     /// The run seed.
@@ -46,6 +49,7 @@ impl EngineConfig {
         EngineConfig {
             batch,
             context,
+            strict_context: false,
             step_tokens: 512,
             seed,
             kv_memory: 8 << 30,
@@ -138,13 +142,19 @@ impl<'m> Engine<'m> {
                 cfg.batch, cfg.context
             )));
         }
+        if cfg.strict_context && cfg.context > model.hp.context_length {
+            return Err(Error::Usage(format!(
+                "--context {} is longer than the model's context of {} positions\nhint: give --context {} or less",
+                cfg.context, model.hp.context_length, model.hp.context_length
+            )));
+        }
         let context = cfg.context.min(model.hp.context_length);
         let need = cfg
             .batch
             .checked_mul(context)
             .and_then(|n| n.checked_mul(model.kv_bytes_per_position(cfg.kv_type)))
             .unwrap_or(usize::MAX);
-        if need > cfg.kv_memory {
+        if need > cfg.kv_memory || need == usize::MAX {
             return Err(Error::Usage(format!(
                 "the KV cache for --batch {} × context {context} needs {:.1} GiB, over the {:.1} GiB budget\nhint: lower --batch or --context, or raise --kv-memory",
                 cfg.batch,
@@ -152,6 +162,13 @@ impl<'m> Engine<'m> {
                 cfg.kv_memory as f64 / (1u64 << 30) as f64
             )));
         }
+        // The budget may be larger than the machine (`--kv-memory inf`): the machine is
+        // a budget too.
+        teacher_models::memory::check_fits(
+            need as u64,
+            &format!("the KV cache for --batch {} × context {context}", cfg.batch),
+        )
+        .map_err(|e| Error::Usage(format!("{e}\nhint: lower --batch or --context")))?;
         let cache = model.new_cache_of(cfg.batch, context, cfg.kv_type)?;
         Ok(Engine {
             model,

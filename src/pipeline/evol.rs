@@ -449,6 +449,30 @@ impl NearDuplicates {
     }
 }
 
+/// The ids of evolved records: `{root_id}.r{round}`, or `{root_id}.r{round}.{n}` (the
+/// smallest n ≥ 1 that is free) where an input item already has that id. Unique whatever
+/// the input ids: read from the end, an evolved id gives back its root and round (its
+/// last part is `r` and digits, or digits after such a part), and no evolved id is an
+/// input id. The set is the whole input's, so every shard names alike.
+struct EvolvedIds(std::collections::HashSet<String>);
+
+impl EvolvedIds {
+    fn new(items: &[Item]) -> Self {
+        EvolvedIds(items.iter().map(|it| it.id.clone()).collect())
+    }
+
+    fn id(&self, root_id: &str, round: usize) -> String {
+        let plain = format!("{root_id}.r{round}");
+        if !self.0.contains(&plain) {
+            return plain;
+        }
+        (1..)
+            .map(|n| format!("{plain}.{n}"))
+            .find(|id| !self.0.contains(id))
+            .expect("a finite input leaves a free number")
+    }
+}
+
 /// One root's current form.
 #[derive(Debug, Clone)]
 struct Current {
@@ -486,6 +510,7 @@ pub fn run(
         super::with_engine_params(cfg.params_json(), engine, file),
         super::run_info(engine),
     )?;
+    let ids = EvolvedIds::new(items);
     let items = &items[cfg.shard.range(items.len())];
     let waves_per_round = items.len().div_ceil(cfg.wave_size).max(1) as u64;
     let mut pool: Vec<Current> = items
@@ -667,7 +692,7 @@ pub fn run(
                 chain.form = Current {
                     root: chain.form.root,
                     root_id: chain.form.root_id.clone(),
-                    id: format!("{}.r{round}", chain.form.root_id),
+                    id: ids.id(&chain.form.root_id, round),
                     text: std::mem::take(&mut chain.evolved),
                 };
                 round_done = true;
@@ -700,6 +725,7 @@ pub fn run(
                 &mut outs,
                 dedup.as_mut(),
                 cfg,
+                &ids,
                 round,
             )?;
             secs.insert("generation".to_string(), gen_s);
@@ -930,6 +956,7 @@ fn finish_wave(
     outs: &mut HashMap<u64, Output>,
     mut dedup: Option<&mut NearDuplicates>,
     cfg: &Config,
+    ids: &EvolvedIds,
     round: usize,
 ) -> Result<WaveResult> {
     let t0 = Instant::now();
@@ -1014,7 +1041,7 @@ fn finish_wave(
             continue;
         }
         let root_id = pool[i].root_id.clone();
-        let id = format!("{root_id}.r{round}");
+        let id = ids.id(&root_id, round);
         let record = json!({
             "id": id,
             "instruction": text,
@@ -1052,6 +1079,35 @@ fn finish_wave(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evolved_ids_are_unique_whatever_the_input_ids() {
+        let item = |id: &str| Item {
+            line: 1,
+            id: id.into(),
+            instruction: String::new(),
+            input: String::new(),
+            messages: None,
+            record: Value::Null,
+        };
+        let inputs: Vec<Item> = ["p0", "p0.r1", "p0.r1.1", "p0.r2.r1", "q"]
+            .iter()
+            .map(|i| item(i))
+            .collect();
+        let ids = EvolvedIds::new(&inputs);
+        assert_eq!(ids.id("q", 1), "q.r1");
+        assert_eq!(ids.id("p0", 1), "p0.r1.2");
+        let mut all: Vec<String> = inputs.iter().map(|i| i.id.clone()).collect();
+        for root in &inputs {
+            for round in 1..4 {
+                all.push(ids.id(&root.id, round));
+            }
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "{all:?}");
+    }
 
     #[test]
     fn elimination_rules() {

@@ -8,7 +8,9 @@
 //! its state from the records. The result is byte-identical to a run never killed.
 
 use crate::error::{Error, Result};
+use crate::files::{check_distinct, same_file, OutputLock};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,12 @@ pub struct RunFile {
     rejected: Option<PathBuf>,
     manifest_path: PathBuf,
     pub manifest: Value,
+    /// The sha256 of the committed bytes so far, of the output and the rejected file,
+    /// written to the manifest at every commit so `merge` can tell a changed shard.
+    out_hash: Sha256,
+    rejected_hash: Sha256,
+    /// Exclusive locks on the output and the rejected file, held for the run's life.
+    _locks: Vec<OutputLock>,
 }
 
 /// The manifest's file name for an output file: `out.jsonl` → `out.jsonl.manifest.json`.
@@ -46,7 +54,8 @@ pub fn default_rejected_path(out: &Path) -> PathBuf {
 impl RunFile {
     /// Open for a run with `params` (everything that determines the output). Returns
     /// the file and the records already committed by an earlier run of the same
-    /// command.
+    /// command. The output (and rejected file) stay locked until the `RunFile` drops: a
+    /// second run on the same output is refused.
     pub fn open(
         command: &str,
         out: &Path,
@@ -55,15 +64,14 @@ impl RunFile {
         extra: Value,
     ) -> Result<(RunFile, Vec<Value>)> {
         let manifest_path = manifest_path(out);
-        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut paths = vec![
+            ("--out", out),
+            ("--out's manifest", manifest_path.as_path()),
+        ];
         if let Some(r) = rejected {
-            if abs(r) == abs(out) || abs(r) == abs(&manifest_path) {
-                return Err(Error::Usage(format!(
-                    "--rejected `{}` is the output or its manifest; give it a file of its own",
-                    r.display()
-                )));
-            }
+            paths.push(("--rejected", r));
         }
+        check_distinct(&paths)?;
         for p in [out, &manifest_path] {
             if p.is_dir() {
                 return Err(Error::Usage(format!(
@@ -72,9 +80,55 @@ impl RunFile {
                 )));
             }
         }
-        let rejected_name = rejected.map(|r| abs(r).display().to_string());
+        let rejected_name = rejected.map(|r| {
+            std::path::absolute(r)
+                .unwrap_or_else(|_| r.to_path_buf())
+                .display()
+                .to_string()
+        });
+        // Lock before looking: whether the output is new or a run to resume is decided
+        // while no other run can change it.
+        let (out_lock, created) = OutputLock::acquire(out)?;
+        let mut created_files = Vec::new();
+        if created {
+            created_files.push(out.to_path_buf());
+        }
+        let opened = Self::open_locked(
+            command,
+            out,
+            rejected,
+            rejected_name,
+            manifest_path,
+            params,
+            extra,
+            out_lock,
+            &mut created_files,
+        );
+        if opened.is_err() {
+            // A refused run leaves nothing behind it did not find.
+            for f in created_files {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        opened
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_locked(
+        command: &str,
+        out: &Path,
+        rejected: Option<&Path>,
+        rejected_name: Option<String>,
+        manifest_path: PathBuf,
+        params: Value,
+        extra: Value,
+        out_lock: OutputLock,
+        created_files: &mut Vec<PathBuf>,
+    ) -> Result<(RunFile, Vec<Value>)> {
+        let mut locks = vec![out_lock];
         let mut committed = Vec::new();
-        let manifest = if out.exists() {
+        let resuming = created_files.is_empty();
+        let manifest = if resuming {
             let text = std::fs::read_to_string(&manifest_path).map_err(|_| {
                 Error::Usage(format!(
                     "`{}` exists but has no manifest `{}`, so it cannot be resumed\nhint: choose another --out, or delete the file to start over",
@@ -99,7 +153,7 @@ impl RunFile {
             if let Some(r) = rejected {
                 // Only the run's own rejected file may be cut back.
                 let ours = m["rejected_file"].as_str();
-                if r.exists() && ours != rejected_name.as_deref() {
+                if r.exists() && !ours.is_some_and(|o| same_file(Path::new(o), r)) {
                     return Err(Error::Usage(format!(
                         "`{}` exists and is not the rejected file of the run in `{}`{}; refusing to touch it\nhint: give the run's own --rejected file, or a new name",
                         r.display(),
@@ -114,10 +168,10 @@ impl RunFile {
             let out_bytes = m["output_bytes"].as_u64().unwrap_or(0);
             truncate_to(out, out_bytes)?;
             if let Some(r) = rejected {
-                if r.exists() {
+                let (lock, created) = OutputLock::acquire(r)?;
+                locks.push(lock);
+                if !created {
                     truncate_to(r, m["rejected_bytes"].as_u64().unwrap_or(0))?;
-                } else {
-                    std::fs::File::create(r).map_err(|e| Error::io(r, e))?;
                 }
             }
             committed = read_records(out)?;
@@ -128,16 +182,15 @@ impl RunFile {
             m
         } else {
             if let Some(r) = rejected {
-                if r.exists() {
+                let (lock, created) = OutputLock::acquire(r)?;
+                if !created {
                     return Err(Error::Usage(format!(
                         "`{}` already exists and is not part of this run; refusing to overwrite it\nhint: choose another --rejected, or delete the file",
                         r.display()
                     )));
                 }
-            }
-            std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
-            if let Some(r) = rejected {
-                std::fs::File::create(r).map_err(|e| Error::io(r, e))?;
+                created_files.push(r.to_path_buf());
+                locks.push(lock);
             }
             json!({
                 "tool": "teacher",
@@ -147,6 +200,7 @@ impl RunFile {
                 "run": extra,
                 "waves_done": 0,
                 "output_bytes": 0,
+                "output_sha256": hex(&Sha256::new()),
                 "rejected_bytes": 0,
                 "rejected_file": rejected_name,
                 "counts": {},
@@ -158,13 +212,28 @@ impl RunFile {
             manifest["tokens"]["prompt"].as_u64().unwrap_or(0),
             manifest["tokens"]["generated"].as_u64().unwrap_or(0),
         );
-        let rf = RunFile {
+        let hash_of = |p: &Path| -> Result<Sha256> {
+            let mut h = Sha256::new();
+            let mut f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+            std::io::copy(&mut f, &mut h).map_err(|e| Error::io(p, e))?;
+            Ok(h)
+        };
+        let mut rf = RunFile {
             tokens_before,
+            out_hash: hash_of(out)?,
+            rejected_hash: match rejected {
+                Some(r) => hash_of(r)?,
+                None => Sha256::new(),
+            },
             out: out.to_path_buf(),
             rejected: rejected.map(Path::to_path_buf),
             manifest_path,
             manifest,
+            _locks: locks,
         };
+        if rf.rejected.is_some() {
+            rf.manifest["rejected_sha256"] = json!(hex(&rf.rejected_hash));
+        }
         if committed.is_empty() {
             rf.write_manifest()?;
         }
@@ -184,7 +253,7 @@ impl RunFile {
         counts: &BTreeMap<String, u64>,
         seconds: &BTreeMap<String, f64>,
     ) -> Result<()> {
-        let out_bytes = append_lines(&self.out, records)?;
+        let out_bytes = append_lines(&self.out, records, &mut self.out_hash)?;
         // Fault injection for the kill tests: die (as SIGKILL would) after the wave's
         // records are appended but before the manifest commits them.
         if std::env::var("TEACHER_TEST_ABORT_IN_COMMIT")
@@ -195,13 +264,17 @@ impl RunFile {
             std::process::abort();
         }
         let rej_bytes = match &self.rejected {
-            Some(r) => append_lines(r, rejected)?,
+            Some(r) => append_lines(r, rejected, &mut self.rejected_hash)?,
             None => 0,
         };
         let m = &mut self.manifest;
         m["waves_done"] = json!(m["waves_done"].as_u64().unwrap_or(0) + 1);
         m["output_bytes"] = json!(out_bytes);
         m["rejected_bytes"] = json!(rej_bytes);
+        m["output_sha256"] = json!(hex(&self.out_hash));
+        if self.rejected.is_some() {
+            m["rejected_sha256"] = json!(hex(&self.rejected_hash));
+        }
         for (k, v) in counts {
             let cur = m["counts"][k].as_u64().unwrap_or(0);
             m["counts"][k] = json!(cur + v);
@@ -302,8 +375,18 @@ fn truncate_to(path: &Path, len: u64) -> Result<()> {
     f.set_len(len).map_err(|e| Error::io(path, e))
 }
 
-/// Append whole lines and sync; returns the file's new length.
-fn append_lines(path: &Path, lines: &[Value]) -> Result<u64> {
+/// The hex sha256 of the bytes a hasher has seen so far.
+fn hex(h: &Sha256) -> String {
+    h.clone()
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Append whole lines and sync, adding them to the file's running hash; returns the
+/// file's new length.
+fn append_lines(path: &Path, lines: &[Value], hash: &mut Sha256) -> Result<u64> {
     let mut buf = String::new();
     for l in lines {
         buf.push_str(&l.to_string());
@@ -315,6 +398,7 @@ fn append_lines(path: &Path, lines: &[Value]) -> Result<u64> {
         .map_err(|e| Error::io(path, e))?;
     f.write_all(buf.as_bytes())
         .map_err(|e| Error::io(path, e))?;
+    hash.update(buf.as_bytes());
     f.sync_data().map_err(|e| Error::io(path, e))?;
     Ok(f.metadata().map_err(|e| Error::io(path, e))?.len())
 }

@@ -521,11 +521,11 @@ fn samples(records: &[Value], k: usize, seed: u64) -> String {
     s
 }
 
-/// Refuse a report path that is the dataset or its rejected file.
+/// Refuse a report path that is the dataset, its rejected file or its seeds (by the file
+/// the paths name, so `sub/../data.jsonl` is the dataset too).
 pub fn check_paths(o: &Options, out: &Path) -> Result<()> {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     for p in [Some(o.dataset), o.rejected, o.seeds].into_iter().flatten() {
-        if abs(p) == abs(out) {
+        if crate::files::same_file(p, out) {
             return Err(Error::Usage(format!(
                 "--out `{}` is one of the report's inputs; give the report its own file",
                 out.display()

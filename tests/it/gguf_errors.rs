@@ -228,7 +228,10 @@ fn chat_template_errors_are_reported_not_hung() {
         .to_string();
     assert!(e.contains("does not compile"), "{e}");
     let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "test").unwrap();
-    let e = t.render(&msgs, true, "", "").unwrap_err().to_string();
+    let e = t
+        .render(&msgs, true, "", "", usize::MAX)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("roles must alternate"), "{e}");
     // A template that would run for ~10^15 steps stops on its fuel limit.
     let t = ChatTemplate::new(
@@ -237,7 +240,10 @@ fn chat_template_errors_are_reported_not_hung() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let e = t.render(&msgs, true, "", "").unwrap_err().to_string();
+    let e = t
+        .render(&msgs, true, "", "", usize::MAX)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("rendering failed"), "{e}");
     assert!(started.elapsed().as_secs() < 30);
 }

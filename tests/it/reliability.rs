@@ -482,6 +482,8 @@ fn a_record_whose_prompt_cannot_be_built_fails_alone_with_its_line_and_id() {
     );
 }
 
+/// A render stops at the bound it is given (the model's context × its longest token),
+/// long before the 16 MiB bound every render has.
 #[test]
 fn a_runaway_template_stops_at_the_bound() {
     use teacher_models::{ChatTemplate, Message};
@@ -492,10 +494,18 @@ fn a_runaway_template_stops_at_the_bound() {
     .unwrap();
     let big = "x".repeat(1000);
     let err = t
-        .render(&[Message::new("user", big)], true, "", "")
+        .render(&[Message::new("user", big.clone())], true, "", "", 1 << 16)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("bound"), "{err}");
+    assert!(err.contains("grew past 65536 bytes"), "{err}");
+    let err = t
+        .render(&[Message::new("user", big)], true, "", "", usize::MAX)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("grew past {} bytes", 16 << 20)),
+        "{err}"
+    );
 }
 
 #[test]

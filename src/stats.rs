@@ -14,19 +14,42 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
+/// The records of a JSONL file: every non-blank line a JSON object, errors naming the
+/// file and line (invalid UTF-8 included).
 fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
+    for (i, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
+        let bad = |what: String| Error::Input {
+            path: path.to_path_buf(),
+            line: i + 1,
+            what,
+        };
+        let bytes = line.map_err(|e| Error::io(path, e))?;
+        let line = std::str::from_utf8(&bytes).map_err(|e| {
+            bad(format!(
+                "is not UTF-8 (invalid byte at column {})",
+                e.valid_up_to() + 1
+            ))
+        })?;
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).map_err(|e| Error::Input {
-            path: path.to_path_buf(),
-            line: i + 1,
-            what: format!("not valid JSON: {e}"),
-        })?);
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        if !v.is_object() {
+            return Err(bad(format!(
+                "is not a record: a JSON object was expected, got {}",
+                match v {
+                    Value::Array(_) => "an array",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    Value::Bool(_) => "a boolean",
+                    _ => "null",
+                }
+            )));
+        }
+        out.push(v);
     }
     Ok(out)
 }

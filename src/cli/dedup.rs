@@ -81,6 +81,9 @@ pub(crate) fn run(a: DedupArgs) -> anyhow::Result<()> {
     if !(threshold > 0.0 && threshold <= 1.0) {
         bail!("--threshold must be in (0, 1], got {threshold}");
     }
+    if a.ngram == 0 {
+        bail!("--ngram must be at least 1 (words per shingle), got 0");
+    }
     if a.num_perm == 0 || a.num_perm > 1024 {
         bail!("--num-perm must be in 1..=1024, got {}", a.num_perm);
     }

@@ -120,7 +120,18 @@ pub(crate) fn run(cmd: ModelsCommand, offline: bool) -> anyhow::Result<()> {
                 names
             };
             for n in names {
-                let e = catalog.lookup(&n)?;
+                // `hf:` models are fetched the way `--model` fetches them.
+                if n.starts_with("hf:") {
+                    let r = fetch::resolve(&n, offline)?;
+                    writeln!(out, "{n}\t{}", r.path.display())?;
+                    continue;
+                }
+                let e = catalog.lookup(&n).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}\nhint: `teacher models pull` takes the catalog's names (`teacher models list`) or `hf:OWNER/REPO/FILE.gguf`; a local `.gguf` needs no pull, give its path to --model",
+                        e.to_string().lines().next().unwrap_or_default()
+                    )
+                })?;
                 let path = fetch::pull(e, offline, true)?;
                 writeln!(out, "{}\t{}", e.name, path.display())?;
             }

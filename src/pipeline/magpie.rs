@@ -91,6 +91,24 @@ impl Config {
         self.shard.share(self.num)
     }
 
+    /// Attempts per wave: `wave_size`, but no more than its share in a shard, so that
+    /// N shards of a small `--num` do not each spend a whole wave (a shard also keeps no
+    /// conversation past its share).
+    fn wave_attempts(&self) -> usize {
+        if self.shard.is_whole() {
+            self.wave_size
+        } else {
+            self.wave_size.min(self.target())
+        }
+    }
+
+    /// Waves in a row that keep nothing before the run stops: `stall_waves`, counted in
+    /// whole-run waves of attempts, so a shard's smaller waves give up after as many
+    /// fruitless attempts as a whole run.
+    fn stall_limit(&self) -> usize {
+        self.stall_waves * self.wave_size.div_ceil(self.wave_attempts())
+    }
+
     fn id(&self, attempt: u64) -> String {
         if self.shard.is_whole() {
             format!("mp-{attempt}")
@@ -222,7 +240,7 @@ pub fn run(
         target: cfg.target(),
         accepted: committed.len(),
         wave: rf.waves_done(),
-        attempts: rf.waves_done() * cfg.wave_size as u64,
+        attempts: rf.waves_done() * cfg.wave_attempts() as u64,
         ..Progress::default()
     };
     let productive: std::collections::BTreeSet<u64> = committed
@@ -233,10 +251,13 @@ pub fn run(
         .rev()
         .take_while(|w| !productive.contains(w))
         .count();
-    while progress.accepted < cfg.target() && stalled < cfg.stall_waves {
+    while progress.accepted < cfg.target() && stalled < cfg.stall_limit() {
         let wave = rf.waves_done();
         let t0 = Instant::now();
-        let (records, rejects, counts) = run_wave(engine, file, cfg, wave, &mut index)?;
+        let (mut records, rejects, counts) = run_wave(engine, file, cfg, wave, &mut index)?;
+        if !cfg.shard.is_whole() {
+            records.truncate(cfg.target() - progress.accepted);
+        }
         let secs = t0.elapsed().as_secs_f64();
         stalled = if records.is_empty() { stalled + 1 } else { 0 };
         let mut s = BTreeMap::new();
@@ -244,7 +265,7 @@ pub fn run(
         rf.note_tokens(&engine.stats);
         rf.commit_wave(&records, &rejects, &counts, &s)?;
         progress.wave = wave;
-        progress.attempts += cfg.wave_size as u64;
+        progress.attempts += cfg.wave_attempts() as u64;
         progress.accepted += records.len();
         progress.generation_seconds += secs;
         for (k, v) in counts {
@@ -255,7 +276,7 @@ pub fn run(
     if progress.accepted < cfg.target() {
         eprintln!(
             "teacher: stopped after {} waves in a row kept nothing ({} of {} conversations); rejected {:?}\nhint: try another --temperature, a larger model, or --multiline",
-            cfg.stall_waves,
+            cfg.stall_limit(),
             progress.accepted,
             cfg.target(),
             progress.rejected
@@ -281,8 +302,8 @@ fn run_wave(
     wave: u64,
     index: &mut RougeIndex,
 ) -> Result<WaveResult> {
-    let first = wave * cfg.wave_size as u64;
-    let mut attempts: Vec<Attempt> = (first..first + cfg.wave_size as u64)
+    let first = wave * cfg.wave_attempts() as u64;
+    let mut attempts: Vec<Attempt> = (first..first + cfg.wave_attempts() as u64)
         .map(|n| Attempt {
             n,
             messages: Vec::new(),

@@ -92,6 +92,24 @@ impl Config {
         self.shard.share(self.num)
     }
 
+    /// Task-generation prompts per wave: `wave_size`, but no more than its share in a
+    /// shard, so that N shards of a small `--num` do not each spend a whole wave
+    /// (a shard also commits no task past its share: [`wave_records`]).
+    pub fn wave_prompts(&self) -> usize {
+        if self.shard.is_whole() {
+            self.wave_size
+        } else {
+            self.wave_size.min(self.target())
+        }
+    }
+
+    /// Waves in a row that accept nothing before the run stops: `stall_waves`, counted
+    /// in whole-run waves of prompts, so a shard's smaller waves give up after as many
+    /// fruitless prompts as a whole run.
+    pub fn stall_limit(&self) -> usize {
+        self.stall_waves * self.wave_size.div_ceil(self.wave_prompts())
+    }
+
     /// The prompt version records carry: constrained runs add the constraint version.
     pub fn prompt_version(&self) -> String {
         if self.constrained {
@@ -249,7 +267,7 @@ pub fn run(
         .take_while(|w| !productive.contains(w))
         .count();
     let going = |state: &State, stalled: usize| {
-        state.machine.len() < cfg.target() && stalled < cfg.stall_waves
+        state.machine.len() < cfg.target() && stalled < cfg.stall_limit()
     };
     match cfg.style {
         Style::Paper => {
@@ -406,7 +424,7 @@ fn run_streamed(
     cfg: &Config,
     run: &mut Run,
 ) -> Result<()> {
-    let ahead = engine.batch().div_ceil(cfg.wave_size).max(1) as u64;
+    let ahead = engine.batch().div_ceil(cfg.wave_prompts()).max(1) as u64;
     let first_wave = run.rf.waves_done();
     let mut s = Stream {
         first_wave,
@@ -491,7 +509,7 @@ fn run_streamed(
             run.progress.generated_tokens = generated;
             run.stalled = commit(run.rf, state, run.progress, run.stalled, done, run.report)?;
             s.committing += 1;
-            if state.machine.len() >= cfg.target() || run.stalled >= cfg.stall_waves {
+            if state.machine.len() >= cfg.target() || run.stalled >= cfg.stall_limit() {
                 stopped = true;
                 f.stop = true;
                 return Ok(f);
@@ -667,9 +685,9 @@ fn wave_requests(
     wave: u64,
 ) -> Result<(Vec<Request>, Vec<Vec<String>>)> {
     let (params, max_tokens, stop) = cfg.gen_params();
-    let mut prompts = Vec::with_capacity(cfg.wave_size);
-    let mut requests = Vec::with_capacity(cfg.wave_size);
-    for j in 0..cfg.wave_size {
+    let mut prompts = Vec::with_capacity(cfg.wave_prompts());
+    let mut requests = Vec::with_capacity(cfg.wave_prompts());
+    for j in 0..cfg.wave_prompts() {
         let stream = stream_id(1, wave, j as u64);
         let (text, ids) = build_prompt(file, state, cfg, wave, j)?;
         // The list continues from the number after its examples.
@@ -878,10 +896,14 @@ fn wave_records(
     clf: &[bool],
     rej: &mut Rejects,
 ) -> Vec<Value> {
-    // The whole wave is committed even past the target, so a
-    // run stopped at N and extended to M gives the same bytes as a run straight to M.
+    // A whole run commits the whole wave even past the target, so a run stopped at N
+    // and extended to M gives the same bytes as a run straight to M. A shard stops at
+    // its share, so the shards of `--num N` add up to N.
     let mut records = Vec::new();
     for (k, (inst, instances, in_context)) in accepted.into_iter().enumerate() {
+        if !cfg.shard.is_whole() && state.machine.len() >= cfg.target() {
+            break;
+        }
         if instances.is_empty() {
             rej.add(
                 Reason::NoInstances,

@@ -7,13 +7,15 @@
 //! The page is built from `stats` (the same numbers `teacher stats --json` prints) and
 //! the records; the same inputs give the same bytes.
 
+pub mod html;
 pub mod svg;
 
 use crate::error::{Error, Result};
+use crate::html;
+use html::Markup;
 use serde_json::Value;
-use std::fmt::Write;
 use std::path::Path;
-use svg::{colour, esc, trim_number};
+use svg::{colour, trim_number};
 
 /// The charts a report has, by element id, in page order.
 pub const CHARTS: [(&str, &str); 8] = [
@@ -44,48 +46,33 @@ pub struct Options<'a> {
 pub fn build(o: &Options) -> Result<String> {
     let stats = crate::stats::compute_with_seeds(o.dataset, o.rejected, o.seeds)?;
     let records = crate::pipeline::run_file::read_records(o.dataset)?;
-    let mut page = String::new();
+    let mut page = Markup::new();
     let name = o
         .dataset
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let _ = write!(
-        page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>teacher report: {}</title><style>{}</style></head><body>\n",
-        esc(&name),
-        CSS
-    );
-    let _ = writeln!(
-        page,
+    page.push(html!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>teacher report: {}</title><style>{}</style></head><body>\n", (&name), Markup::from_static(CSS)));
+    page.push(html!(
         "<header><h1>teacher report: {}</h1><p>{}</p></header>",
-        esc(&name),
-        esc(&describe_run(&stats))
-    );
-    page.push_str(&cards(&stats));
-    page.push_str("<main>\n");
+        (&name),
+        (&describe_run(&stats))
+    ));
+    page.push(html!("\n"));
+    page.push(cards(&stats));
+    page.push(html!("<main>\n"));
     for (id, title) in CHARTS {
         let (body, caption) = chart(id, &stats, &records);
         let state = if body.is_some() { "drawn" } else { "empty" };
-        let _ = writeln!(
-            page,
-            "<figure class=\"chart\" id=\"{id}\" data-state=\"{state}\"><h2>{}</h2>{}<figcaption>{}</figcaption></figure>",
-            esc(title),
-            body.unwrap_or_default(),
-            caption
-        );
+        page.push(html!("<figure class=\"chart\" id=\"{}\" data-state=\"{}\"><h2>{}</h2>{}<figcaption>{}</figcaption></figure>", id, state, (title), body.unwrap_or_default(), caption));
+        page.push(html!("\n"));
     }
-    page.push_str(&samples(&records, o.samples, o.seed));
-    let _ = writeln!(
-        page,
-        "</main><footer>Made by teacher {} from <code>{}</code>{}. The numbers are those of <code>teacher stats --json</code>.</footer></body></html>",
-        env!("CARGO_PKG_VERSION"),
-        esc(&name),
-        o.rejected
-            .map(|r| format!(" and <code>{}</code>", esc(&r.display().to_string())))
-            .unwrap_or_default()
-    );
-    Ok(page)
+    page.push(samples(&records, o.samples, o.seed));
+    page.push(html!("</main><footer>Made by teacher {} from <code>{}</code>{}. The numbers are those of <code>teacher stats --json</code>.</footer></body></html>", env!("CARGO_PKG_VERSION"), (&name), o.rejected
+            .map(|r| html!(" and <code>{}</code>", (&r.display().to_string())))
+            .unwrap_or_default()));
+    page.push(html!("\n"));
+    Ok(page.into_string())
 }
 
 /// Write the page to `out` through a temporary file (never a half-written report).
@@ -114,7 +101,7 @@ fn describe_run(stats: &Value) -> String {
     parts.join(" · ")
 }
 
-fn cards(stats: &Value) -> String {
+fn cards(stats: &Value) -> Markup {
     let mut c: Vec<(String, String)> = vec![("records".into(), stats["records"].to_string())];
     if let Some(a) = stats.get("acceptance") {
         c.push((
@@ -137,16 +124,15 @@ fn cards(stats: &Value) -> String {
             c.push((format!("mean {k} (1–10)"), format!("{m:.2}")));
         }
     }
-    let mut s = String::from("<section class=\"cards\">");
+    let mut s = html!("<section class=\"cards\">");
     for (label, value) in c {
-        let _ = write!(
-            s,
+        s.push(html!(
             "<div class=\"card\"><b>{}</b><span>{}</span></div>",
-            esc(&value),
-            esc(&label)
-        );
+            (&value),
+            (&label)
+        ));
     }
-    s.push_str("</section>\n");
+    s.push(html!("</section>\n"));
     s
 }
 
@@ -163,7 +149,7 @@ fn words(r: &Value, k: &str) -> Option<usize> {
 }
 
 /// A histogram of word counts as bars with ranges for labels.
-fn length_histogram(label: &str, xs: &[usize]) -> String {
+fn length_histogram(label: &str, xs: &[usize]) -> Markup {
     let max = xs.iter().copied().max().unwrap_or(0).max(1);
     let bins = 12usize;
     let width = max.div_ceil(bins).max(1);
@@ -188,7 +174,7 @@ fn length_histogram(label: &str, xs: &[usize]) -> String {
 }
 
 /// One chart's SVG (None when the data is not there) and its caption.
-fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String) {
+fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<Markup>, Markup) {
     let machine: Vec<&Value> = records
         .iter()
         .filter(|r| r["source"] != "seed" && r["source"] != "original")
@@ -218,20 +204,14 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
                     )
                 })
                 .collect();
-            let caption = format!(
-                "The {} most common root verbs (inner ring) and their most common direct-object nouns (outer ring), as in Figure 2 of the Self-Instruct paper. {} of {} instructions open with a verb, {} with a verb and its object. Parser: teacher's rule-based one (agreement with spaCy in BENCHMARKS.md).",
-                top.len(),
-                vn["with_verb"],
-                vn["instructions"],
-                vn["with_verb_and_noun"]
-            );
+            let caption = html!("The {} most common root verbs (inner ring) and their most common direct-object nouns (outer ring), as in Figure 2 of the Self-Instruct paper. {} of {} instructions open with a verb, {} with a verb and its object. Parser: teacher's rule-based one (agreement with spaCy in BENCHMARKS.md).", top.len(), vn["with_verb"], vn["instructions"], vn["with_verb_and_noun"]);
             (
                 (!top.is_empty()).then(|| svg::sunburst("verb-noun sunburst", &top)),
                 caption,
             )
         }
         "chart-lengths" => {
-            let mut body = String::new();
+            let mut body = Markup::new();
             let mut shown = Vec::new();
             for (k, what) in [
                 ("instruction", "instruction"),
@@ -246,13 +226,13 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
                 if xs.is_empty() {
                     continue;
                 }
-                let _ = write!(body, "<h3>{what} words ({} records)</h3>", xs.len());
-                body.push_str(&length_histogram(&format!("{what} length histogram"), &xs));
+                body.push(html!("<h3>{} words ({} records)</h3>", what, xs.len()));
+                body.push(length_histogram(&format!("{what} length histogram"), &xs));
                 shown.push(what);
             }
             (
                 (!shown.is_empty()).then_some(body),
-                "Words per field of the generated records (non-empty inputs only); seeds and originals excluded.".into(),
+                html!("Words per field of the generated records (non-empty inputs only); seeds and originals excluded."),
             )
         }
         "chart-rouge" => {
@@ -279,12 +259,7 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
                         if i >= 7 { "#D55E00" } else { colour(0) }.to_string()
                     })
                 }),
-                format!(
-                    "Each generated instruction's highest ROUGE-L F against {} seed instructions (Figure 3 of the Self-Instruct paper). Mean {}; {} at or above 0.7, the paper's near-duplicate line (red).",
-                    d["seeds"],
-                    d["mean_rouge_l_to_nearest_seed"].as_f64().map_or("–".into(), |m| format!("{m:.3}")),
-                    d["near_duplicates_of_a_seed"]
-                ),
+                html!("Each generated instruction's highest ROUGE-L F against {} seed instructions (Figure 3 of the Self-Instruct paper). Mean {}; {} at or above 0.7, the paper's near-duplicate line (red).", d["seeds"], d["mean_rouge_l_to_nearest_seed"].as_f64().map_or("–".into(), |m| format!("{m:.3}")), d["near_duplicates_of_a_seed"]),
             )
         }
         "chart-filters" => {
@@ -301,7 +276,7 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
             let drawn = stats["rejections"].is_object();
             (
                 drawn.then(|| svg::hbars("acceptance by reason", &data, "")),
-                "Generated records kept, and those dropped by each filter or elimination rule (from the run's manifest).".into(),
+                html!("Generated records kept, and those dropped by each filter or elimination rule (from the run's manifest)."),
             )
         }
         "chart-scores" => {
@@ -309,10 +284,10 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
             if !sc.is_object() {
                 return (
                     None,
-                    "<span class=\"empty\">Not judged: run <code>teacher judge</code> (or a pipeline with <code>--judge</code>) and report on its output.</span>".into(),
+                    html!("<span class=\"empty\">Not judged: run <code>teacher judge</code> (or a pipeline with <code>--judge</code>) and report on its output.</span>"),
                 );
             }
-            let mut body = String::new();
+            let mut body = Markup::new();
             for (i, k) in ["quality", "complexity"].into_iter().enumerate() {
                 let h: Vec<(String, f64)> = sc[k]["histogram"]
                     .as_array()
@@ -327,28 +302,25 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
                     .flatten()
                     .map(|(why, n)| format!("{n} {}", why.replace('_', " ")))
                     .collect();
-                let _ = write!(
-                    body,
-                    "<h3>{k}: mean {}; not scored: {}</h3>",
+                body.push(html!(
+                    "<h3>{}: mean {}; not scored: {}</h3>",
+                    k,
                     sc[k]["mean"]
                         .as_f64()
                         .map_or("–".into(), |m| format!("{m:.2}")),
-                    esc(&if unscored.is_empty() {
+                    (&if unscored.is_empty() {
                         "none".into()
                     } else {
                         unscored.join(", ")
                     })
-                );
-                body.push_str(&svg::bars(&format!("{k} histogram"), &h, |_| {
+                ));
+                body.push(svg::bars(&format!("{k} histogram"), &h, |_| {
                     colour(if i == 0 { 2 } else { 3 }).to_string()
                 }));
             }
             (
                 Some(body),
-                format!(
-                    "Scores from 1 to 10 by {} (response quality, MT-Bench-style single-answer grading; instruction complexity, WizardLM-style difficulty), over kept and rejected records.",
-                    esc(&sc["judge_models"].to_string())
-                ),
+                html!("Scores from 1 to 10 by {} (response quality, MT-Bench-style single-answer grading; instruction complexity, WizardLM-style difficulty), over kept and rejected records.", (&sc["judge_models"].to_string())),
             )
         }
         "chart-evolution" => {
@@ -356,7 +328,7 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
             let Some(cells) = cells.filter(|c| !c.is_empty()) else {
                 return (
                     None,
-                    "<span class=\"empty\">Not an Evol-Instruct output.</span>".into(),
+                    html!("<span class=\"empty\">Not an Evol-Instruct output.</span>"),
                 );
             };
             let mut ops: Vec<String> = cells
@@ -388,7 +360,7 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
             });
             (
                 Some(body),
-                "Share of evolutions that survived elimination, by operation and round (darker is higher); the rejected file gives the reasons.".into(),
+                html!("Share of evolutions that survived elimination, by operation and round (darker is higher); the rejected file gives the reasons."),
             )
         }
         "chart-time" => {
@@ -411,15 +383,10 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
                 }
             }
             let caption = match throughput(stats) {
-                Some(t) => format!(
-                    "Seconds per pipeline stage (all runs of this output) and where the engine's time went (last process). {} prompt and {} generated tokens; {t:.1} generated tokens per second of prefill and decode; mean batch occupancy {}.",
-                    stats["tokens"]["prompt"],
-                    stats["tokens"]["generated"],
-                    p["mean_batch_occupancy"]
+                Some(t) => html!("Seconds per pipeline stage (all runs of this output) and where the engine's time went (last process). {} prompt and {} generated tokens; {:.1} generated tokens per second of prefill and decode; mean batch occupancy {}.", stats["tokens"]["prompt"], stats["tokens"]["generated"], t, p["mean_batch_occupancy"]
                         .as_f64()
-                        .map_or("-".into(), |o| format!("{:.0} %", o * 100.0))
-                ),
-                None => "Seconds per pipeline stage (from the manifest).".into(),
+                        .map_or("-".into(), |o| format!("{:.0} %", o * 100.0))),
+                None => html!("Seconds per pipeline stage (from the manifest)."),
             };
             let data: Vec<(String, f64)> = data
                 .into_iter()
@@ -435,7 +402,7 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
             let Some(rows) = t["rows"].as_array().filter(|r| r.len() > 1) else {
                 return (
                     None,
-                    "<span class=\"empty\">One wave or round only: no trend to draw.</span>".into(),
+                    html!("<span class=\"empty\">One wave or round only: no trend to draw.</span>"),
                 );
             };
             let by = t["by"].as_str().unwrap_or("wave");
@@ -457,28 +424,25 @@ fn chart(id: &str, stats: &Value, records: &[Value]) -> (Option<String>, String)
             .collect();
             (
                 (!series.is_empty()).then(|| svg::lines("trends", &xs, &series)),
-                format!(
-                    "Per {by}: each series on its own scale from 0 to the value in the legend."
+                html!(
+                    "Per {}: each series on its own scale from 0 to the value in the legend.",
+                    by
                 ),
             )
         }
-        _ => (None, String::new()),
+        _ => (None, Markup::new()),
     }
 }
 
 /// A table of `k` records drawn with Philox from `seed`, in file order.
-fn samples(records: &[Value], k: usize, seed: u64) -> String {
+fn samples(records: &[Value], k: usize, seed: u64) -> Markup {
     let machine: Vec<&Value> = records
         .iter()
         .filter(|r| r["source"] != "seed" && r["source"] != "original")
         .collect();
     let mut pick = crate::pipeline::pick(seed, 0x5A4D_504C, 0, machine.len(), k);
     pick.sort_unstable();
-    let mut s = format!(
-        "<section class=\"samples\" id=\"samples\"><h2>{} random samples of {}</h2><table><thead><tr><th>id</th><th>instruction</th><th>response</th><th>quality</th><th>complexity</th><th>judge's rationale</th></tr></thead><tbody>",
-        pick.len(),
-        machine.len()
-    );
+    let mut s = html!("<section class=\"samples\" id=\"samples\"><h2>{} random samples of {}</h2><table><thead><tr><th>id</th><th>instruction</th><th>response</th><th>quality</th><th>complexity</th><th>judge's rationale</th></tr></thead><tbody>", pick.len(), machine.len());
     let cut = |t: &str, n: usize| -> String {
         if t.chars().count() > n {
             t.chars().take(n).collect::<String>() + " …"
@@ -506,18 +470,9 @@ fn samples(records: &[Value], k: usize, seed: u64) -> String {
                 .as_str()
                 .map_or("–".into(), |w| w.replace('_', " ")),
         };
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r["id"].as_str().map_or(r["id"].to_string(), str::to_string)),
-            esc(&cut(&inst, 400)),
-            esc(&cut(output, 600)),
-            esc(&score("quality")),
-            esc(&score("complexity")),
-            esc(&cut(sc["quality_rationale"].as_str().unwrap_or(""), 300))
-        );
+        s.push(html!("<tr><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td><td>{}</td><td>{}</td><td>{}</td></tr>", (&r["id"].as_str().map_or(r["id"].to_string(), str::to_string)), (&cut(&inst, 400)), (&cut(output, 600)), (&score("quality")), (&score("complexity")), (&cut(sc["quality_rationale"].as_str().unwrap_or(""), 300))));
     }
-    s.push_str("</tbody></table></section>\n");
+    s.push(html!("</tbody></table></section>\n"));
     s
 }
 

@@ -2,23 +2,8 @@
 //! Plain SVG elements with `<title>` tooltips; no script. Coordinates are written with
 //! one decimal so the same data gives the same bytes.
 
-use std::fmt::Write;
-
-/// Text for HTML and SVG: `& < > " '` escaped.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+use super::html::Markup;
+use crate::html;
 
 /// A colour of a fixed palette (colour-blind friendly, after Okabe and Ito).
 pub fn colour(i: usize) -> &'static str {
@@ -28,10 +13,14 @@ pub fn colour(i: usize) -> &'static str {
     P[i % P.len()]
 }
 
-fn open(w: f64, h: f64, label: &str) -> String {
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}">"#,
-        esc(label)
+fn open(w: f64, h: f64, label: &str) -> Markup {
+    html!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {:.0} {:.0}" width="{:.0}" height="{:.0}" role="img" aria-label="{}">"#,
+        w,
+        h,
+        w,
+        h,
+        (label)
     )
 }
 
@@ -50,7 +39,7 @@ fn nice_ceiling(x: f64) -> f64 {
 }
 
 /// Vertical bars, one per (label, value), with a y axis and the value on hover.
-pub fn bars(label: &str, data: &[(String, f64)], colour_of: impl Fn(usize) -> String) -> String {
+pub fn bars(label: &str, data: &[(String, f64)], colour_of: impl Fn(usize) -> String) -> Markup {
     let (w, h, left, bottom, top) = (560.0, 240.0, 44.0, 46.0, 12.0);
     let mut s = open(w, h, label);
     // Four gridlines at a round step.
@@ -60,50 +49,32 @@ pub fn bars(label: &str, data: &[(String, f64)], colour_of: impl Fn(usize) -> St
     for k in 0..=4 {
         let v = max * k as f64 / 4.0;
         let y = top + plot_h * (1.0 - k as f64 / 4.0);
-        let _ = write!(
-            s,
-            r##"<line x1="{left:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##,
-            w - 8.0,
-            left - 4.0,
-            y + 3.0,
-            trim_number(v)
-        );
+        s.push(html!(r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"##, left, w - 8.0, y, y, left - 4.0, y + 3.0, trim_number(v)));
     }
     let rotate = data.iter().any(|d| d.0.chars().count() as f64 * 6.5 > slot);
     for (i, (name, v)) in data.iter().enumerate() {
         let bh = plot_h * v / max;
         let x = left + slot * i as f64 + slot * 0.1;
-        let _ = write!(
-            s,
-            r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}"><title>{}: {}</title></rect>"#,
-            top + plot_h - bh,
-            slot * 0.8,
-            colour_of(i),
-            esc(name),
-            trim_number(*v)
-        );
+        s.push(html!(r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {}</title></rect>"#, x, top + plot_h - bh, slot * 0.8, bh, colour_of(i), (name), trim_number(*v)));
         let cx = x + slot * 0.4;
         let ty = h - bottom + 12.0;
         if rotate {
-            let _ = write!(
-                s,
-                r#"<text x="{cx:.1}" y="{ty:.1}" font-size="10" text-anchor="end" transform="rotate(-35 {cx:.1} {ty:.1})">{}</text>"#,
-                esc(name)
-            );
+            s.push(html!(r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" transform="rotate(-35 {:.1} {:.1})">{}</text>"#, cx, ty, cx, ty, (name)));
         } else {
-            let _ = write!(
-                s,
-                r#"<text x="{cx:.1}" y="{ty:.1}" font-size="10" text-anchor="middle">{}</text>"#,
-                esc(name)
-            );
+            s.push(html!(
+                r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
+                cx,
+                ty,
+                (name)
+            ));
         }
     }
-    s.push_str("</svg>");
+    s.push(html!("</svg>"));
     s
 }
 
 /// Horizontal bars with the value written after each bar.
-pub fn hbars(label: &str, data: &[(String, f64)], unit: &str) -> String {
+pub fn hbars(label: &str, data: &[(String, f64)], unit: &str) -> Markup {
     let row = 22.0;
     let (w, left) = (560.0, 170.0);
     let h = (row * data.len() as f64 + 10.0).max(60.0);
@@ -112,25 +83,9 @@ pub fn hbars(label: &str, data: &[(String, f64)], unit: &str) -> String {
     for (i, (name, v)) in data.iter().enumerate() {
         let y = 5.0 + row * i as f64;
         let bw = (w - left - 80.0) * v / max;
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text><rect x="{left:.1}" y="{:.1}" width="{bw:.1}" height="{:.1}" fill="{}"><title>{}: {} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="11">{} {}</text>"#,
-            left - 6.0,
-            y + 14.0,
-            esc(name),
-            y + 3.0,
-            row - 6.0,
-            colour(i),
-            esc(name),
-            trim_number(*v),
-            esc(unit),
-            left + bw + 4.0,
-            y + 14.0,
-            trim_number(*v),
-            esc(unit)
-        );
+        s.push(html!(r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="11">{} {}</text>"#, left - 6.0, y + 14.0, (name), left, y + 3.0, bw, row - 6.0, colour(i), (name), trim_number(*v), (unit), left + bw + 4.0, y + 14.0, trim_number(*v), (unit)));
     }
-    s.push_str("</svg>");
+    s.push(html!("</svg>"));
     s
 }
 
@@ -139,7 +94,7 @@ pub type VerbRing = (String, f64, Vec<(String, f64)>);
 
 /// Figure 2 of the Self-Instruct paper: verbs on the inner ring, each verb's most
 /// common objects on the outer ring, angles by count.
-pub fn sunburst(label: &str, verbs: &[VerbRing]) -> String {
+pub fn sunburst(label: &str, verbs: &[VerbRing]) -> Markup {
     let (w, h) = (560.0, 560.0);
     let (cx, cy) = (w / 2.0, h / 2.0);
     let (r0, r1, r2) = (70.0, 160.0, 268.0);
@@ -149,13 +104,13 @@ pub fn sunburst(label: &str, verbs: &[VerbRing]) -> String {
     for (i, (verb, n, nouns)) in verbs.iter().enumerate() {
         let span = std::f64::consts::TAU * n / total;
         let c = colour(i);
-        let _ = write!(
-            s,
-            r##"<path d="{}" fill="{c}" stroke="#fff"><title>{}: {}</title></path>"##,
+        s.push(html!(
+            r##"<path d="{}" fill="{}" stroke="#fff"><title>{}: {}</title></path>"##,
             arc(cx, cy, r0, r1, a, a + span),
-            esc(verb),
+            c,
+            (verb),
             trim_number(*n)
-        );
+        ));
         label_at(
             &mut s,
             cx,
@@ -170,14 +125,7 @@ pub fn sunburst(label: &str, verbs: &[VerbRing]) -> String {
         let mut b = a;
         for (noun, m) in nouns {
             let sub = std::f64::consts::TAU * m / total;
-            let _ = write!(
-                s,
-                r##"<path d="{}" fill="{c}" fill-opacity="0.55" stroke="#fff"><title>{} {}: {}</title></path>"##,
-                arc(cx, cy, r1, r2, b, b + sub),
-                esc(verb),
-                esc(noun),
-                trim_number(*m)
-            );
+            s.push(html!(r##"<path d="{}" fill="{}" fill-opacity="0.55" stroke="#fff"><title>{} {}: {}</title></path>"##, arc(cx, cy, r1, r2, b, b + sub), c, (verb), (noun), trim_number(*m)));
             label_at(
                 &mut s,
                 cx,
@@ -193,7 +141,7 @@ pub fn sunburst(label: &str, verbs: &[VerbRing]) -> String {
         }
         a += span;
     }
-    s.push_str("</svg>");
+    s.push(html!("</svg>"));
     s
 }
 
@@ -219,7 +167,7 @@ fn arc(cx: f64, cy: f64, ri: f64, ro: f64, a0: f64, a1: f64) -> String {
 /// A radial label in a sector, when the sector is wide enough to hold it.
 #[allow(clippy::too_many_arguments)]
 fn label_at(
-    s: &mut String,
+    s: &mut Markup,
     cx: f64,
     cy: f64,
     r: f64,
@@ -247,11 +195,7 @@ fn label_at(
     if a.cos() < 0.0 {
         deg += 180.0;
     }
-    let _ = write!(
-        s,
-        r#"<text x="{x:.1}" y="{y:.1}" font-size="{size:.0}" text-anchor="middle" dominant-baseline="middle" transform="rotate({deg:.1} {x:.1} {y:.1})">{}</text>"#,
-        esc(&t)
-    );
+    s.push(html!(r#"<text x="{:.1}" y="{:.1}" font-size="{:.0}" text-anchor="middle" dominant-baseline="middle" transform="rotate({:.1} {:.1} {:.1})">{}</text>"#, x, y, size, deg, x, y, (&t)));
 }
 
 /// Rows × columns of cells shaded by a share in [0, 1], each with its text.
@@ -260,120 +204,89 @@ pub fn heatmap(
     rows: &[String],
     cols: &[String],
     cell: impl Fn(usize, usize) -> Option<(f64, String)>,
-) -> String {
+) -> Markup {
     let (left, top, cw, ch) = (170.0, 26.0, 90.0, 26.0);
     let w = left + cw * cols.len() as f64 + 10.0;
     let h = top + ch * rows.len() as f64 + 10.0;
     let mut s = open(w, h, label);
     for (j, c) in cols.iter().enumerate() {
-        let _ = write!(
-            s,
+        s.push(html!(
             r#"<text x="{:.1}" y="18" font-size="11" text-anchor="middle">{}</text>"#,
             left + cw * (j as f64 + 0.5),
-            esc(c)
-        );
+            (c)
+        ));
     }
     for (i, r) in rows.iter().enumerate() {
         let y = top + ch * i as f64;
-        let _ = write!(
-            s,
+        s.push(html!(
             r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
             left - 6.0,
             y + 17.0,
-            esc(r)
-        );
+            (r)
+        ));
         for (j, col) in cols.iter().enumerate() {
             let x = left + cw * j as f64;
             match cell(i, j) {
                 Some((share, text)) => {
-                    let _ = write!(
-                        s,
-                        r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="#009E73" fill-opacity="{:.2}" stroke="#fff"><title>{} · {}: {}</title></rect><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
-                        cw - 2.0,
-                        ch - 2.0,
-                        0.1 + 0.9 * share.clamp(0.0, 1.0),
-                        esc(r),
-                        esc(col),
-                        esc(&text),
-                        x + cw / 2.0,
-                        y + 17.0,
-                        esc(&text)
-                    );
+                    s.push(html!(r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#009E73" fill-opacity="{:.2}" stroke="#fff"><title>{} · {}: {}</title></rect><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##, x, y, cw - 2.0, ch - 2.0, 0.1 + 0.9 * share.clamp(0.0, 1.0), (r), (col), (&text), x + cw / 2.0, y + 17.0, (&text)));
                 }
                 None => {
-                    let _ = write!(
-                        s,
-                        r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="#f3f3f3" stroke="#fff"/>"##,
-                        cw - 2.0,
-                        ch - 2.0
-                    );
+                    s.push(html!(r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#f3f3f3" stroke="#fff"/>"##, x, y, cw - 2.0, ch - 2.0));
                 }
             }
         }
     }
-    s.push_str("</svg>");
+    s.push(html!("</svg>"));
     s
 }
 
 /// Line series over shared x values (`None` leaves a gap), each with its own y range
 /// scaled to [0, max]; a legend names them.
-pub fn lines(label: &str, xs: &[String], series: &[(String, Vec<Option<f64>>)]) -> String {
+pub fn lines(label: &str, xs: &[String], series: &[(String, Vec<Option<f64>>)]) -> Markup {
     let (w, h, left, bottom, top) = (560.0, 240.0, 44.0, 30.0, 30.0);
     let mut s = open(w, h, label);
     let plot_w = w - left - 16.0;
     let plot_h = h - top - bottom;
     let step = plot_w / (xs.len().max(2) - 1) as f64;
     for (j, x) in xs.iter().enumerate() {
-        let _ = write!(
-            s,
+        s.push(html!(
             r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#,
             left + step * j as f64,
             h - bottom + 14.0,
-            esc(x)
-        );
+            (x)
+        ));
     }
-    let _ = write!(
-        s,
-        r##"<line x1="{left:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#999"/>"##,
+    s.push(html!(
+        r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#999"/>"##,
+        left,
         left + plot_w,
         top + plot_h,
         top + plot_h
-    );
+    ));
     for (k, (name, ys)) in series.iter().enumerate() {
         let max = nice_ceiling(ys.iter().flatten().fold(0.0, |a: f64, b| a.max(*b)));
-        let mut d = String::new();
+        let mut d = Markup::new();
         let mut pen_up = true;
         for (j, y) in ys.iter().enumerate() {
             match y {
                 Some(v) => {
                     let px = left + step * j as f64;
                     let py = top + plot_h * (1.0 - v / max);
-                    let _ = write!(d, "{}{px:.1},{py:.1}", if pen_up { "M" } else { "L" });
-                    let _ = write!(
-                        s,
-                        r#"<circle cx="{px:.1}" cy="{py:.1}" r="3" fill="{}"><title>{} at {}: {}</title></circle>"#,
-                        colour(k),
-                        esc(name),
-                        esc(&xs[j]),
-                        trim_number(*v)
-                    );
+                    d.push(html!(
+                        "{}{:.1},{:.1}",
+                        if pen_up { "M" } else { "L" },
+                        px,
+                        py
+                    ));
+                    s.push(html!(r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{}"><title>{} at {}: {}</title></circle>"#, px, py, colour(k), (name), (&xs[j]), trim_number(*v)));
                     pen_up = false;
                 }
                 None => pen_up = true,
             }
         }
-        let _ = write!(
-            s,
-            r#"<path d="{d}" fill="none" stroke="{}" stroke-width="2"/><rect x="{:.1}" y="8" width="10" height="10" fill="{}"/><text x="{:.1}" y="17" font-size="10">{} (0–{})</text>"#,
-            colour(k),
-            left + 128.0 * k as f64,
-            colour(k),
-            left + 128.0 * k as f64 + 13.0,
-            esc(name),
-            trim_number(max)
-        );
+        s.push(html!(r#"<path d="{}" fill="none" stroke="{}" stroke-width="2"/><rect x="{:.1}" y="8" width="10" height="10" fill="{}"/><text x="{:.1}" y="17" font-size="10">{} (0–{})</text>"#, d, colour(k), left + 128.0 * k as f64, colour(k), left + 128.0 * k as f64 + 13.0, (name), trim_number(max)));
     }
-    s.push_str("</svg>");
+    s.push(html!("</svg>"));
     s
 }
 
@@ -394,7 +307,7 @@ mod tests {
     #[test]
     fn text_is_escaped_and_numbers_trimmed() {
         assert_eq!(
-            esc(r#"<a href="x">&'"#),
+            super::super::html::escape(r#"<a href="x">&'"#),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         assert_eq!(trim_number(3.0), "3");

@@ -9,6 +9,7 @@ mod cuda_emulated;
 mod dedup_cli;
 mod engine;
 mod evol;
+mod file_safety;
 mod forward;
 mod fuzz_corpus;
 mod gguf_errors;

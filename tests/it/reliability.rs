@@ -446,7 +446,8 @@ fn a_record_whose_prompt_cannot_be_built_fails_alone_with_its_line_and_id() {
     assert!(why.contains("line 2") && why.contains("`b`"), "{why}");
     assert_ne!(recs[0]["finish_reason"], "error");
     assert_ne!(recs[2]["finish_reason"], "error");
-    // A record over the 16 MiB prompt bound, with the model's own template.
+    // A record over what the model's context can hold (its context × its longest
+    // token), with the model's own template.
     let big = dir.path().join("big.jsonl");
     std::fs::write(
         &big,
@@ -477,7 +478,7 @@ fn a_record_whose_prompt_cannot_be_built_fails_alone_with_its_line_and_id() {
     assert_eq!(recs[1]["finish_reason"], "error");
     let why = recs[1]["error"].as_str().unwrap();
     assert!(
-        why.contains("line 2") && why.contains("`huge`") && why.contains("bound"),
+        why.contains("line 2") && why.contains("`huge`") && why.contains("grew past"),
         "{why}"
     );
 }

@@ -250,6 +250,14 @@ fn self_instruct_shards_are_deterministic_and_free_of_near_duplicates() {
         let (merged, err) = merge(dir, &[&pattern, "--out", &out]);
         assert!(merged, "{err}");
     }
+    // Each shard stops at its share of --num 4, whatever its wave made.
+    for f in ["a0.jsonl", "a1.jsonl", "b0.jsonl", "b1.jsonl"] {
+        let made = read(dir, f)
+            .lines()
+            .filter(|l| l.contains("\"source\":\"self-instruct\""))
+            .count();
+        assert!(made <= 2, "{f}: {made} tasks, over its share of 2");
+    }
     // Shards draw differently (their own seeds) and the merge is a function of them.
     assert_ne!(read(dir, "a0.jsonl"), read(dir, "a1.jsonl"));
     let merged = read(dir, "a.jsonl");
@@ -423,4 +431,68 @@ fn merge_refuses_inconsistent_shards_by_name() {
     std::io::Write::write_all(&mut f, b"{}\n").unwrap();
     std::fs::remove_file(dir.join("m.jsonl")).unwrap();
     refuse(&set, &["shard 0/3", "changed after the run"]);
+}
+
+/// A shard edited in place to the same length (an id changed) is refused by its
+/// committed sha256; `--rejected` never empties a file that is not an earlier merge's;
+/// a path spelled through `..` or a link is still the shard it names.
+#[test]
+fn merge_refuses_a_shard_edited_in_place_and_protects_its_rejected_file() {
+    model_path(SMOLLM2);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write_prompts(dir, 4);
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let gen = ["generate", "--input", "in.jsonl", "--max-tokens", "4"];
+    for i in 0..2 {
+        let (shard, out) = (format!("{i}/2"), format!("g{i}.jsonl"));
+        ok(dir, &args(&gen, &["--out", &out, "--shard", &shard]), 2, 1);
+    }
+    let set = ["g0.jsonl", "g1.jsonl", "--out", "m.jsonl"];
+    std::fs::write(dir.join("important.txt"), "keep me\n").unwrap();
+    let (done, err) = merge(dir, &[&set[..], &["--rejected", "important.txt"]].concat());
+    assert!(
+        !done && err.contains("--rejected `important.txt` already exists"),
+        "{err}"
+    );
+    assert_eq!(read(dir, "important.txt"), "keep me\n");
+    assert!(!dir.join("m.jsonl").exists());
+    for rejected in ["sub/../g1.jsonl", "sub/../g0.jsonl.manifest.json"] {
+        let (done, err) = merge(dir, &[&set[..], &["--rejected", rejected]].concat());
+        assert!(
+            !done && err.contains("one of the shards"),
+            "{rejected}: {err}"
+        );
+    }
+    std::os::unix::fs::symlink(dir.join("g0.jsonl"), dir.join("link.jsonl")).unwrap();
+    let (done, err) = merge(dir, &["g0.jsonl", "g1.jsonl", "--out", "link.jsonl"]);
+    assert!(!done && err.contains("one of the shards"), "{err}");
+    // A merge's own rejected file may be written again by the same merge.
+    for _ in 0..2 {
+        let (done, err) = merge(
+            dir,
+            &[&set[..], &["--rejected", "m.rejected.jsonl"]].concat(),
+        );
+        assert!(done, "{err}");
+    }
+    let text = read(dir, "g1.jsonl");
+    let first_id = serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let edited = text.replacen(
+        &format!("\"{first_id}\""),
+        &format!("\"{}\"", "X".repeat(first_id.len())),
+        1,
+    );
+    assert_eq!(edited.len(), text.len());
+    assert_ne!(edited, text);
+    std::fs::write(dir.join("g1.jsonl"), edited).unwrap();
+    std::fs::remove_file(dir.join("m.jsonl")).unwrap();
+    let (done, err) = merge(dir, &set);
+    assert!(
+        !done && err.contains("shard 1/2") && err.contains("not the bytes its run committed"),
+        "{err}"
+    );
 }

@@ -187,31 +187,33 @@ fn a_second_run_on_a_locked_output_is_refused_with_the_holders_pid() {
     assert_eq!(ids.len(), 48, "no record twice");
 }
 
+/// Inputs `p0` and `p0.r1`: `p0`'s first evolution may not take the id `p0.r1` (seed 3
+/// is a run in which it survives its eliminations).
 #[test]
 fn evolve_ids_stay_unique_when_an_input_id_looks_evolved() {
+    model_path(SMOLLM2);
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let model = tiny_model(dir);
     std::fs::write(
         dir.join("in.jsonl"),
-        "{\"id\":\"p0\",\"instruction\":\"Name a colour.\"}\n{\"id\":\"p0.r1\",\"instruction\":\"Name a fruit.\"}\n",
+        "{\"id\":\"p0\",\"instruction\":\"Explain how tides work.\"}\n{\"id\":\"p0.r1\",\"instruction\":\"Write a short poem about autumn leaves.\"}\n{\"id\":\"p1\",\"instruction\":\"Describe how a bicycle works.\"}\n",
     )
     .unwrap();
     let (ok, _, err) = run_teacher(&[
         "evolve",
-        "--model",
-        s(&model),
         "--input",
         s(&dir.join("in.jsonl")),
         "--out",
         s(&dir.join("e.jsonl")),
         "--rounds",
-        "2",
+        "1",
         "--max-tokens",
-        "8",
+        "128",
         "--response-max-tokens",
-        "8",
+        "64",
         "--keep-originals",
+        "--seed",
+        "3",
     ]);
     assert!(ok, "{err}");
     let mut ids: Vec<String> = std::fs::read_to_string(dir.join("e.jsonl"))
@@ -224,7 +226,7 @@ fn evolve_ids_stay_unique_when_an_input_id_looks_evolved() {
                 .to_string()
         })
         .collect();
-    assert!(ids.contains(&"p0.r1".to_string()));
+    assert!(ids.contains(&"p0.r1.1".to_string()), "{ids:?}");
     let n = ids.len();
     ids.sort();
     ids.dedup();
@@ -273,7 +275,9 @@ fn sizes_from_flags_are_refused_before_they_are_allocated() {
 fn perplexity_batch_tokens_beyond_memory_is_refused_by_name() {
     model_path(SMOLLM2);
     let d = tempfile::tempdir().unwrap();
-    let text = crate::common::shared_data("perplexity_gpl3.txt").repeat(4);
+    // ~3 MB: about 90 chunks of 8192 tokens, whose logits alone would take ~75 GB.
+    let base = crate::common::shared_data("perplexity_gpl3.txt");
+    let text = base.repeat((3 << 20) / base.len() + 1);
     let file = d.path().join("t.txt");
     std::fs::write(&file, text).unwrap();
     let err = refused(&[
@@ -293,17 +297,18 @@ fn perplexity_batch_tokens_beyond_memory_is_refused_by_name() {
     );
 }
 
-/// A template whose render outgrows what the context can hold stops at that bound (the
-/// record fails alone, naming it) instead of rendering and tokenizing megabytes first.
+/// A template whose render outgrows what the context can hold stops at that bound,
+/// naming it, instead of rendering and tokenizing megabytes first (respond's records
+/// fail alone: `reliability::a_record_whose_prompt_cannot_be_built_fails_alone_…`).
 #[test]
-fn a_template_that_renders_past_the_context_fails_its_record_quickly() {
+fn a_template_that_renders_past_the_context_is_refused_quickly() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
     let model = tiny_model(dir);
     let tmpl = dir.join("t.jinja");
     std::fs::write(
         &tmpl,
-        "{% for i in range(200000) %}{{ messages[0]['content'] }}{% endfor %}",
+        "{% for i in range(1000) %}{% for j in range(1000) %}{{ messages[0]['content'] }}{% endfor %}{% endfor %}",
     )
     .unwrap();
     std::fs::write(
@@ -315,7 +320,8 @@ fn a_template_that_renders_past_the_context_fails_its_record_quickly() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let (ok, _, err) = run_teacher(&[
+    // generate renders every prompt before its run starts, so the bad one refuses it.
+    let err = refused(&[
         "generate",
         "--model",
         s(&model),
@@ -326,11 +332,9 @@ fn a_template_that_renders_past_the_context_fails_its_record_quickly() {
         "--out",
         s(&dir.join("o.jsonl")),
     ]);
-    assert!(ok, "{err}");
-    let out = std::fs::read_to_string(dir.join("o.jsonl")).unwrap();
     assert!(
-        out.contains("more than the model's context can hold") && out.contains("\"error\""),
-        "{out}"
+        err.contains("more than the model's context can hold"),
+        "{err}"
     );
     assert!(started.elapsed().as_secs() < 20);
 }

@@ -574,6 +574,32 @@ mod tests {
     }
 
     #[test]
+    fn stalled_and_short_shards_are_warned_about() {
+        let task = |id: &str| json!({"id": id, "instruction": id, "source": "magpie"});
+        let mut parts = vec![
+            part(0, 3, vec![task("a"), task("b")], vec![]),
+            part(1, 3, vec![], vec![]),
+            part(2, 3, vec![task("c")], vec![]),
+        ];
+        for p in &mut parts {
+            p.manifest = json!({"params": {"num": 6}});
+        }
+        let (rows, warnings) = shard_yields(&parts);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("shard 1/3") && warnings[0].contains("made no records"));
+        assert!(warnings[1].contains("shard 2/3") && warnings[1].contains("made 1 of its 2"));
+        assert_eq!(rows[0]["short"], false);
+        assert_eq!(rows[1]["short"], true);
+        assert_eq!(rows[2]["records"], 1);
+        // Per-item commands have no share: only a shard with nothing is warned about.
+        for p in &mut parts {
+            p.manifest = json!({"params": {}});
+        }
+        let (_, warnings) = shard_yields(&parts);
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
     fn self_instruct_drops_near_duplicates_of_earlier_shards_only() {
         let seed = json!({"id": "seed_1", "instruction": "Name a fruit.", "source": "seed"});
         let a = part(

@@ -69,6 +69,14 @@ submit --array=0-2
 cat "$work"/slurm-*.out
 merged_equals_single "Slurm array of 3 shards"
 
+echo "ci: a one-task array without TEACHER_SHARDS is refused (its N is unknown)"
+if TEACHER="$teacher" timeout "${SLURM_WAIT_S:-300}" sbatch --wait --array=1 --cpus-per-task=1 \
+    --output="$work/refused-%A_%a.out" "$here/teacher-array.sbatch" "$work/other" "${args[@]}"; then
+    echo "ci: a one-task array without TEACHER_SHARDS ran" >&2
+    exit 1
+fi
+grep -q "TEACHER_SHARDS=N" "$work"/refused-*.out || { cat "$work"/refused-*.out >&2; exit 1; }
+
 echo "ci: shard 1 lost, re-run alone: sbatch --array=1 --export=ALL,TEACHER_SHARDS=3"
 rm "$work/shards/shard-1.jsonl" "$work/shards/shard-1.jsonl.manifest.json"
 submit --array=1 --export=ALL,TEACHER_SHARDS=3

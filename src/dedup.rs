@@ -415,6 +415,13 @@ impl AtomicFile {
         })
     }
 
+    /// Write `text` as it is.
+    pub fn write_text(&mut self, text: &str) -> Result<()> {
+        let w = self.w.as_mut().expect("open until commit");
+        w.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&self.tmp, e))
+    }
+
     pub fn write_line(&mut self, line: &str) -> Result<()> {
         let w = self.w.as_mut().expect("open until commit");
         w.write_all(line.as_bytes())

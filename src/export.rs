@@ -58,7 +58,8 @@ pub fn convert(records: &[Value], f: Format) -> String {
     }
 }
 
-/// Write `<input stem>.<format>.json(l)` beside `input`; returns its path.
+/// Write `<input stem>.<format>.json(l)` beside `input` (never `input` itself: the name
+/// gains a part); returns its path.
 pub fn export_file(input: &Path, f: Format) -> Result<PathBuf> {
     let file = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
     let mut records = Vec::new();
@@ -83,6 +84,10 @@ pub fn export_file(input: &Path, f: Format) -> Result<PathBuf> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let out = input.with_file_name(format!("{stem}.{name}.{ext}"));
-    std::fs::write(&out, convert(&records, f)).map_err(|e| Error::io(&out, e))?;
+    // Locked and renamed into place, like every output: never half-written, never
+    // written by two runs at once.
+    let mut file = crate::dedup::AtomicFile::create(&out)?;
+    file.write_text(&convert(&records, f))?;
+    file.commit()?;
     Ok(out)
 }

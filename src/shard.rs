@@ -1,12 +1,13 @@
 //! `--shard I/N`: one of N pieces of a run, for array jobs on a cluster.
 //!
-//! Per-item pipelines (`generate`, `respond`, `evolve`) give shard I the contiguous
+//! Per-item pipelines (`generate`, `respond`, `judge`, `evolve`) give shard I the contiguous
 //! slice of input positions `[⌊I·n/N⌋, ⌊(I+1)·n/N⌋)`. Every draw is keyed by (run seed,
 //! item id, step) and the forward pass is batch-invariant, so an item's text does not
 //! depend on the shard, machine or batch that produced it, and `teacher merge` puts the
 //! shards back together as the single run would have written them. Self-Instruct grows
 //! one pool per shard from the seeds with the shard's own seed ([`Shard::seed`]) and a
-//! share of `--num` ([`Shard::share`]); `merge` removes near-duplicates across shards.
+//! share of `--num` ([`Shard::share`]), as Magpie does; each stops at its share, and
+//! `merge` removes near-duplicates across shards.
 //!
 //! Indices are 0-based, as Slurm's `SLURM_ARRAY_TASK_ID` and Kubernetes'
 //! `JOB_COMPLETION_INDEX` are.

@@ -1,8 +1,9 @@
 //! A loaded model: GGUF header, hyper-parameters, tokenizer, chat template, weights.
 //!
 //! The forward pass here is candle-transformers' single-sequence quantized models,
-//! one KV cache per `Model`; it is the numerical reference that the batched engine
-//! is tested against, and the path `teacher complete` uses.
+//! one KV cache per `Model`: the numerical reference that the batched engine is tested
+//! against (only tests use it; every command, `teacher complete` included, runs the
+//! batched `forward`).
 
 use crate::chat_template::{ChatTemplate, Message};
 use crate::error::{Error, Result};

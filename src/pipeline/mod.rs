@@ -1,6 +1,6 @@
-//! The data pipelines: Self-Instruct (`self_instruct`), Evol-Instruct (`evol`) and
-//! responses (`respond`), with the pieces they share: seed sets, prompt texts, the
-//! resumable run file, and deterministic choices.
+//! The data pipelines: Self-Instruct (`self_instruct`), Evol-Instruct (`evol`),
+//! responses (`respond`), Magpie (`magpie`) and the judge (`judge`), with the pieces they
+//! share: seed sets, prompt texts, the resumable run file, and deterministic choices.
 
 pub mod evol;
 pub mod items;

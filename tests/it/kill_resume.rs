@@ -94,7 +94,7 @@ fn self_instruct_killed_in_a_commit_and_mid_wave_resumes_to_the_same_bytes() {
             "--answer-max-tokens",
             "64",
             "--batch",
-            "3",
+            "6",
         ],
         &["si.jsonl", "si.rej.jsonl"],
     );

@@ -196,6 +196,11 @@ fn magpie_multi_turn_shards_and_base_model_refusal() {
     let merged = records(dir, "merged.jsonl");
     let n0 = records(dir, "s0.jsonl").len();
     let n1 = records(dir, "s1.jsonl").len();
+    // Each shard stops at its share of --num 2.
+    assert!(
+        n0 <= 1 && n1 <= 1,
+        "{n0} and {n1} conversations, over a share of 1"
+    );
     assert!(merged.len() <= n0 + n1 && merged.len() >= n0);
     assert!(merged
         .iter()

@@ -16,7 +16,25 @@ fn perplexity(model: &str, context: usize) -> serde_json::Value {
     perplexity_with(model, context, "f16")
 }
 
+/// A run's report, computed once per (model, context, KV type) in this test process:
+/// both tests read the f16 figures, and a figure is a pure function of its inputs.
 fn perplexity_with(model: &str, context: usize, kv: &str) -> serde_json::Value {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Memo = Mutex<HashMap<(String, usize, String), Arc<OnceLock<serde_json::Value>>>>;
+    static MEMO: OnceLock<Memo> = OnceLock::new();
+    let cell = MEMO
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry((model.to_string(), context, kv.to_string()))
+        .or_default()
+        .clone();
+    cell.get_or_init(|| run_perplexity(model, context, kv))
+        .clone()
+}
+
+fn run_perplexity(model: &str, context: usize, kv: &str) -> serde_json::Value {
     let path = model_path(model);
     let text = shared_dir().join("data/perplexity_gpl3.txt");
     assert!(text.exists(), "shared text missing: {}", text.display());

@@ -1,4 +1,6 @@
-//! teacher's own batched forward pass on the CPU.
+//! teacher's own batched forward pass, behind one seam for its backends: the CPU
+//! (`cpu/`) and, with `--features cuda|metal`, the GPU (`gpu/`), siblings that give the
+//! same bits.
 //!
 //! One call runs a *step*: any mix of sequences, each contributing a segment of
 //! tokens at its own positions (a prompt chunk, or one decode token), so every weight
@@ -7,8 +9,9 @@
 //! logits alone or among 31 others, whatever the prompt chunking or thread count.
 //!
 //! Weights are used in place from the memory-mapped GGUF. The per-architecture facts
-//! (RoPE style, norms, activation, biases, sliding windows) live in `llama.rs`,
-//! `qwen2.rs` and `gemma3.rs`.
+//! (RoPE style, norms, activation, biases, sliding windows) live in one file per
+//! architecture: `llama.rs`, `qwen2.rs`, `qwen3.rs`, `phi3.rs`, `gemma2.rs`,
+//! `gemma3.rs`.
 
 mod cpu;
 mod device;

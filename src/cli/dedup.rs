@@ -45,20 +45,20 @@ pub(crate) struct DedupArgs {
     /// Count and skip records that are not JSON objects with the field as a string.
     #[arg(long)]
     skip_invalid: bool,
-    /// MinHash: number of permutations.
-    #[arg(long, default_value_t = 128)]
-    num_perm: usize,
-    /// MinHash: words per shingle.
-    #[arg(long, default_value_t = 1)]
-    ngram: usize,
+    /// MinHash: number of permutations [default: 128].
+    #[arg(long)]
+    num_perm: Option<usize>,
+    /// MinHash: words per shingle [default: 1].
+    #[arg(long)]
+    ngram: Option<usize>,
     /// MinHash: drop on any band collision instead of confirming each candidate by its
     /// true Jaccard similarity (less memory, some false drops; bands then balance
     /// misses and false drops equally).
     #[arg(long)]
     no_verify: bool,
-    /// MinHash: seed of the hash functions.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// MinHash: seed of the hash functions [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -81,11 +81,28 @@ pub(crate) fn run(a: DedupArgs) -> anyhow::Result<()> {
     if !(threshold > 0.0 && threshold <= 1.0) {
         bail!("--threshold must be in (0, 1], got {threshold}");
     }
-    if a.ngram == 0 {
+    // MinHash's settings do nothing for the other methods: refused, not ignored.
+    if !matches!(a.method, DedupMethod::Minhash) {
+        let given = [
+            ("--num-perm", a.num_perm.is_some()),
+            ("--ngram", a.ngram.is_some()),
+            ("--no-verify", a.no_verify),
+            ("--seed", a.seed.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            bail!("{flag} is a MinHash setting and does nothing here\nhint: add --method minhash, or leave {flag} out");
+        }
+    }
+    let (num_perm, ngram, seed) = (
+        a.num_perm.unwrap_or(128),
+        a.ngram.unwrap_or(1),
+        a.seed.unwrap_or(1),
+    );
+    if ngram == 0 {
         bail!("--ngram must be at least 1 (words per shingle), got 0");
     }
-    if a.num_perm == 0 || a.num_perm > 1024 {
-        bail!("--num-perm must be in 1..=1024, got {}", a.num_perm);
+    if num_perm == 0 || num_perm > 1024 {
+        bail!("--num-perm must be in 1..=1024, got {num_perm}");
     }
     let opts = DedupOptions {
         method,
@@ -97,10 +114,10 @@ pub(crate) fn run(a: DedupArgs) -> anyhow::Result<()> {
         },
         fields: a.fields.clone().unwrap_or_else(|| vec![a.field.clone()]),
         skip_invalid: a.skip_invalid,
-        num_perm: a.num_perm,
-        ngram: a.ngram,
+        num_perm,
+        ngram,
         verify: !a.no_verify,
-        seed: a.seed,
+        seed,
     };
     let bar = teacher::progress::counter("records");
     let report = teacher::dedup::run(&a.input, &a.out, a.dropped.as_deref(), &opts, |r| {

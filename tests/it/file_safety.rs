@@ -379,6 +379,17 @@ fn small_flags_are_refused_or_named_not_silently_changed() {
         "0",
     ]);
     assert!(err.contains("--ngram must be at least 1"), "{err}");
+    // MinHash's settings with another method are refused, not ignored.
+    let err = refused(&[
+        "dedup",
+        "--input",
+        s(&data),
+        "--out",
+        s(&d.path().join("k.jsonl")),
+        "--ngram",
+        "3",
+    ]);
+    assert!(err.contains("--ngram is a MinHash setting"), "{err}");
     let err = refused(&["models", "pull", "no-such-model"]);
     assert!(
         err.contains("unknown model `no-such-model`") && !err.contains("network"),

@@ -78,14 +78,10 @@ pub(crate) struct PipelineJudgeArgs {
 impl PipelineJudgeArgs {
     /// Where `--judge` writes: the judged records and, with a minimum, their rejects.
     fn outputs(&self, out: &Path) -> (PathBuf, Option<PathBuf>) {
-        let judged = self.judge_out.clone().unwrap_or_else(|| {
-            let name = out
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
-            out.with_file_name(format!("{stem}.judged.jsonl"))
-        });
+        let judged = self
+            .judge_out
+            .clone()
+            .unwrap_or_else(|| teacher::pipeline::run_file::sibling_path(out, "judged"));
         let rejected = rejected_path(&judged, None, &self.filter);
         (judged, rejected)
     }

@@ -43,12 +43,18 @@ pub fn manifest_path(out: &Path) -> PathBuf {
 /// Where a pipeline that must keep its rejections puts them when the user names no
 /// file: `out.jsonl` → `out.rejected.jsonl`.
 pub fn default_rejected_path(out: &Path) -> PathBuf {
+    sibling_path(out, "rejected")
+}
+
+/// A file beside `out` named for what it holds: (`out.jsonl`, `judged`) →
+/// `out.judged.jsonl`.
+pub fn sibling_path(out: &Path, what: &str) -> PathBuf {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let stem = name.strip_suffix(".jsonl").unwrap_or(&name);
-    out.with_file_name(format!("{stem}.rejected.jsonl"))
+    out.with_file_name(format!("{stem}.{what}.jsonl"))
 }
 
 impl RunFile {

@@ -239,34 +239,25 @@ fn sizes_from_flags_are_refused_before_they_are_allocated() {
     let dir = d.path();
     let model = tiny_model(dir);
     std::fs::write(dir.join("in.jsonl"), "{\"id\":\"a\",\"prompt\":\"hi\"}\n").unwrap();
-    for kv in ["1e300", "inf"] {
-        let err = refused(&[
+    let (input, out) = (dir.join("in.jsonl"), dir.join("o.jsonl"));
+    let generate = |extra: &[&str]| -> String {
+        let base = [
             "generate",
             "--model",
             s(&model),
             "--input",
-            s(&dir.join("in.jsonl")),
+            s(&input),
             "--out",
-            s(&dir.join("o.jsonl")),
-            "--kv-memory",
-            kv,
-            "--batch",
-            "390937467654",
-        ]);
+            s(&out),
+        ];
+        refused(&[&base[..], extra].concat())
+    };
+    for kv in ["1e300", "inf"] {
+        let err = generate(&["--kv-memory", kv, "--batch", "390937467654"]);
         assert!(err.contains("KV cache") && err.contains("--batch"), "{err}");
     }
     // --context over the model's own is refused, not silently cut.
-    let err = refused(&[
-        "generate",
-        "--model",
-        s(&model),
-        "--input",
-        s(&dir.join("in.jsonl")),
-        "--out",
-        s(&dir.join("o.jsonl")),
-        "--context",
-        "100000000",
-    ]);
+    let err = generate(&["--context", "100000000"]);
     assert!(err.contains("longer than the model's context"), "{err}");
     assert!(!dir.join("o.jsonl").exists());
 }
